@@ -1,0 +1,116 @@
+"""Calibration data for SparseGPT and INT8 calibration: the model's own random inputs, a tensor
+file, or a user loader, always checked against the model's input spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from sparsekit.errors import CalibrationDataError
+from sparsekit.models.spec import InputSpec
+
+
+def _as_batches(data: Any, spec: InputSpec, batch_size: int) -> list[tuple]:
+    import numpy as np
+    import torch
+
+    if isinstance(data, dict):
+        missing = [n for n in spec.names if n not in data]
+        if missing:
+            raise CalibrationDataError(f"calibration data lacks input(s) {missing}", f"provide tensors named {spec.names}")
+        columns = [torch.as_tensor(np.asarray(data[n])) if not torch.is_tensor(data[n]) else data[n] for n in spec.names]
+    elif torch.is_tensor(data) or isinstance(data, np.ndarray):
+        if len(spec.tensors) != 1:
+            raise CalibrationDataError(f"one calibration tensor given, the model takes {len(spec.tensors)} inputs", f"save a dict with keys {spec.names}")
+        columns = [torch.as_tensor(data)]
+    else:
+        batches = [tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in data]
+        if not batches:
+            raise CalibrationDataError("the calibration loader yielded no batches", "give at least one batch")
+        for b in batches:
+            _check_batch(b, spec)
+        return batches
+    n = columns[0].shape[0]
+    if n == 0:
+        raise CalibrationDataError("the calibration data is empty", "give at least one sample")
+    batches = [tuple(c[i : i + batch_size] for c in columns) for i in range(0, n, batch_size)]
+    for b in batches:
+        _check_batch(b, spec)
+    return batches
+
+
+def _check_batch(batch: tuple, spec: InputSpec) -> None:
+    if len(batch) != len(spec.tensors):
+        raise CalibrationDataError(f"a calibration batch has {len(batch)} tensors, the model takes {len(spec.tensors)}", f"yield tuples ordered as {spec.names}")
+    for tensor, want in zip(batch, spec.tensors):
+        got = tuple(tensor.shape[1:])
+        if got != tuple(want.shape[1:]):
+            raise CalibrationDataError(
+                f"calibration input '{want.name}' has sample shape {list(got)}, the model expects {list(want.shape[1:])}",
+                "reshape the data to [N, " + ", ".join(map(str, want.shape[1:])) + "]",
+            )
+        if want.dtype.startswith("int") != (not tensor.dtype.is_floating_point):
+            raise CalibrationDataError(f"calibration input '{want.name}' is {tensor.dtype}, the model expects {want.dtype}", f"convert it to {want.dtype}")
+
+
+def load_calibration(source: str | None, spec: InputSpec, samples: int = 64, batch_size: int = 8, seed: int = 0) -> list[tuple]:
+    """Calibration batches for a model.
+
+    Args:
+        source: ``None`` (random inputs drawn from the input spec), a ``.pt``/``.npy``/``.npz`` file
+            holding ``[N, ...]`` samples (a dict by input name for several inputs), or a
+            ``module:function`` / ``file.py:function`` returning an iterable of batches.
+        spec: the model's input spec.
+        samples: number of samples for random data.
+        batch_size: batch size used to split tensor files and random data.
+        seed: seed for random data.
+
+    Returns:
+        A list of input tuples, each with the batch dimension first.
+
+    Raises:
+        CalibrationDataError: missing/unreadable file or wrong shapes/dtypes.
+    """
+    import numpy as np
+    import torch
+
+    if source is None:
+        n_batches = max(1, samples // batch_size)
+        return [spec.random(batch=batch_size, seed=seed + i) for i in range(n_batches)]
+    path = Path(source)
+    if path.suffix in (".pt", ".pth", ".npy", ".npz"):
+        if not path.is_file():
+            raise CalibrationDataError(f"calibration file '{path}' does not exist", "check the path")
+        try:
+            if path.suffix in (".pt", ".pth"):
+                data = torch.load(path, map_location="cpu", weights_only=True)
+            elif path.suffix == ".npy":
+                data = np.load(path)
+            else:
+                data = dict(np.load(path))
+        except Exception as exc:
+            raise CalibrationDataError(f"cannot read calibration file '{path}' ({type(exc).__name__})", "save it with torch.save or numpy.save") from exc
+        return _as_batches(data, spec, batch_size)
+    if ":" in source:
+        from sparsekit.models.source import _load_callable
+
+        try:
+            data = _load_callable(source)()
+        except CalibrationDataError:
+            raise
+        except Exception as exc:
+            raise CalibrationDataError(f"calibration loader '{source}' failed: {exc}", "fix the loader") from exc
+        return _as_batches(data, spec, batch_size)
+    raise CalibrationDataError(f"cannot use '{source}' as calibration data", "give a .pt/.npy/.npz file or module:function")
+
+
+def forward_loop(batches: Iterable[tuple]):
+    """A ModelOpt-style ``forward_loop(model)`` that runs ``model(*batch)`` over ``batches`` without grads."""
+    import torch
+
+    def run(model):
+        with torch.no_grad():
+            for batch in batches:
+                model(*batch)
+
+    return run

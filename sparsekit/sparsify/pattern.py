@@ -1,0 +1,85 @@
+"""2:4 structured-sparsity arithmetic on weight arrays, in TensorRT's layout.
+
+TensorRT groups 4 consecutive INPUT channels for every output channel (and every kernel position
+of a conv): axis 1 of a Conv weight ``[K, C, R, S]`` or of a Linear / Gemm(transB=1) weight
+``[N, K]``, axis 0 of a MatMul constant ``B [K, N]``. A group is 2:4 when at least 2 of its 4
+values are exactly zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """2:4 statistics of one weight along one axis.
+
+    Attributes:
+        groups: number of 4-element groups (0 when the axis length is not a multiple of 4).
+        conforming: groups with at least 2 zeros.
+        zero_fraction: fraction of exactly-zero values in the whole tensor (0..1).
+    """
+
+    groups: int
+    conforming: int
+    zero_fraction: float
+
+    @property
+    def is_2to4(self) -> bool:
+        """True when every group holds at least 2 zeros (and there is at least one group)."""
+        return self.groups > 0 and self.conforming == self.groups
+
+    @property
+    def conforming_fraction(self) -> float:
+        return self.conforming / self.groups if self.groups else 0.0
+
+
+def _grouped(weight: np.ndarray, axis: int) -> np.ndarray:
+    """View ``weight`` as ``[..., axis_len // 4, 4]`` with the grouped axis last."""
+    moved = np.moveaxis(np.asarray(weight), axis, -1)
+    return moved.reshape(*moved.shape[:-1], moved.shape[-1] // 4, 4)
+
+
+def group_stats(weight: np.ndarray, axis: int) -> GroupStats:
+    """Count 2:4-conforming groups of ``weight`` along ``axis``.
+
+    Args:
+        weight: any-rank numeric array (float, fp16 or int8).
+        axis: the axis TensorRT groups by 4.
+    """
+    w = np.asarray(weight)
+    zero_fraction = float(np.count_nonzero(w == 0)) / max(w.size, 1)
+    if w.ndim == 0 or w.shape[axis] % 4 or w.size == 0:
+        return GroupStats(0, 0, zero_fraction)
+    zeros = np.count_nonzero(_grouped(w, axis) == 0, axis=-1)
+    return GroupStats(int(zeros.size), int(np.count_nonzero(zeros >= 2)), zero_fraction)
+
+
+def magnitude_mask(weight: np.ndarray, axis: int) -> np.ndarray:
+    """2:4 mask keeping the 2 largest-magnitude values of every group along ``axis``.
+
+    Args:
+        weight: array whose ``shape[axis]`` is a multiple of 4.
+        axis: the grouped axis.
+
+    Returns:
+        A boolean array of ``weight``'s shape, True where the value is kept (exactly half).
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    if w.shape[axis] % 4:
+        raise ValueError(f"axis {axis} of shape {w.shape} is not a multiple of 4")
+    grouped = np.abs(_grouped(w, axis))
+    order = np.argsort(-grouped, axis=-1, kind="stable")
+    keep = np.zeros(grouped.shape, dtype=bool)
+    np.put_along_axis(keep, order[..., :2], True, axis=-1)
+    moved_shape = np.moveaxis(w, axis, -1).shape
+    return np.moveaxis(keep.reshape(moved_shape), -1, axis)
+
+
+def retained_magnitude(weight: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of the L1 magnitude of ``weight`` that ``mask`` keeps (0..1)."""
+    total = float(np.abs(weight).sum())
+    return float(np.abs(weight * mask).sum()) / total if total else 1.0
