@@ -53,9 +53,22 @@ def load_onnx(path: str | os.PathLike, load_external_data: bool = True):
 
 
 def module_from_node_name(node_name: str) -> str:
-    """``/layers.0/ffn_in/Gemm`` -> ``layers.0.ffn_in`` (the legacy torch exporter's scope naming)."""
-    parts = [p for p in node_name.split("/") if p]
-    return ".".join(parts[:-1])
+    """Recover the PyTorch module path from a TorchScript-exporter node name.
+
+    The exporter writes one scope per called module; children of a Sequential are written with
+    their parent's local name as prefix. ``/layers.0/ffn_in/MatMul`` -> ``layers.0.ffn_in`` and
+    ``/stages/stages.0/conv1/conv1.0/Conv`` -> ``stages.0.conv1.0``. Names without scopes give "".
+    """
+    parts = [p for p in node_name.split("/") if p][:-1]
+    path: list[str] = []
+    prev = None
+    for part in parts:
+        if prev is not None and part.startswith(prev + "."):
+            path.append(part[len(prev) + 1 :])
+        else:
+            path.append(part)
+        prev = part
+    return ".".join(path)
 
 
 def _dtype_name(data_type: int) -> str:

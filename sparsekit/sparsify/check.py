@@ -7,7 +7,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
-import numpy as np
 from torch import nn
 
 from sparsekit.analyze.rules import trt_eligible
@@ -158,8 +157,8 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (), sparsified_
     for ref in find_weights(model):
         weight = numpy_helper.to_array(arrays[ref.initializer])
         verdict = trt_eligible(ref.op_type, ref.dims, ref.axis, dtype=ref.dtype)
-        stats = group_stats(weight, ref.axis) if verdict.ok else group_stats(np.zeros((0,)), 0)
+        stats = group_stats(weight, ref.axis)
         name = ref.module or ref.node
-        layers.append(LayerCheck(name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4))
+        layers.append(LayerCheck(name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4 and verdict.ok))
     _mark_required(layers, require, sparsified_modules)
     return CheckReport(str(path), layers, list(require))

@@ -1,0 +1,106 @@
+"""Per-layer 2:4 analysis of a PyTorch model: eligibility, ModelOpt rules, win heuristic, FLOP share."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+
+from sparsekit.analyze.flops import layer_flops
+from sparsekit.analyze.rules import amdahl_bound, likely_wins, modelopt_magnitude, modelopt_sparsegpt, trt_eligible
+
+
+@dataclass
+class LayerAnalysis:
+    """One Linear/Conv (PyTorch) or Conv/Gemm/MatMul (ONNX) layer.
+
+    Attributes:
+        name: module path or ONNX node scope.
+        kind: layer type.
+        shape: weight shape as stored.
+        axis: the axis TensorRT groups by 4; ``axis_len`` its length.
+        trt: can hold 2:4 for TensorRT (verdict + reason).
+        magnitude / sparsegpt: will ModelOpt's mode sparsify it (verdict + reason).
+        likely_win: heuristic verdict on whether sparse kernels beat dense here.
+        gemm_rows: the GEMM's M dimension at the analysed batch (small M rarely gains).
+        flops: FLOPs at the analysed input shape; ``flop_share`` of the model total (0..1).
+    """
+
+    name: str
+    kind: str
+    shape: list[int]
+    axis: int
+    axis_len: int
+    trt: dict
+    magnitude: dict
+    sparsegpt: dict
+    likely_win: dict
+    gemm_rows: int | None
+    flops: int | None
+    flop_share: float | None
+
+
+@dataclass
+class AnalysisReport:
+    """All layers plus the end-to-end bound."""
+
+    source: str
+    inputs: list[dict]
+    total_flops: int | None
+    layers: list[LayerAnalysis] = field(default_factory=list)
+
+    def share(self, predicate) -> float:
+        return sum(layer.flop_share or 0.0 for layer in self.layers if predicate(layer))
+
+    @property
+    def summary(self) -> dict:
+        eligible = self.share(lambda layer: layer.trt["ok"] and layer.magnitude["ok"])
+        winning = self.share(lambda layer: layer.trt["ok"] and layer.magnitude["ok"] and layer.likely_win["ok"])
+        return {
+            "layers": len(self.layers),
+            "trt_eligible": sum(layer.trt["ok"] for layer in self.layers),
+            "sparsifiable": sum(layer.trt["ok"] and layer.magnitude["ok"] for layer in self.layers),
+            "likely_win": sum(layer.trt["ok"] and layer.magnitude["ok"] and layer.likely_win["ok"] for layer in self.layers),
+            "sparsifiable_flop_share": round(eligible, 4),
+            "likely_win_flop_share": round(winning, 4),
+            "amdahl_bound": round(amdahl_bound(eligible), 4),
+            "amdahl_bound_likely_win": round(amdahl_bound(winning), 4),
+        }
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "inputs": self.inputs, "total_flops": self.total_flops, "summary": self.summary, "layers": [asdict(layer) for layer in self.layers]}
+
+
+def _kind(module: nn.Module) -> str:
+    name = type(module).__name__
+    for prefix in ("Sparse", "Quant"):
+        name = name.replace(prefix, "")
+    return name
+
+
+def analyze_model(loaded) -> AnalysisReport:
+    """Analyse every Linear/Conv of a :class:`~sparsekit.models.source.LoadedModel` at its input shape.
+
+    The Amdahl bound assumes the sparsifiable layers (TensorRT-eligible and accepted by ModelOpt's
+    magnitude rule) run 2x faster and everything else is unchanged.
+    """
+    model = loaded.model
+    flops, rows, total = layer_flops(model, loaded.inputs.random(seed=0))
+    layers = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            continue
+        shape = tuple(module.weight.shape)
+        kind = _kind(module)
+        f = flops.get(name)
+        layers.append(
+            LayerAnalysis(
+                name, kind, list(shape), 1, shape[1],
+                trt_eligible(kind, shape, 1, getattr(module, "groups", 1)).to_dict(),
+                modelopt_magnitude(kind, shape).to_dict(),
+                modelopt_sparsegpt(kind, shape).to_dict(),
+                likely_wins(shape, 1).to_dict(),
+                rows.get(name), f, round(f / total, 6) if f is not None and total else None,
+            )
+        )
+    return AnalysisReport(loaded.name, loaded.inputs.to_dict(), total, layers)

@@ -1,0 +1,113 @@
+"""Export a (sparse) model to a typed ONNX variant and prove it: 2:4 survives, ORT matches PyTorch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from sparsekit._io import atomic_path, ensure_writable_target, write_json_atomic
+from sparsekit.errors import ExportError
+from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
+from sparsekit.export.precisions import get_precision
+from sparsekit.export.torch_to_onnx import DEFAULT_OPSET
+from sparsekit.sparsify.check import SPARSIFIED, CheckReport, check_model, check_onnx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportResult:
+    """One verified ONNX file.
+
+    Attributes:
+        precision: the variant.
+        path: where it was written.
+        size_bytes: file size.
+        seconds: wall time of export + verification.
+        sparsified: PyTorch layers that were 2:4 before export.
+        check: 2:4 check of the ONNX (every sparsified layer required).
+        parity: ONNX Runtime vs PyTorch.
+    """
+
+    precision: str
+    path: Path
+    size_bytes: int
+    seconds: float
+    sparsified: list[str]
+    check: CheckReport
+    parity: ParityReport
+
+    def to_dict(self) -> dict:
+        return {
+            "precision": self.precision,
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "seconds": round(self.seconds, 3),
+            "sparsified": self.sparsified,
+            "check": self.check.to_dict(),
+            "parity": self.parity.to_dict(),
+        }
+
+
+def report_path(onnx_path: str | os.PathLike) -> Path:
+    """``model.fp16.onnx`` -> ``model.fp16.report.json``."""
+    p = Path(onnx_path)
+    return p.with_name(p.stem + ".report.json")
+
+
+def _verify(tmp: Path, sparsified: Sequence[str]) -> CheckReport:
+    check = check_onnx(tmp, require=[SPARSIFIED], sparsified_modules=sparsified)
+    found = {layer.name for layer in check.layers}
+    missing = [name for name in sparsified if name not in found]
+    if missing:
+        raise ExportError(f"{len(missing)} sparsified layer(s) not found in the ONNX graph (e.g. '{missing[0]}')", "export with the TorchScript exporter (the default) so node names keep module scopes")
+    if not check.passed:
+        bad = check.failures[0]
+        raise ExportError(f"{len(check.failures)} layer(s) lost 2:4 in the ONNX (e.g. '{bad.name}': {bad.conforming}/{bad.groups} groups)", "do not call mts.export before quantizing; re-run sparsify -> export")
+    return check
+
+
+def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET) -> ExportResult:
+    """Write one verified ONNX variant of ``loaded`` to ``out`` (plus ``<stem>.report.json``).
+
+    The file is written to a temporary name, checked (every layer that is 2:4 in PyTorch must be
+    2:4 on TensorRT's axis in the ONNX) and compared with PyTorch in ONNX Runtime; only then is it
+    renamed onto ``out``. A failed verification leaves nothing behind.
+
+    Args:
+        loaded: :class:`~sparsekit.models.source.LoadedModel` (dense, sparse, or quantized).
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        out: target ``.onnx`` path.
+        calib: calibration batches for ``int8`` (the model's random inputs when None).
+        force: replace an existing file.
+        opset: ONNX opset (raised where a variant needs more).
+
+    Raises:
+        ExportError: export failed, 2:4 was lost, or ONNX Runtime disagrees with PyTorch.
+        OutputExistsError / OutputPathError: ``out`` exists (without ``force``) or is unwritable.
+    """
+    start = time.perf_counter()
+    spec = get_precision(precision)
+    target = ensure_writable_target(out, force)
+    ensure_writable_target(report_path(target), force)
+    if spec.needs_calibration and not calib:
+        from sparsekit.models.calib import load_calibration
+
+        calib = load_calibration(None, loaded.inputs)
+    sparsified = [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
+    with atomic_path(target) as tmp:
+        reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
+        check = _verify(tmp, sparsified)
+        parity = compare_onnx_to_torch(tmp, reference, loaded.inputs, spec.tolerance, label)
+        if not parity.passed:
+            raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: relative error {parity.max_rel:.2e} > {spec.tolerance:.0e}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
+        size = tmp.stat().st_size
+    result = ExportResult(precision, target, size, time.perf_counter() - start, sparsified, check, parity)
+    write_json_atomic(report_path(target), result.to_dict())
+    log.info("exported %s (%s): %d sparse layers verified, rel err %.1e", target, precision, len(sparsified), parity.max_rel)
+    return result
