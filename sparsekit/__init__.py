@@ -1,0 +1,57 @@
+"""sparsekit: PyTorch model -> 2:4 structured-sparse ONNX / TensorRT on Ampere+ GPUs, with proof.
+
+The public API is imported lazily: ``import sparsekit`` loads neither torch, ModelOpt, ONNX nor
+TensorRT, and never touches CUDA.
+
+Typical use::
+
+    import sparsekit as sk
+
+    loaded = sk.load_model("bert")                       # zoo name, file.py:factory, checkpoint...
+    print(sk.analyze_model(loaded).summary)              # eligibility, FLOP shares, Amdahl bound
+    loaded.model, report = sk.sparsify_(loaded.model, "magnitude", exclude=["head"])
+    sk.save_checkpoint(loaded, "bert.sparse.pt")
+    result = sk.export_(loaded, "fp16", "bert.fp16.onnx")  # 2:4 re-checked, ORT parity checked
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "load_model": "sparsekit.models.source",
+    "LoadedModel": "sparsekit.models.source",
+    "InputSpec": "sparsekit.models.spec",
+    "InputTensor": "sparsekit.models.spec",
+    "load_calibration": "sparsekit.models.calib",
+    "save_checkpoint": "sparsekit.models.checkpoint",
+    "load_checkpoint": "sparsekit.models.checkpoint",
+    "analyze_model": "sparsekit.analyze.torch_layers",
+    "analyze_onnx": "sparsekit.analyze.onnx_layers",
+    "amdahl_bound": "sparsekit.analyze.rules",
+    "sparsify_": "sparsekit.sparsify.sparsify",
+    "check_model": "sparsekit.sparsify.check",
+    "check_onnx": "sparsekit.sparsify.check",
+    "quantize_": "sparsekit.quantize.ptq",
+    "export_": "sparsekit.export.export",
+    "load_recipe": "sparsekit.recipe.schema",
+    "Recipe": "sparsekit.recipe.schema",
+    "run_recipe": "sparsekit.recipe.runner",
+    "SparsekitError": "sparsekit.errors",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sparsekit' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

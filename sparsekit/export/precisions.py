@@ -55,16 +55,16 @@ def _write_fp32(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: i
 @register("fp16", tolerance=2e-2)
 def _write_fp16(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
     """fp32 export, then ModelOpt AutoCast: fp16 weights and math, fp32 inputs/outputs kept."""
-    import contextlib
-    import io
-
     import onnx
-    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    from sparsekit._quiet import quiet_modelopt
 
     fp32 = path.with_name(path.name + ".fp32.tmp")
     try:
         onnx_from_torch(model, inputs, fp32, opset)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with quiet_modelopt():
+            from modelopt.onnx.autocast import convert_to_mixed_precision
+
             converted = convert_to_mixed_precision(onnx_path=str(fp32), low_precision_type="fp16", keep_io_types=True)
         onnx.save(converted, str(path))
     finally:

@@ -8,14 +8,12 @@ destroys the pattern.)
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import warnings
 from typing import Sequence
 
 from torch import nn
 
+from sparsekit._quiet import quiet_modelopt
 from sparsekit.errors import CalibrationDataError, SparsekitError
 
 log = logging.getLogger(__name__)
@@ -47,12 +45,8 @@ def quantize_(model: nn.Module, calib: Sequence[tuple], precision: str = "int8",
     if not calib:
         raise CalibrationDataError("quantization needs calibration data and none was given", "pass --calib, or let the kit use the model's random inputs")
     config = getattr(mtq, QUANT_CONFIGS[precision])
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
-        warnings.simplefilter("ignore")
+    with quiet_modelopt():
         model = mtq.quantize(model, config, forward_loop(calib))
         for pattern in disable:
             mtq.disable_quantizer(model, f"*{pattern}*")
-    for line in sink.getvalue().splitlines():
-        log.debug("modelopt: %s", line)
     return model

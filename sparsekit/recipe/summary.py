@@ -36,6 +36,7 @@ def build_summary(recipe: Recipe, run_dir: Path) -> dict:
         "name": recipe.name,
         "model": recipe.model.model_dump(mode="json"),
         "method": recipe.sparsify.method if recipe.sparsify else None,
+        "precisions": list(exports),
         "sparsified_layers": len(sparsify["sparsified"]),
         "layers_total": len(layers),
         "sparse_flop_share": round(share, 4),
@@ -53,7 +54,7 @@ def _mark(v) -> str:
 
 def render_markdown(s: dict) -> str:
     """The summary as a markdown page (headline, exports table, per-layer table)."""
-    precisions = list(s["exports"])
+    precisions = s["precisions"]
     lines = [
         f"# sparsekit run: {s['name']}",
         "",
@@ -72,7 +73,8 @@ def render_markdown(s: dict) -> str:
         "| precision | size (MB) | 2:4 layers verified | check | ORT vs PyTorch rel. err (limit) | reference |",
         "|---|---:|---:|---|---|---|",
     ]
-    for p, e in s["exports"].items():
+    for p in precisions:
+        e = s["exports"][p]
         if e is None:
             lines.append(f"| {p} | - | - | not run | - | - |")
             continue

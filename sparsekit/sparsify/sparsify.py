@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 from torch import nn
 
+from sparsekit._quiet import quiet_modelopt
 from sparsekit.errors import CalibrationDataError, NoEligibleLayersError
 from sparsekit.sparsify.check import CheckReport, check_model
 from sparsekit.sparsify.methods import get_method
@@ -80,15 +78,8 @@ def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib) -
     from sparsekit.models.calib import forward_loop
 
     search = {"forward_loop": forward_loop(calib)} if calib is not None else {}
-    out = io.StringIO()
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
-        warnings.simplefilter("always")
-        model = mts.sparsify(model, [(mode, _modelopt_config(selected))], config=search)
-    for w in caught:
-        log.debug("modelopt: %s", w.message)
-    for line in out.getvalue().splitlines():
-        log.debug("modelopt: %s", line)
-    return model
+    with quiet_modelopt():
+        return mts.sparsify(model, [(mode, _modelopt_config(selected))], config=search)
 
 
 def _apply_trt_layout_mask(module: nn.Module, original: np.ndarray) -> float:

@@ -1,0 +1,7 @@
+"""``python -m sparsekit`` runs the CLI."""
+
+import sys
+
+from sparsekit.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""``sparsekit sparsify``: 2:4 through ModelOpt, masks in TensorRT's layout, saved as a checkpoint."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from sparsekit.cli.common import add_model_args, add_output_args, emit, load_from_args, out, status
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sparsify", help="2:4-sparsify a model through ModelOpt and save a checkpoint",
+        description="Apply 2:4 sparsity with ModelOpt ('magnitude' or calibrated 'sparsegpt') to the Linear/Conv2d layers that match "
+        "--include and no --exclude. Every mask is verified on TensorRT's axis; SparseGPT's k x k conv masks (not in TensorRT's "
+        "layout) are replaced by TensorRT-layout magnitude masks and reported as 'fallback'.",
+    )
+    add_model_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (restores with its sparsity state)")
+    p.add_argument("--method", choices=("magnitude", "sparsegpt"), default="magnitude", help="sparsity method (default: magnitude)")
+    p.add_argument("--include", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layer names to sparsify (repeatable; default: all)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layer names to keep dense (repeatable), e.g. '*head*'")
+    p.add_argument("--calib", metavar="DATA", help="calibration data for sparsegpt: .pt/.npy/.npz with [N, ...] samples, or module:function; default: random inputs")
+    p.add_argument("--calib-samples", type=int, default=64, metavar="N", help="random calibration samples when --calib is not given (default 64)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from sparsekit._io import ensure_writable_target
+    from sparsekit.models.calib import load_calibration
+    from sparsekit.models.checkpoint import save_checkpoint
+    from sparsekit.sparsify.sparsify import sparsify_
+
+    ensure_writable_target(args.output, args.force)
+    loaded = load_from_args(args)
+    calib = load_calibration(args.calib, loaded.inputs, args.calib_samples) if (args.method == "sparsegpt" or args.calib) else None
+    with status(f"sparsifying with {args.method}"):
+        loaded.model, report = sparsify_(loaded.model, args.method, args.include or ["*"], args.exclude, calib)
+        save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
+    payload = {**report.to_dict(), "checkpoint": str(args.output)}
+    emit(args, payload)
+    if args.json:
+        return 0
+    t = Table(title=f"{args.method} 2:4 on {loaded.name}")
+    for col in ("layer", "kind", "weight", "status", "kept L1", "2:4 (TRT axis)", "reason"):
+        t.add_column(col)
+    check = {layer.name: layer for layer in report.check.layers}
+    for d in report.layers:
+        c = check.get(d.name)
+        colour = {"sparsified": "green", "fallback": "yellow", "skipped": "red", "excluded": "dim"}[d.status]
+        t.add_row(d.name, d.kind, "x".join(map(str, d.shape)), f"[{colour}]{d.status}[/]", "-" if d.retained is None else f"{d.retained:.3f}", "yes" if c and c.is_2to4 else "no", d.reason if d.status != "sparsified" else "")
+    out.print(t)
+    out.print(f"{len(report.sparsified)} of {len(report.layers)} layers are 2:4 in {report.seconds:.1f} s; checkpoint: {args.output}")
+    return 0

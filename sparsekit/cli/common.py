@@ -1,0 +1,50 @@
+"""Arguments and output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def add_model_args(p: argparse.ArgumentParser, what: str = "MODEL") -> None:
+    p.add_argument("model", metavar=what, help="zoo name (see 'sparsekit models'), path/file.py:factory, pkg.module:factory, torchvision:NAME, or a sparsekit checkpoint .pt")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="argument for the zoo entry or factory (repeatable), e.g. --model-arg hidden=512")
+    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME:]DxD[:DTYPE]", help="input shape, batch first (repeat per input), e.g. 1x3x224x224 or input_ids:1x128:int64")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout instead of tables")
+    p.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (atomically)")
+
+
+def load_from_args(args):
+    from sparsekit.models.source import load_model, parse_model_args
+
+    return load_model(args.model, parse_model_args(args.model_arg), args.input_shape or None)
+
+
+def emit(args, payload: dict) -> None:
+    """Write the JSON report to --report and, with --json, to stdout."""
+    if getattr(args, "report", None):
+        from sparsekit._io import write_json_atomic
+
+        write_json_atomic(args.report, payload)
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def status(message: str):
+    """A spinner on stderr for long work (silent when stderr is not a terminal)."""
+    return err.status(message, spinner="dots")
+
+
+def yes_no(v: bool | None) -> str:
+    if v is None:
+        return "[dim]-[/]"
+    return "[green]yes[/]" if v else "[red]no[/]"

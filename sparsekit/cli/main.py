@@ -1,0 +1,73 @@
+"""The ``sparsekit`` command: parses arguments, configures output, calls the library.
+
+Errors the kit raises on purpose print as one line with the fix and exit non-zero; anything else
+prints one line too, and the traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sparsekit.cli import cmd_analyze, cmd_check, cmd_export, cmd_models, cmd_run, cmd_sparsify
+
+COMMANDS = (cmd_models, cmd_analyze, cmd_sparsify, cmd_check, cmd_export, cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparsekit",
+        description="Take a PyTorch model to 2:4 structured-sparse ONNX/TensorRT for Ampere+ GPUs, and prove each step: "
+        "analyze -> sparsify -> check -> export. 'sparsekit demo' runs the whole chain on a built-in model.",
+        epilog="Run 'sparsekit COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    parser.add_argument("--debug", action="store_true", help="log everything and show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        cmd.add_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from sparsekit.recipe.runner import kit_version
+
+    return kit_version()
+
+
+def _configure_logging(verbose: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    if not debug:  # ModelOpt configures its own loggers at INFO
+        for name in ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sparsekit`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.debug)
+    from sparsekit.errors import SparsekitError
+
+    try:
+        return int(args.func(args) or 0)
+    except SparsekitError as exc:
+        if args.debug:
+            raise
+        print(f"sparsekit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sparsekit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback with --debug
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"sparsekit: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback, and report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
