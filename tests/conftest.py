@@ -1,0 +1,48 @@
+"""Shared fixtures. Everything here runs on CPU with the real ModelOpt, ONNX and ONNX Runtime."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def sparse_models(tmp_path_factory):
+    """Magnitude-sparsified small zoo models: {name: LoadedModel} (built once per session)."""
+    from sparsekit.models.source import load_model
+    from sparsekit.sparsify.sparsify import sparsify_
+
+    out = {}
+    for name in ("mlp", "cnn", "bert"):
+        loaded = load_model(name)
+        loaded.model, _ = sparsify_(loaded.model, "magnitude")
+        out[name] = loaded
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(sparse_models, tmp_path_factory):
+    """Every zoo model exported in every precision: {(name, precision): ExportResult}."""
+    from sparsekit.export.export import export_
+
+    root = tmp_path_factory.mktemp("exports")
+    return {(n, p): export_(m, p, root / f"{n}.{p}.onnx") for n, m in sparse_models.items() for p in ("fp32", "fp16", "int8")}
+
+
+def sparsekit_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``sparsekit`` console script as a user would."""
+    exe = shutil.which("sparsekit", path=str(Path(sys.executable).parent)) or shutil.which("sparsekit")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "sparsekit", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return sparsekit_cli
