@@ -40,7 +40,8 @@ def sparsekit_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int
     """Run the installed ``sparsekit`` console script as a user would."""
     exe = shutil.which("sparsekit", path=str(Path(sys.executable).parent)) or shutil.which("sparsekit")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "sparsekit", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "COLUMNS": "200"}  # a wide terminal, so tables are not cut
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture

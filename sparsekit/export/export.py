@@ -72,7 +72,7 @@ def _verify(tmp: Path, sparsified: Sequence[str]) -> CheckReport:
     return check
 
 
-def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET) -> ExportResult:
+def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None) -> ExportResult:
     """Write one verified ONNX variant of ``loaded`` to ``out`` (plus ``<stem>.report.json``).
 
     The file is written to a temporary name, checked (every layer that is 2:4 in PyTorch must be
@@ -86,6 +86,8 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         calib: calibration batches for ``int8`` (the model's random inputs when None).
         force: replace an existing file.
         opset: ONNX opset (raised where a variant needs more).
+        require_sparse: module names that must be 2:4 in the ONNX; default: every layer that holds
+            a ModelOpt 2:4 mask in ``loaded.model``.
 
     Raises:
         ExportError: export failed, 2:4 was lost, or ONNX Runtime disagrees with PyTorch.
@@ -99,7 +101,7 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         from sparsekit.models.calib import load_calibration
 
         calib = load_calibration(None, loaded.inputs)
-    sparsified = [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
+    sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
     with atomic_path(target) as tmp:
         reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
         check = _verify(tmp, sparsified)
