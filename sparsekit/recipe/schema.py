@@ -6,24 +6,20 @@ of each section is what the runner hashes to decide whether a stage must run aga
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+
+from sparsekit.config import StrictConfig
 
 from sparsekit.errors import RecipeError
 
 RECIPE_VERSION = 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def canonical_json(self) -> str:
-        """Key-sorted compact JSON: the identity of these settings."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+_Strict = StrictConfig
 
 
 class ModelConfig(_Strict):

@@ -1,0 +1,32 @@
+# Set-up and the two front-door commands. `make demo` and `make test` each create the virtual
+# environment on first use (Python >= 3.10), then run.
+PYTHON ?= python3
+VENV   ?= .venv
+# torch is pinned for reproducible CPU runs; on a GPU host pass e.g. TORCH="torch==2.13.0" from your CUDA index.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sparsekit-installed
+
+.PHONY: demo test setup bench-cpu clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sparsekit demo --out runs/demo $(ARGS)
+
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+bench-cpu: $(STAMP)
+	$(BIN)/python benchmarks/core_pipeline_cpu.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,82 @@
+"""ONNX Runtime (CPU) backend: the reference that runs anywhere.
+
+Its artifact is ONNX Runtime's optimized model saved to disk. ONNX Runtime has no 2:4 sparse
+kernels, so a "sparse" build is the same computation; its report says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sparsekit.backends.base import BuildOutput
+from sparsekit.backends.spec import BuildSpec
+from sparsekit.backends.trt_report import SparseKernelReport, _base_layers
+from sparsekit.errors import OnnxModelError, SparsekitError
+
+
+class OrtRunner:
+    """A CPU InferenceSession over a built artifact."""
+
+    def __init__(self, artifact: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # already optimized at build
+        self.session = ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, feeds)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OnnxRuntimeBackend:
+    """``onnxruntime``: CPU build = graph optimization saved to ``model.ort.onnx``."""
+
+    name = "onnxruntime"
+    artifact_name = "model.ort.onnx"
+
+    def environment(self) -> dict:
+        import platform
+
+        import onnxruntime as ort
+
+        return {"backend": self.name, "onnxruntime": ort.__version__, "device": "cpu", "machine": platform.machine(), "os": platform.system().lower()}
+
+    def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
+        from sparsekit.analyze.onnx_weights import load_onnx
+
+        model = load_onnx(onnx_path, load_external_data=False)
+        names = {i.name for i in model.graph.input}
+        unknown = sorted(set(spec.shapes) - names)
+        if unknown:
+            raise SparsekitError(f"shape profile names input(s) {unknown} that the ONNX does not have", f"use the ONNX input names: {sorted(names)}")
+
+    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path) -> BuildOutput:
+        import onnxruntime as ort
+
+        artifact = out_dir / self.artifact_name
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(artifact)
+        try:
+            ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT's InvalidGraph / Fail / NotImplemented
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OnnxModelError(f"ONNX Runtime cannot load '{onnx_path}': {first}", "check the model with 'onnx.checker' and re-export it") from exc
+        report = SparseKernelReport(self.name, spec.sparse, False, _base_layers(onnx_path), "ONNX Runtime (CPU) has no 2:4 sparse kernels: no layer runs sparse on this backend; it is the correctness reference.")
+        for layer in report.layers:
+            layer.eligible = False
+            layer.sparse_kernel = False
+        return BuildOutput(artifact, report, [], self.environment())
+
+    def load(self, artifact: Path) -> OrtRunner:
+        return OrtRunner(artifact)

@@ -1,0 +1,88 @@
+"""The build spec: everything that decides an engine, strict and hashable.
+
+Dense and sparse builds of a comparison use the same spec except ``sparse``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from sparsekit.config import StrictConfig
+from sparsekit.errors import SparsekitError
+
+SPEC_VERSION = 1
+
+
+class ShapeProfile(StrictConfig):
+    """Optimization profile of one input: min/opt/max shapes (batch first)."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise ValueError("min, opt and max must have the same rank")
+        if any(not (a <= b <= c) for a, b, c in zip(self.min, self.opt, self.max)) or any(d <= 0 for d in self.min):
+            raise ValueError("shapes must satisfy 0 < min <= opt <= max in every dimension")
+        return self
+
+
+class BuildSpec(StrictConfig):
+    """How to build an engine from an ONNX file.
+
+    Attributes:
+        backend: ``tensorrt`` or ``onnxruntime``.
+        sparse: allow 2:4 sparse kernels (TensorRT ``SPARSE_WEIGHTS``); the only field that may
+            differ between the two builds of a dense/sparse comparison.
+        shapes: optimization profile per dynamic input (TensorRT); empty = the ONNX's static shapes.
+        workspace_mib: builder workspace limit in MiB.
+        opt_level: TensorRT builder optimization level 0-5 (default 3).
+        hardware_compat: ``none`` or ``ampere_plus`` (portable across Ampere+ GPUs, fewer tactics).
+        detailed_profiling: DETAILED profiling verbosity, needed for per-layer tactics in the report.
+        timing_cache: load and save the store's timing cache for this GPU/TensorRT.
+    """
+
+    version: Literal[1] = SPEC_VERSION
+    backend: Literal["tensorrt", "onnxruntime"] = "tensorrt"
+    sparse: bool = False
+    shapes: dict[str, ShapeProfile] = Field(default_factory=dict)
+    workspace_mib: int = Field(4096, ge=16)
+    opt_level: int = Field(3, ge=0, le=5)
+    hardware_compat: Literal["none", "ampere_plus"] = "none"
+    detailed_profiling: bool = True
+    timing_cache: bool = True
+
+    def with_sparse(self, sparse: bool) -> "BuildSpec":
+        """The same spec with only the sparse-weights flag changed."""
+        return self.model_copy(update={"sparse": sparse})
+
+
+_DIMS = re.compile(r"^\d+(x\d+)*$")
+
+
+def parse_shapes(items: list[str]) -> dict[str, ShapeProfile]:
+    """Parse ``NAME:MIN[,OPT,MAX]`` strings (dims joined by ``x``) into profiles.
+
+    ``input:1x3x224x224,8x3x224x224,32x3x224x224`` gives min/opt/max; one shape fixes all three.
+
+    Raises:
+        SparsekitError: a malformed entry, with the expected syntax.
+    """
+    out: dict[str, ShapeProfile] = {}
+    for item in items:
+        name, sep, rest = item.rpartition(":")
+        parts = rest.split(",")
+        if not sep or not name or len(parts) not in (1, 3) or not all(_DIMS.match(p) for p in parts):
+            raise SparsekitError(f"cannot read shape profile '{item}'", "write NAME:MIN,OPT,MAX with dims joined by x, e.g. input:1x3x224x224,8x3x224x224,32x3x224x224")
+        dims = [tuple(int(d) for d in p.split("x")) for p in parts]
+        lo, opt, hi = (dims * 3)[:3] if len(dims) == 1 else dims
+        try:
+            out[name] = ShapeProfile(min=lo, opt=opt, max=hi)
+        except ValidationError as exc:
+            raise SparsekitError(f"shape profile '{item}': {exc.errors()[0]['msg']}", "use min <= opt <= max, same rank") from exc
+    return out

@@ -1,0 +1,94 @@
+"""``sparsekit build``: dense and/or sparse engines from one typed ONNX, with the sparse-kernel report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from sparsekit.cli.common import add_output_args, emit, out, status, yes_no
+from sparsekit.errors import OnnxModelError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "build", help="build dense and sparse engines from the same ONNX and report which layers ran sparse kernels",
+        description="Build engines from a typed ONNX file (or a run folder, picking model.<precision>.onnx). With --sparse both, the dense and "
+        "sparse builds use identical settings except TensorRT's sparse-weights flag, and the per-layer report shows, for each ONNX layer, "
+        "whether its weight is 2:4, whether TensorRT found it eligible, and whether a sparse kernel was picked. Engines go to a "
+        "content-addressed store; an identical request is served from it.",
+    )
+    p.add_argument("input", metavar="ONNX_OR_RUN_DIR", help="ONNX file, or a run folder from 'sparsekit run'/'demo'")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant to take from a run folder (default fp16)")
+    p.add_argument("--sparse", choices=("off", "on", "both"), default="both", help="sparse-weights flag: off, on, or both builds for comparison (default both)")
+    p.add_argument("--backend", default="tensorrt", choices=("tensorrt", "onnxruntime"), help="build backend (default tensorrt; onnxruntime runs on CPU, without sparse kernels)")
+    p.add_argument("--shapes", action="append", default=[], metavar="NAME:MIN,OPT,MAX", help="optimization profile per input, dims joined by x (repeatable), e.g. input:1x3x224x224,8x3x224x224,32x3x224x224")
+    p.add_argument("--workspace-mib", type=int, default=4096, help="builder workspace limit in MiB (default 4096)")
+    p.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5", help="TensorRT builder optimization level (default 3)")
+    p.add_argument("--hardware-compat", choices=("none", "ampere_plus"), default="none", help="build a plan portable across Ampere+ GPUs (costs tactics)")
+    p.add_argument("--no-timing-cache", action="store_true", help="do not load/save the store's timing cache")
+    p.add_argument("--store", default="engines", metavar="DIR", help="engine store folder (default engines/)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the store has this engine")
+    p.add_argument("--triton", metavar="REPO", help="also export the build(s) to a Triton model repository")
+    p.add_argument("--triton-name", default="model", help="model name in the Triton repository (default 'model'; '-dense'/'-sparse' appended for pairs)")
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def resolve_onnx(path: str, precision: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        candidate = p / f"model.{precision}.onnx"
+        if not candidate.is_file():
+            raise OnnxModelError(f"run folder '{p}' has no model.{precision}.onnx", f"export it first (recipe export.precisions: [{precision}]) or pass an ONNX file")
+        return candidate
+    return p
+
+
+def _print_report(title: str, report: dict) -> None:
+    s = report["summary"]
+    t = Table(title=title)
+    for col in ("layer", "2:4 in ONNX", "eligible", "sparse kernel", "tactic", "FLOPs %"):
+        t.add_column(col)
+    for layer in report["layers"]:
+        share = "-" if layer["flop_share"] is None else f"{100 * layer['flop_share']:.1f}"
+        t.add_row(layer["name"], yes_no(layer["onnx_2to4"]), yes_no(layer["eligible"]), yes_no(layer["sparse_kernel"]), layer["tactic"] or "-", share)
+    out.print(t)
+    out.print(f"{s['onnx_2to4']} of {s['layers']} layers 2:4 in the ONNX; {s['eligible']} eligible; sparse kernels in {s['sparse_kernel']} ({100 * s['sparse_kernel_flop_share']:.1f}% of FLOPs)")
+    if report.get("note"):
+        out.print(f"[dim]{report['note']}[/]")
+
+
+def run(args) -> int:
+    from sparsekit.backends.build import build_engine, build_pair
+    from sparsekit.backends.spec import BuildSpec, parse_shapes
+
+    onnx_path = resolve_onnx(args.input, args.precision)
+    spec = BuildSpec(backend=args.backend, sparse=args.sparse == "on", shapes=parse_shapes(args.shapes), workspace_mib=args.workspace_mib, opt_level=args.opt_level, hardware_compat=args.hardware_compat, timing_cache=not args.no_timing_cache)
+    records = {}
+    with status(f"building {onnx_path} with {args.backend}"):
+        if args.sparse == "both":
+            pair = build_pair(onnx_path, spec, args.store, args.force)
+            records = {"dense": pair.dense, "sparse": pair.sparse}
+        else:
+            records = {args.sparse: build_engine(onnx_path, spec, args.store, args.force)}
+    triton = {}
+    if args.triton:
+        from sparsekit.backends.triton import export_triton
+
+        for label, r in records.items():
+            name = args.triton_name if len(records) == 1 else f"{args.triton_name}-{'dense' if label in ('dense', 'off') else 'sparse'}"
+            triton[label] = str(export_triton([r], args.triton, name))
+    payload = {"onnx": str(onnx_path), "builds": {label: {"key": r.key, "folder": str(r.folder), "artifact": str(r.artifact), "cached": r.cached, "metadata": r.metadata, "report": r.report} for label, r in records.items()}, "triton": triton}
+    emit(args, payload)
+    if args.json:
+        return 0
+    for label, r in records.items():
+        _print_report(f"{label} build ({args.backend}, {'cached' if r.cached else 'built'}): {r.artifact}", r.report)
+    if len(records) == 2:
+        d, s = records["dense"].metadata, records["sparse"].metadata
+        diff = {k for k in d["spec"] if d["spec"][k] != s["spec"][k]}
+        out.print(f"dense vs sparse specs differ only in: {', '.join(sorted(diff))}; sizes {d['artifact_bytes'] / 1e6:.2f} MB vs {s['artifact_bytes'] / 1e6:.2f} MB")
+    for label, folder in triton.items():
+        out.print(f"Triton model ({label}): {folder}")
+    return 0
