@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results" / "cpu"
 
 
@@ -113,7 +112,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(run_one(args.child, args.polygraphy)))
         return 0
-    from machine import machine_facts
+    from sparsekit.bench.machine import machine_facts
 
     models = []
     for name in args.models:

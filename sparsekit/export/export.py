@@ -72,6 +72,46 @@ def _verify(tmp: Path, sparsified: Sequence[str]) -> CheckReport:
     return check
 
 
+def _stamp(path: Path, props: dict[str, str]) -> None:
+    """Record the input spec and precision in the ONNX's metadata (read back by build and bench)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def input_spec_of(onnx_path: str | os.PathLike):
+    """The input spec an ONNX file was exported with (metadata), else one read from its graph.
+
+    Dynamic dimensions other than the batch default to 1; integer inputs draw ids in [0, 2).
+    """
+    import onnx
+
+    from sparsekit.analyze.onnx_weights import load_onnx
+    from sparsekit.models.spec import InputSpec, InputTensor
+
+    model = load_onnx(onnx_path, load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "sparsekit.inputs" in meta:
+        return InputSpec.from_dict(json.loads(meta["sparsekit.inputs"]))
+    inits = {t.name for t in model.graph.initializer}
+    tensors = []
+    for i in model.graph.input:
+        if i.name in inits:
+            continue
+        t = i.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+        tensors.append(InputTensor(i.name, dims, dtype if dtype in ("float32", "float16", "int64", "int32") else "float32"))
+    return InputSpec(tuple(tensors))
+
+
 def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None) -> ExportResult:
     """Write one verified ONNX variant of ``loaded`` to ``out`` (plus ``<stem>.report.json``).
 
@@ -104,6 +144,7 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
     with atomic_path(target) as tmp:
         reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
+        _stamp(tmp, {"sparsekit.inputs": json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)})
         check = _verify(tmp, sparsified)
         parity = compare_onnx_to_torch(tmp, reference, loaded.inputs, spec.tolerance, label)
         if not parity.passed:

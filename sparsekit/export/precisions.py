@@ -86,9 +86,9 @@ def _write_qdq(precision: str):
     return write
 
 
-# ModelOpt fake-quant and ONNX Runtime integer kernels round differently: a few % of the
-# output scale is expected (measured 0.3-6% on the zoo models), so the bound is 10%.
-register("int8", tolerance=1e-1, needs_calibration=True)(_write_qdq("int8"))
+# Q/DQ executed as written (see parity.ort_session) matches ModelOpt's fake quantization up to
+# rounding ties and float order: measured under 1% of the output scale on the zoo models.
+register("int8", tolerance=5e-2, needs_calibration=True)(_write_qdq("int8"))
 
 
 def get_precision(name: str) -> Precision:

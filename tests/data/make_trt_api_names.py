@@ -3,7 +3,7 @@ the 10.x and 11.x bindings. Needs network access to the package index (not run i
 
 It downloads the real bindings wheels (no libnvinfer needed), reads the names compiled into
 ``tensorrt.so`` with ``strings``, and records, for every ``trt.X`` / ``.X`` attribute the
-TensorRT backend uses, whether each version has it.
+TensorRT backend and runner use, whether each version has it.
 
 Usage: python tests/data/make_trt_api_names.py
 """
@@ -19,14 +19,15 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("sparsekit/backends/tensorrt_backend.py", "sparsekit/bench/trt_runner.py")
 WHEELS = {"10.16": "tensorrt-cu12-bindings==10.16.1.11", "11.4": "tensorrt-cu13-bindings==11.4.0.106"}
 
 
 def used_names() -> list[str]:
-    src = (ROOT / "sparsekit" / "backends" / "tensorrt_backend.py").read_text()
+    src = "\n".join((ROOT / f).read_text() for f in SOURCES)
     names = set(re.findall(r"(?<![.\w])trt\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?", src))
     flat = {n for pair in names for n in pair if n}
-    flat |= set(re.findall(r"\.(create_engine_inspector|get_engine_information|deserialize_cuda_engine|parse_from_file|num_errors|get_error|node_name|node_operator|desc|create_network)\b", src))
+    flat |= set(re.findall(r"\.(create_engine_inspector|get_engine_information|deserialize_cuda_engine|parse_from_file|num_errors|get_error|node_name|node_operator|desc|create_network|get_tensor_name|num_io_tensors|get_tensor_mode|get_tensor_dtype|set_input_shape|set_tensor_address|get_tensor_shape|execute_async_v3|device_memory_size_v2|create_execution_context)\b", src))
     return sorted(flat)
 
 
@@ -47,7 +48,9 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, req], check=True)
             wheel = next(Path(tmp).glob(req.split("==")[0].replace("-", "_") + "-" + req.split("==")[1] + "*.whl"))
             present = strings_of(wheel)
-            result["versions"][label] = {n: n in present for n in names}
+            # Linkers merge a short string into the tail of a longer one ("INPUT" inside
+            # "..._INPUT"), so a name also counts when a token ends with it.
+            result["versions"][label] = {n: n in present or any(tok.endswith(n) for tok in present) for n in names}
     (ROOT / "tests" / "data" / "trt_api_names.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     missing = {v: [n for n, ok in d.items() if not ok] for v, d in result["versions"].items()}
     print(json.dumps(missing, indent=2))

@@ -25,8 +25,9 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_facts() -> dict:
-    """CPU, cores, memory, OS and library versions of this machine."""
+def machine_facts(gpu: bool = False) -> dict:
+    """CPU, cores, memory, OS and library versions of this machine; with ``gpu``, NVML facts
+    (name, compute capability, driver, clocks) of every GPU."""
     mem = None
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -38,5 +39,12 @@ def machine_facts() -> dict:
         "memory_gib": round(mem / 2**30, 1) if mem else None,
         "os": platform.platform(),
         "python": platform.python_version(),
-        "versions": {p: _pkg(p) for p in ("sparsekit", "torch", "nvidia-modelopt", "onnx", "onnxruntime", "polygraphy")},
+        "versions": {p: _pkg(p) for p in ("sparsekit", "torch", "nvidia-modelopt", "onnx", "onnxruntime", "polygraphy", "tensorrt")},
+        **({"gpus": _gpus()} if gpu else {}),
     }
+
+
+def _gpus() -> list[dict]:
+    from sparsekit.backends.gpu import list_gpus
+
+    return [g.to_dict() for g in list_gpus()]

@@ -1,0 +1,138 @@
+"""PyTorch semi-structured (2:4) sparse execution: cuSPARSELt or CUTLASS kernels through
+``torch.sparse.to_sparse_semi_structured``. Runs only on CUDA GPUs with compute capability >= 8.0.
+
+This is both a second deployment path (serving from PyTorch) and the way to measure real 2:4
+speedups without TensorRT. PyTorch runs 2:4 for Linear layers only (not convolutions).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from sparsekit.sparsify.pattern import group_stats
+
+log = logging.getLogger(__name__)
+
+# cuSPARSELt's minimum sparse-operand shapes per dtype (rows, cols); CUTLASS needs larger ones.
+MIN_SHAPE = {"float16": (16, 16), "bfloat16": (16, 16), "int8": (32, 32)}
+
+
+@dataclass
+class Conversion:
+    """Which Linear layers were converted, which were not and why, and the weight bytes."""
+
+    converted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    dense_weight_bytes: int = 0
+    sparse_weight_bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return {"converted": self.converted, "skipped": self.skipped, "dense_weight_bytes": self.dense_weight_bytes, "sparse_weight_bytes": self.sparse_weight_bytes}
+
+
+def convertible(module: nn.Module, dtype: str = "float16") -> str | None:
+    """None when ``module`` can run as a semi-structured sparse Linear, else the reason."""
+    if not isinstance(module, nn.Linear):
+        return "PyTorch runs 2:4 only for Linear layers"
+    w = module.weight.detach()
+    rows, cols = w.shape
+    min_rows, min_cols = MIN_SHAPE[dtype]
+    if rows % min_rows or cols % min_cols:
+        return f"weight {rows}x{cols} is not a multiple of ({min_rows}, {min_cols})"
+    if not group_stats(w.float().cpu().numpy(), 1).is_2to4:
+        return "weight is not 2:4 on the input axis"
+    return None
+
+
+def _tensor_bytes(t) -> int:
+    parts = [getattr(t, name, None) for name in ("packed", "meta", "packed_t", "meta_t", "compressed_swizzled_bitmask")]
+    parts = [p for p in parts if p is not None]
+    return sum(p.numel() * p.element_size() for p in parts) if parts else t.numel() * t.element_size()
+
+
+def to_semi_structured_(model: nn.Module, dtype: str = "float16") -> Conversion:
+    """Replace the weight of every eligible 2:4 Linear of a CUDA model by a semi-structured tensor.
+
+    The model must already be on CUDA in ``dtype``. ModelOpt sparse modules should be exported
+    first (``mts.export``) so that ``weight`` is a plain parameter holding the masked values.
+    """
+    import torch
+    from torch.sparse import to_sparse_semi_structured
+
+    out = Conversion()
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        out.dense_weight_bytes += module.weight.numel() * module.weight.element_size()
+        reason = convertible(module, dtype)
+        if reason:
+            out.skipped[name] = reason
+            out.sparse_weight_bytes += module.weight.numel() * module.weight.element_size()
+            continue
+        sparse = to_sparse_semi_structured(module.weight.detach())
+        module.weight = torch.nn.Parameter(sparse, requires_grad=False)
+        out.converted.append(name)
+        out.sparse_weight_bytes += _tensor_bytes(sparse)
+    return out
+
+
+def plain_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with ModelOpt's sparse wrappers removed (masks baked into the weights)."""
+    model = copy.deepcopy(model)
+    if any(hasattr(m, "_weight_mask") for m in model.modules()):
+        import modelopt.torch.sparsity as mts
+
+        model = mts.export(model)
+    return model
+
+
+class TorchCudaRunner:
+    """Timed runner of a CUDA PyTorch model on rotated random inputs, optionally as a CUDA graph.
+
+    Args:
+        model: module on CUDA (fp16/bf16), eval mode.
+        inputs: input spec (batch set); float inputs are cast to ``dtype``.
+        buffers: distinct random input sets.
+        graphs: capture the whole forward into a CUDA graph (static input buffers).
+        label: name in reports.
+    """
+
+    def __init__(self, model: nn.Module, inputs, dtype: str = "float16", buffers: int = 8, graphs: bool = True, label: str = "torch", seed: int = 0) -> None:
+        import torch
+
+        from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
+
+        self.label = label
+        tdtype = getattr(torch, dtype)
+        self._buffers = [tuple(t.to("cuda", tdtype if t.is_floating_point() else t.dtype) for t in inputs.random(seed=seed + i)) for i in range(buffers)]
+        self._i = 0
+        self._model = model
+        if graphs:
+            self._static = tuple(t.clone() for t in self._buffers[0])
+            graph = capture_graph(lambda: self._forward(self._static))
+            self._timer = CudaEventTimer(graph.replay, self._next_into_static)
+        else:
+            self._timer = CudaEventTimer(lambda: self._forward(self._current), self._next)
+
+    def _forward(self, args):
+        import torch
+
+        with torch.no_grad():
+            return self._model(*args)
+
+    def _next(self) -> None:
+        self._current = self._buffers[self._i % len(self._buffers)]
+        self._i += 1
+
+    def _next_into_static(self) -> None:
+        src = self._buffers[self._i % len(self._buffers)]
+        self._i += 1
+        for dst, s in zip(self._static, src):
+            dst.copy_(s)
+
+    def step(self) -> float:
+        return self._timer()

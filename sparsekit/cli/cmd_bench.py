@@ -1,0 +1,86 @@
+"""``sparsekit bench``: paired dense-vs-sparse measurement over a batch sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from sparsekit.cli.common import emit, err, out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="paired dense vs 2:4 sparse benchmark over a batch sweep (JSON + markdown + PNG)",
+        description="Measure the dense and the sparse version of a model in one process, interleaved in rounds, on random rotated inputs, "
+        "and report the speedup as a ratio with a bootstrap interval, next to the Amdahl bound and the sparse-kernel evidence. "
+        "Backends: tensorrt (GPU; dense and sparse engines of one ONNX), torch_sparse (GPU; PyTorch semi-structured 2:4 Linear layers), "
+        "onnxruntime (CPU reference: no 2:4 kernels, so it checks the harness; expect ~1.0x).",
+    )
+    p.add_argument("input", metavar="INPUT", help="ONNX file or run folder (tensorrt, onnxruntime); model name or checkpoint .pt (torch_sparse)")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch_sparse"), default="onnxruntime", help="default onnxruntime")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant taken from a run folder (default fp16)")
+    p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    p.add_argument("--round-seconds", type=float, default=0.3, help="minimum seconds per side per round (default 0.3)")
+    p.add_argument("--min-iters", type=int, default=10, help="minimum calls per side per round (default 10)")
+    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per side (default 0.2)")
+    p.add_argument("--no-graphs", action="store_true", help="do not capture CUDA graphs (GPU backends)")
+    p.add_argument("--transfers", action="store_true", help="include host<->device copies in the timing (tensorrt)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16", help="torch_sparse compute dtype")
+    p.add_argument("--store", default="engines", help="engine store (default engines/)")
+    p.add_argument("--out", default="bench-results", metavar="DIR", help="where to write <name>.json/.md/.png (default bench-results/)")
+    p.add_argument("--json", action="store_true", help="print the result JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def parse_batches(text: str) -> list[int]:
+    from sparsekit.errors import SparsekitError
+
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError as exc:
+        raise SparsekitError(f"cannot read batch sizes '{text}'", "give comma-separated positive integers, e.g. 1,8,32") from exc
+    if not batches or any(b <= 0 for b in batches):
+        raise SparsekitError(f"cannot read batch sizes '{text}'", "give comma-separated positive integers, e.g. 1,8,32")
+    return sorted(set(batches))
+
+
+def run(args) -> int:
+    from sparsekit.bench.harness import BenchConfig
+    from sparsekit.bench.report import write_result
+
+    config = BenchConfig(warmup_seconds=args.warmup, rounds=args.rounds, min_iters=args.min_iters, round_seconds=args.round_seconds)
+    batches = parse_batches(args.batches)
+    say = (lambda m: None) if args.json else (lambda m: err.print(f"[dim]{m}[/]"))
+    if args.backend == "torch_sparse":
+        from sparsekit.bench.pair import bench_torch_sparse
+        from sparsekit.models.source import load_model
+
+        loaded = load_model(args.input)
+        result = bench_torch_sparse(loaded, batches, config, args.dtype, not args.no_graphs, say)
+        stem = f"torch_sparse_{Path(loaded.name).stem}_{args.dtype}"
+    else:
+        from sparsekit.bench.pair import bench_onnx
+        from sparsekit.cli.cmd_build import resolve_onnx
+
+        onnx_path = resolve_onnx(args.input, args.precision)
+        result = bench_onnx(onnx_path, args.backend, batches, config, not args.no_graphs, args.transfers, args.store, args.threads, say)
+        stem = f"{args.backend}_{onnx_path.stem.replace('.', '_')}"
+    paths = write_result(result, Path(args.out), stem)
+    if args.json:
+        emit(args, result)
+        return 0
+    t = Table(title=f"{args.backend}: dense vs sparse ({result['precision']})")
+    for col in ("batch", "dense ms (median)", "sparse ms (median)", "speedup", "95% CI", "CoV d/s"):
+        t.add_column(col, justify="right")
+    for row in result["results"]:
+        d, s, ci = row["dense"], row["sparse"], row["speedup"]
+        t.add_row(str(row["batch"]), f"{d['median']:.3f}", f"{s['median']:.3f}", f"{ci['ratio']:.3f}x", f"{ci['low']:.3f}-{ci['high']:.3f}", f"{100 * d['cov']:.1f}% / {100 * s['cov']:.1f}%")
+    out.print(t)
+    out.print(f"Amdahl bound: {result['amdahl']['bound']:.2f}x ({100 * result['amdahl']['sparse_flop_share']:.1f}% of FLOPs in 2:4 layers)")
+    for note in result["notes"]:
+        out.print(f"[dim]{note}[/]")
+    out.print(f"Results: {paths['md']} (JSON {paths['json']}, plot {paths['png']})")
+    return 0
