@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=("magnitude", "sparsegpt"), default="magnitude", help="sparsity method (default: magnitude)")
     p.add_argument("--include", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layer names to sparsify (repeatable; default: all)")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layer names to keep dense (repeatable), e.g. '*head*'")
+    p.add_argument("--include-from", metavar="FILE", help="layers to sparsify from a file: the JSON of 'sparsekit select' (its include list) or one name/pattern per line")
+    p.add_argument("--exclude-from", metavar="FILE", help="layers to keep dense from a file: a JSON with an 'exclude' list (e.g. from sensitivity analysis) or one name/pattern per line")
     p.add_argument("--calib", metavar="DATA", help="calibration data for sparsegpt: .pt/.npy/.npz with [N, ...] samples, or module:function; default: random inputs")
     p.add_argument("--calib-samples", type=int, default=64, metavar="N", help="random calibration samples when --calib is not given (default 64)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -32,11 +34,22 @@ def run(args) -> int:
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.sparsify.sparsify import sparsify_
 
+    from sparsekit.bench.select import read_layer_list
+    from sparsekit.errors import NoEligibleLayersError
+
     ensure_writable_target(args.output, args.force)
+    include, exclude = list(args.include), list(args.exclude)
+    if args.include_from:
+        listed = read_layer_list(args.include_from, "include")
+        if not listed:
+            raise NoEligibleLayersError(f"'{args.include_from}' includes no layer (no sparse kernel was faster at the measured batch)", "keep this model dense, or re-run 'sparsekit select' at a larger batch")
+        include += listed
+    if args.exclude_from:
+        exclude += read_layer_list(args.exclude_from, "exclude")
     loaded = load_from_args(args)
     calib = load_calibration(args.calib, loaded.inputs, args.calib_samples) if (args.method == "sparsegpt" or args.calib) else None
     with status(f"sparsifying with {args.method}"):
-        loaded.model, report = sparsify_(loaded.model, args.method, args.include or ["*"], args.exclude, calib)
+        loaded.model, report = sparsify_(loaded.model, args.method, include or ["*"], exclude, calib)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     payload = {**report.to_dict(), "checkpoint": str(args.output)}
     emit(args, payload)

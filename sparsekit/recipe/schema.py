@@ -36,6 +36,8 @@ class SparsifyConfig(_Strict):
     method: Literal["magnitude", "sparsegpt"] = "magnitude"
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
+    include_from: str | None = Field(None, description="JSON from 'sparsekit select' (include list) or a text file of layer names")
+    exclude_from: str | None = Field(None, description="JSON with an 'exclude' list (sensitivity analysis) or a text file of layer names")
     calib: str | None = Field(None, description="calibration data (.pt/.npy/.npz or module:fn); null = random inputs")
     calib_samples: int = Field(64, ge=1)
 

@@ -70,15 +70,29 @@ def _sparsify(ctx: StageContext) -> dict:
     from sparsekit.models.calib import load_calibration
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.models.source import load_model
+    from sparsekit.bench.select import read_layer_list
     from sparsekit.sparsify.sparsify import sparsify_
 
     m, s = ctx.recipe.model, ctx.recipe.sparsify
     loaded = load_model(m.source, dict(m.args), m.input_shapes or None)
     calib = load_calibration(s.calib, loaded.inputs, s.calib_samples) if (s.method == "sparsegpt" or s.calib) else None
-    loaded.model, report = sparsify_(loaded.model, s.method, s.include, s.exclude, calib)
+    include, exclude = list(s.include), list(s.exclude)
+    if s.include_from:
+        include = read_layer_list(s.include_from, "include") or ["<none>"]
+    if s.exclude_from:
+        exclude += read_layer_list(s.exclude_from, "exclude")
+    loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib)
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     return {"sparsified": len(report.sparsified), "layers": len(report.layers), "seconds": round(report.seconds, 2)}
+
+
+def _list_contents(r: Recipe) -> dict:
+    """Contents of include/exclude list files: a changed list must re-run sparsify."""
+    from sparsekit.bench.select import read_layer_list
+
+    s = r.sparsify
+    return {k: read_layer_list(path, k) for k, path in (("include", s.include_from), ("exclude", s.exclude_from)) if path}
 
 
 def _export_stage(precision: str) -> Stage:
@@ -115,7 +129,7 @@ STAGES: list[Stage] = [
     Stage("analyze", lambda r: {"model": r.model.model_dump(mode="json")}, lambda r: [], lambda r: ["analysis.json"], _analyze),
     Stage(
         "sparsify",
-        lambda r: None if r.sparsify is None else {"model": r.model.model_dump(mode="json"), "sparsify": r.sparsify.model_dump(mode="json")},
+        lambda r: None if r.sparsify is None else {"model": r.model.model_dump(mode="json"), "sparsify": r.sparsify.model_dump(mode="json"), "lists": _list_contents(r)},
         lambda r: [], lambda r: ["sparse.pt", "sparsify.json"], _sparsify,
     ),
     *[_export_stage(p) for p in ("fp32", "fp16", "int8")],

@@ -1,0 +1,82 @@
+"""Speed-aware layer selection: sparsify only layers whose 2:4 GEMM is measurably faster.
+
+Each eligible layer's GEMM (at the user's batch and precision) is timed dense vs 2:4 on the
+target GPU; layers faster by at least ``margin`` go into the include list, the rest stay dense and
+pay no accuracy cost. ``sparsekit sparsify --include-from`` and recipes take the list directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from sparsekit._io import write_json_atomic
+from sparsekit.bench.harness import BenchConfig
+from sparsekit.errors import SparsekitError
+
+
+def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: float = 1.05, dtype: str = "float16", progress: Callable[[str], None] = lambda m: None) -> dict:
+    """Time every sparsifiable layer's GEMM and decide include/exclude.
+
+    Returns:
+        ``{"include": [...], "exclude": [...], "margin", "batch", "measurements": [...], "machine"}``.
+
+    Raises:
+        SparsekitError: no CUDA GPU or one older than Ampere.
+    """
+    import torch
+
+    from sparsekit.analyze.torch_layers import analyze_model
+    from sparsekit.bench.gemm import layer_gemm_shape, time_gemm
+    from sparsekit.bench.machine import machine_facts
+
+    if not torch.cuda.is_available():
+        raise SparsekitError("speed-aware selection measures on the target GPU and no CUDA GPU is available", "run 'sparsekit select' on the Ampere+ GPU you will deploy on")
+    if torch.cuda.get_device_capability()[0] < 8:
+        raise SparsekitError(f"{torch.cuda.get_device_name()} has no 2:4 sparse Tensor Cores", "use an Ampere (8.0) or newer GPU")
+    analysis = analyze_model(type(loaded)(loaded.model, loaded.inputs.with_batch(batch), loaded.source))
+    rows, include, exclude = [], [], []
+    for layer in analysis.layers:
+        if not (layer.trt["ok"] and layer.magnitude["ok"]) or not layer.gemm_rows:
+            continue
+        shape = layer_gemm_shape(layer.name, layer.kind, layer.shape, layer.gemm_rows)
+        if shape.k % 64 or shape.n % 32:
+            exclude.append(layer.name)
+            rows.append({"name": layer.name, "m": shape.m, "k": shape.k, "n": shape.n, "decision": "exclude", "reason": "shape below the semi-structured kernel's alignment"})
+            continue
+        progress(f"{layer.name}: GEMM {shape.m}x{shape.k}x{shape.n}")
+        result = time_gemm(shape, config, dtype)
+        ratio = result.speedup
+        keep = ratio.low >= margin if ratio.rounds > 1 else ratio.ratio >= margin
+        (include if keep else exclude).append(layer.name)
+        rows.append({"name": layer.name, "m": shape.m, "k": shape.k, "n": shape.n, "dense_ms": result.dense.median, "sparse_ms": result.sparse.median, "speedup": ratio.to_dict(), "decision": "include" if keep else "exclude", "flop_share": layer.flop_share})
+    return {"model": loaded.name, "batch": batch, "dtype": dtype, "margin": margin, "rule": "include when the lower bound of the speedup interval >= margin", "include": include, "exclude": exclude, "measurements": rows, "machine": machine_facts(gpu=True), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_selection(selection: dict, path: str | os.PathLike) -> Path:
+    return write_json_atomic(path, selection)
+
+
+def read_layer_list(path: str | os.PathLike, key: str = "include") -> list[str]:
+    """Read a layer list: a selection/sensitivity JSON with ``key`` (``include``/``exclude``), or a
+    text file with one name or pattern per line (``#`` comments).
+
+    Raises:
+        SparsekitError: missing file or no such list in it.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SparsekitError(f"layer list '{p}' does not exist", "give the JSON written by 'sparsekit select' or a text file with one layer per line")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SparsekitError(f"layer list '{p}' is not valid JSON", "regenerate it with 'sparsekit select'") from exc
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise SparsekitError(f"'{p}' has no '{key}' list", f"give a file with a '{key}' list")
+        return [str(x) for x in data[key]]
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
