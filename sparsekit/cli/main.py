@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
-from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_models, cmd_run, cmd_select, cmd_sparsify
+from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_models, cmd_run, cmd_select, cmd_serve, cmd_sparsify
 
-COMMANDS = (cmd_models, cmd_analyze, cmd_sparsify, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run)
+COMMANDS = (cmd_models, cmd_analyze, cmd_sparsify, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run, cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,95 @@
+"""``sparsekit serve`` (the build service) and ``sparsekit submit`` (its client)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sparsekit.cli.common import emit, err, out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="run the engine build service (HTTP API, job queue, engine cache)",
+        description="Serve the build API on HOST:PORT (loopback by default). Builds run in fresh worker processes (local executor, one per slot) "
+        "or as Ray tasks (--executor ray). State (jobs, uploads, engines) lives in --state-dir and survives restarts. "
+        "OpenAPI schema at /docs and /openapi.json.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; other addresses need tokens)")
+    p.add_argument("--port", type=int, default=8700)
+    p.add_argument("--state-dir", default=".sparsekit-service", help="jobs database, uploads, engine store (default .sparsekit-service)")
+    p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b)")
+    p.add_argument("--max-upload-mib", type=int, default=2048, help="ONNX upload limit in MiB (default 2048)")
+    p.add_argument("--job-timeout", type=float, default=3600, help="wall-clock limit per build in seconds (default 3600)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--workers", type=int, default=1, help="concurrent builds: one per GPU (default 1)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--ray-accelerator-type", help="route builds to this Ray accelerator type, e.g. H100 or A100")
+    p.set_defaults(func=run_serve)
+
+    s = sub.add_parser(
+        "submit", help="submit an ONNX to a build service and optionally wait and download",
+        description="Upload an ONNX file with a build spec to 'sparsekit serve'. An identical request returns the cached engine; one submitted "
+        "while an identical build runs joins it.",
+    )
+    s.add_argument("onnx", help="ONNX file")
+    s.add_argument("--server", default=os.environ.get("SPARSEKIT_SERVER", "http://127.0.0.1:8700"), help="service URL (default $SPARSEKIT_SERVER or http://127.0.0.1:8700)")
+    s.add_argument("--spec", help="build spec: a JSON file or inline JSON (fields as in 'sparsekit build')")
+    s.add_argument("--backend", choices=("tensorrt", "onnxruntime"), help="override the spec's backend")
+    s.add_argument("--sparse", choices=("off", "on"), help="override the spec's sparse flag")
+    s.add_argument("--bench", action="store_true", help="benchmark the engine on the build GPU right after the build")
+    s.add_argument("--token", default=os.environ.get("SPARSEKIT_TOKEN"), help="bearer token (default $SPARSEKIT_TOKEN)")
+    s.add_argument("--wait", action="store_true", help="wait for the build to finish")
+    s.add_argument("--download", metavar="DIR", help="with --wait: download the engine and reports into DIR")
+    s.add_argument("--timeout", type=float, default=3600, help="seconds to wait (default 3600)")
+    s.add_argument("--json", action="store_true", help="print the final build record as JSON")
+    s.set_defaults(func=run_submit)
+
+
+def run_serve(args) -> int:
+    import uvicorn
+
+    from sparsekit.service.api import create_app
+    from sparsekit.service.settings import ServiceSettings, read_tokens
+
+    settings = ServiceSettings(
+        state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file), max_upload_mib=args.max_upload_mib,
+        job_timeout_s=args.job_timeout, executor=args.executor, workers=args.workers, ray_address=args.ray_address, ray_accelerator_type=args.ray_accelerator_type,
+    )
+    settings.check()
+    app = create_app(settings)
+    err.print(f"sparsekit build service on http://{args.host}:{args.port} ({args.executor} executor, {args.workers} slot(s), state in {args.state_dir})")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def run_submit(args) -> int:
+    from sparsekit.service.client import BuildClient, load_spec
+
+    spec = load_spec(args.spec, args.backend)
+    if args.sparse:
+        spec = spec.with_sparse(args.sparse == "on")
+    client = BuildClient(args.server, args.token)
+    answer = client.submit(args.onnx, spec, args.bench)
+    build = answer["build"]
+    if not args.json:
+        out.print(f"build {build['id']}: {answer['how']} ({build['state']})")
+    if args.wait or args.download:
+        last = {"state": None}
+
+        def progress(b):
+            if b["state"] != last["state"] and not args.json:
+                err.print(f"[dim]{b['state']}[/]")
+            last["state"] = b["state"]
+
+        build = client.wait(build["id"], args.timeout, progress=progress)
+        if args.download:
+            folder = Path(args.download)
+            names = ["engine", "report.json", "report.md", "metadata.json"] + (["benchmark.json"] if args.bench else [])
+            for name in names:
+                client.download(build["id"], name, folder / (build["result"]["artifact"] if name == "engine" else name))
+            if not args.json:
+                out.print(f"downloaded to {folder}")
+    if args.json:
+        emit(args, build)
+    return 0

@@ -1,0 +1,182 @@
+"""The job store: SQLite, survives restarts, terminal states immutable, identical requests join.
+
+States: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED. A job's ``key`` is its engine key
+(content hash of ONNX, canonical spec, target, kit version): a request whose key matches a
+SUCCEEDED job is a cache hit; one whose key matches a QUEUED/RUNNING job joins it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    onnx_path TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker_pid INTEGER,
+    error TEXT,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_key ON jobs(key, state);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
+"""
+
+
+@dataclass
+class Job:
+    """One build job (timestamps in Unix seconds).
+
+    Attributes:
+        request: ``{"spec": ..., "bench": bool, "target": ...}`` as submitted.
+        error: ``{"stage", "message", "hint"}`` for FAILED/CANCELLED jobs.
+        result: ``{"record": folder, "artifacts": {...}}`` for SUCCEEDED jobs.
+    """
+
+    id: str
+    key: str
+    state: str
+    request: dict
+    onnx_path: str
+    created: float
+    started: float | None
+    finished: float | None
+    attempts: int
+    worker_pid: int | None
+    error: dict | None
+    result: dict | None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("onnx_path")
+        d.pop("worker_pid")
+        return d
+
+
+def _row(r: sqlite3.Row) -> Job:
+    return Job(r["id"], r["key"], r["state"], json.loads(r["request"]), r["onnx_path"], r["created"], r["started"], r["finished"], r["attempts"], r["worker_pid"], json.loads(r["error"]) if r["error"] else None, json.loads(r["result"]) if r["result"] else None)
+
+
+class JobStore:
+    """SQLite job store at ``path`` (WAL mode; one writer at a time, serialized by a lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.commit()
+        finally:
+            db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            finally:
+                db.close()
+
+    def submit(self, key: str, request: dict, onnx_path: str) -> tuple[Job, str]:
+        """Create a job, or return the existing one with the same key.
+
+        Returns:
+            ``(job, how)`` with ``how`` in ``created`` / ``joined`` (identical job in flight) /
+            ``cached`` (identical job already succeeded).
+        """
+        with self._tx() as db:
+            hit = db.execute("SELECT * FROM jobs WHERE key=? AND state=? ORDER BY finished DESC LIMIT 1", (key, SUCCEEDED)).fetchone()
+            if hit:
+                return _row(hit), "cached"
+            live = db.execute("SELECT * FROM jobs WHERE key=? AND state IN (?, ?) ORDER BY created LIMIT 1", (key, QUEUED, RUNNING)).fetchone()
+            if live:
+                return _row(live), "joined"
+            job_id = uuid.uuid4().hex
+            db.execute("INSERT INTO jobs (id, key, state, request, onnx_path, created) VALUES (?, ?, ?, ?, ?, ?)", (job_id, key, QUEUED, json.dumps(request, sort_keys=True), onnx_path, time.time()))
+            return _row(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()), "created"
+
+    def get(self, job_id: str) -> Job | None:
+        with self._tx() as db:
+            r = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return _row(r) if r else None
+
+    def list(self, limit: int = 100) -> list[Job]:
+        with self._tx() as db:
+            return [_row(r) for r in db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()]
+
+    def claim_next(self, backend: str | None = None) -> Job | None:
+        """Move the oldest QUEUED job (of ``backend``) to RUNNING and return it."""
+        with self._tx() as db:
+            for r in db.execute("SELECT * FROM jobs WHERE state=? ORDER BY created", (QUEUED,)).fetchall():
+                job = _row(r)
+                if backend and job.request["spec"].get("backend") != backend:
+                    continue
+                db.execute("UPDATE jobs SET state=?, started=?, attempts=attempts+1 WHERE id=? AND state=?", (RUNNING, time.time(), job.id, QUEUED))
+                return _row(db.execute("SELECT * FROM jobs WHERE id=?", (job.id,)).fetchone())
+        return None
+
+    def set_worker(self, job_id: str, pid: int | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET worker_pid=? WHERE id=?", (pid, job_id))
+
+    def finish(self, job_id: str, state: str, result: dict | None = None, error: dict | None = None) -> bool:
+        """Move a non-terminal job to a terminal ``state``; False if it was already terminal."""
+        if state not in TERMINAL:
+            raise ValueError(state)
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET state=?, finished=?, result=?, error=?, worker_pid=NULL WHERE id=? AND state NOT IN ({','.join('?' * len(TERMINAL))})",
+                (state, time.time(), json.dumps(result) if result else None, json.dumps(error) if error else None, job_id, *TERMINAL),
+            )
+            return cur.rowcount == 1
+
+    def recover(self, max_attempts: int = 2) -> dict[str, int]:
+        """After a restart: RUNNING jobs (their worker died with the process) are re-queued while
+        attempts remain, else FAILED. Never left stuck."""
+        with self._tx() as db:
+            rows = db.execute("SELECT id, attempts FROM jobs WHERE state=?", (RUNNING,)).fetchall()
+            requeued = failed = 0
+            for r in rows:
+                if r["attempts"] < max_attempts:
+                    db.execute("UPDATE jobs SET state=?, started=NULL, worker_pid=NULL WHERE id=?", (QUEUED, r["id"]))
+                    requeued += 1
+                else:
+                    err = {"stage": "worker", "message": "the service stopped while this build ran, too many times", "hint": "submit again; check the service logs"}
+                    db.execute("UPDATE jobs SET state=?, finished=?, error=?, worker_pid=NULL WHERE id=?", (FAILED, time.time(), json.dumps(err), r["id"]))
+                    failed += 1
+        return {"requeued": requeued, "failed": failed}
+
+    def counts(self) -> dict[str, int]:
+        with self._tx() as db:
+            return {r["state"]: r["n"] for r in db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()}
+
+    def build_seconds(self) -> list[float]:
+        with self._tx() as db:
+            return [r[0] for r in db.execute("SELECT finished - started FROM jobs WHERE state=? AND started IS NOT NULL", (SUCCEEDED,)).fetchall()]
