@@ -158,7 +158,10 @@ class RayExecutor(Executor):
         from sparsekit.service.worker import run_request
 
         if not ray.is_initialized():
-            ray.init(address=self.settings.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            host = (self.settings.ray_address or "127.0.0.1").split(":")[0]
+            # A local or loopback cluster: this driver must register on loopback too (Ray would pick the host's IP).
+            local = {"_node_ip_address": "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {}
+            ray.init(address=self.settings.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **local)
         options = {"max_calls": 1, "num_cpus": 1}
         if self.settings.ray_accelerator_type:
             options.update(num_gpus=1, accelerator_type=self.settings.ray_accelerator_type)

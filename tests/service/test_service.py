@@ -171,3 +171,24 @@ def test_cancel_and_terminal_states_are_immutable(tmp_path, small_onnx):
 def test_refuses_non_loopback_without_tokens(cli):
     proc = cli("serve", "--host", "0.0.0.0", "--port", "0")
     assert proc.returncode == 2 and "without bearer tokens" in proc.stderr
+
+
+def test_ray_executor_on_a_local_ray_cluster(tmp_path, small_onnx, monkeypatch):
+    """Same service, `--executor ray`: the service starts a local Ray cluster (on loopback) and
+    routes each build to a Ray task in its own worker process."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    server = Server(tmp_path / "state", "--executor", "ray").start()
+    try:
+        c = server.client()
+        ids = {c.submit(p, ORT)["build"]["id"] for p in small_onnx[:3]}
+        ids.add(c.submit(small_onnx[0], ORT)["build"]["id"])  # joins or hits the first
+        assert len(ids) == 3
+        for job_id in ids:
+            assert c.wait(job_id, timeout=300)["state"] == "SUCCEEDED"
+        bad = tmp_path / "bad.onnx"
+        bad.write_bytes(b"garbage")
+        with pytest.raises(ServiceError, match="validate"):
+            c.wait(c.submit(bad, ORT)["build"]["id"], timeout=120)
+    finally:
+        server.stop()
