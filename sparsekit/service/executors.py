@@ -44,6 +44,14 @@ class Executor:
         for t in self._threads:
             t.join(timeout=5)
 
+    def _next_job(self):
+        """Claim the next queued job, or wait briefly (woken early by :meth:`notify`) and return None."""
+        job = self.jobs.claim_next()
+        if job is None:
+            self._wake.wait(0.5)
+            self._wake.clear()
+        return job
+
     def _request(self, job) -> dict:
         return {"job": job.id, "onnx": job.onnx_path, "spec": job.request["spec"], "bench": job.request.get("bench", False), "store": str(self.settings.store)}
 
@@ -85,10 +93,8 @@ class LocalExecutor(Executor):
 
     def _loop(self, slot: int) -> None:
         while not self._stop.is_set():
-            job = self.jobs.claim_next()
+            job = self._next_job()
             if job is None:
-                self._wake.wait(0.5)
-                self._wake.clear()
                 continue
             try:
                 self._run(job, slot)
@@ -175,10 +181,8 @@ class RayExecutor(Executor):
         import ray
 
         while not self._stop.is_set():
-            job = self.jobs.claim_next()
+            job = self._next_job()
             if job is None:
-                self._wake.wait(0.5)
-                self._wake.clear()
                 continue
             ref = self._task.remote(self._request(job))
             with self._lock:

@@ -63,6 +63,17 @@ def test_user_factory_model_full_chain(tmp_path):
         assert r.check.passed and set(r.sparsified) == set(report.sparsified)
 
 
+def _train_steps(model, inputs, steps: int = 5):
+    """A few QAT-like AdamW steps (large lr, so revived weights would show)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for i in range(steps):
+        opt.zero_grad()
+        model(*inputs.random(batch=8, seed=i)).square().mean().backward()
+        opt.step()
+    return model.eval()
+
+
 def test_wrong_order_loses_2to4_and_writes_nothing(tmp_path):
     """sparsify -> mts.export -> quantize -> QAT destroys 2:4; export must refuse and leave no file."""
     import modelopt.torch.sparsity as mts
@@ -73,13 +84,7 @@ def test_wrong_order_loses_2to4_and_writes_nothing(tmp_path):
     loaded = load_model("mlp")
     loaded.model, report = sparsify_(loaded.model, "magnitude")
     model = quantize_(mts.export(loaded.model), load_calibration(None, loaded.inputs, 16))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for i in range(5):
-        opt.zero_grad()
-        model(*loaded.inputs.random(batch=8, seed=i)).square().mean().backward()
-        opt.step()
-    loaded.model = model.eval()
+    loaded.model = _train_steps(model, loaded.inputs)
     out = tmp_path / "m.int8.onnx"
     with pytest.raises(ExportError, match="lost 2:4"):
         export_(loaded, "int8", out, require_sparse=report.sparsified)
@@ -93,13 +98,7 @@ def test_right_order_keeps_2to4_through_qat(tmp_path):
     loaded = load_model("mlp")
     loaded.model, report = sparsify_(loaded.model, "magnitude")
     model = quantize_(loaded.model, load_calibration(None, loaded.inputs, 16))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for i in range(5):
-        opt.zero_grad()
-        model(*loaded.inputs.random(batch=8, seed=i)).square().mean().backward()
-        opt.step()
-    loaded.model = model.eval()
+    loaded.model = _train_steps(model, loaded.inputs)
     r = export_(loaded, "int8", tmp_path / "m.int8.onnx", require_sparse=report.sparsified)
     assert r.check.passed and set(r.sparsified) == set(report.sparsified)
 
