@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sparsekit._io import atomic_path, ensure_writable_target, write_json_atomic
+from sparsekit._memory import release_memory
 from sparsekit.errors import ExportError
 from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
 from sparsekit.export.precisions import get_precision
@@ -144,9 +145,14 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
     with atomic_path(target) as tmp:
         reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
+        release_memory()
         _stamp(tmp, {"sparsekit.inputs": json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)})
+        release_memory()
         check = _verify(tmp, sparsified)
+        release_memory()
         parity = compare_onnx_to_torch(tmp, reference, loaded.inputs, spec.tolerance, label)
+        del reference
+        release_memory()
         if not parity.passed:
             raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: relative error {parity.max_rel:.2e} > {spec.tolerance:.0e}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
         size = tmp.stat().st_size

@@ -59,9 +59,12 @@ def _write_fp16(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: i
 
     from sparsekit._quiet import quiet_modelopt
 
+    from sparsekit._memory import release_memory
+
     fp32 = path.with_name(path.name + ".fp32.tmp")
     try:
         onnx_from_torch(model, inputs, fp32, opset)
+        release_memory()
         with quiet_modelopt():
             from modelopt.onnx.autocast import convert_to_mixed_precision
 
