@@ -34,7 +34,8 @@ def bare_loop_ms(session, feeds: list[dict], iters: int) -> list[float]:
 def main() -> int:
     import numpy as np
 
-    from sparsekit.bench.harness import BenchConfig, measure_single
+    from sparsekit.bench.harness import BenchConfig, _round, _warm
+    from sparsekit.bench.stats import summarize
     from sparsekit.bench.machine import machine_facts
     from sparsekit.bench.ort_runner import OrtTimedRunner
     from sparsekit.bench.pair import bench_onnx
@@ -51,17 +52,20 @@ def main() -> int:
         overhead = []
         for batch in (1, 8):
             spec = loaded.inputs.with_batch(batch)
-            runner = OrtTimedRunner(onnx_path, spec, buffers=8)
-            config = BenchConfig(rounds=8, round_seconds=0.5, min_iters=20, warmup_seconds=0.5)
-            harness = measure_single(runner, batch, config)
-            # Same session, same rotated inputs, the plainest loop (interleaved with the harness to share drift).
-            bare = []
+            runner = OrtTimedRunner(onnx_path, spec, buffers=8, threads=1)  # one thread: least scheduler noise
+            config = BenchConfig(rounds=10, round_seconds=0.5, min_iters=20, warmup_seconds=0.5)
+            _warm(runner, config.warmup_seconds)
+            # Same session, same rotated inputs: harness rounds and plain-loop rounds alternate, so drift hits both.
+            timed, bare = [], []
             for _ in range(config.rounds):
-                bare += bare_loop_ms(runner._runner.session, runner._feeds, max(config.min_iters, harness.n // config.rounds))
+                got = _round(runner, config)
+                timed += got
+                bare += bare_loop_ms(runner._runner.session, runner._feeds, len(got))
+            harness = summarize(timed, batch)
             bare_median = float(np.median(bare))
             overhead.append({"batch": batch, "harness_median_ms": harness.median, "bare_median_ms": bare_median, "difference_pct": 100 * (harness.median - bare_median) / bare_median, "harness_cov": harness.cov})
             print(f"batch {batch}: harness {harness.median:.3f} ms, bare {bare_median:.3f} ms", file=sys.stderr)
-        aa = bench_onnx(onnx_path, "onnxruntime", [1, 8], BenchConfig(rounds=10, round_seconds=0.3), store=Path(tmp) / "engines")
+        aa = bench_onnx(onnx_path, "onnxruntime", [1, 8], BenchConfig(rounds=10, round_seconds=0.3), store=Path(tmp) / "engines", threads=1)
         aa["model"] = "bert (zoo, fp32 ONNX)"
         write_result(aa, OUT, "aa_onnxruntime_bert_fp32")
     result = {"benchmark": "cpu_harness", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_facts(), "overhead": overhead, "aa": [{"batch": r["batch"], **r["speedup"]} for r in aa["results"]]}
