@@ -4,6 +4,7 @@ disk with a byte counter (413 past the limit, nothing kept); the build spec trav
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -70,7 +71,16 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
     executor = make_executor(settings, jobs)
     target_list = targets(settings)
     available = {t["backend"]: t for t in target_list if t["available"]}
-    app = FastAPI(title="sparsekit engine build service", version=kit_version(), description="Builds dense and 2:4-sparse engines from ONNX, caches them by content, and returns them with their sparse-kernel report.")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if start_executor:
+            executor.start()
+        try:
+            yield
+        finally:
+            executor.stop()
+
+    app = FastAPI(title="sparsekit engine build service", version=kit_version(), lifespan=lifespan, description="Builds dense and 2:4-sparse engines from ONNX, caches them by content, and returns them with their sparse-kernel report.")
     app.state.jobs, app.state.executor, app.state.metrics, app.state.settings = jobs, executor, metrics, settings
     if recovered["requeued"] or recovered["failed"]:
         log.warning("recovered jobs after restart: %s", recovered)
@@ -90,15 +100,6 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
         if job is None:
             raise HTTPException(404, f"no build {job_id}")
         return job
-
-    @app.on_event("startup")
-    def _start() -> None:
-        if start_executor:
-            executor.start()
-
-    @app.on_event("shutdown")
-    def _stop() -> None:
-        executor.stop()
 
     @app.get("/healthz")
     def healthz():

@@ -78,3 +78,18 @@ def test_require_fails_on_non_sparse(tmp_path, name):
     cases = build_graphs(tmp_path)
     report = check_onnx(tmp_path / name, require=["*"])
     assert report.passed == all(cases[name].values())
+
+
+def test_user_factory_model_agrees(tmp_path):
+    """A user model given as file.py:factory: sparsify, export fp16 and int8, both checkers agree."""
+    from sparsekit.export.export import export_
+    from sparsekit.models.source import load_model
+    from sparsekit.sparsify.sparsify import sparsify_
+    from tests.conftest import DATA
+
+    loaded = load_model(f"{DATA / 'user_model.py'}:build", {"width": 64})
+    loaded.model, report = sparsify_(loaded.model, "sparsegpt", calib=[loaded.inputs.random(batch=4, seed=i) for i in range(4)])
+    for precision in ("fp16", "int8"):
+        result = export_(loaded, precision, tmp_path / f"user.{precision}.onnx")
+        ours = assert_agree(result.path)
+        assert sum(ours.values()) == len(report.sparsified) == 3
