@@ -66,7 +66,7 @@ def _print_summary(s: dict, run_dir: Path) -> None:
     out.print(t)
     lt = Table(title="layers")
     for col in ("layer", "weight", "FLOPs %", "TRT-eligible", "sparsify", *[f"2:4 {p}" for p in s["precisions"]]):
-        lt.add_column(col)
+        lt.add_column(col, overflow="fold", min_width=8 if col != "layer" else 12)
     colours = {"sparsified": "green", "fallback": "yellow", "skipped": "red", "excluded": "dim", "dense": "dim"}
     for layer in s["layers"]:
         share = "-" if layer["flop_share"] is None else f"{100 * layer['flop_share']:.1f}"

@@ -8,8 +8,9 @@ import sys
 
 from rich.console import Console
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output is not cut to 80 columns: tables keep full layer names for logs and CI.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def add_model_args(p: argparse.ArgumentParser, what: str = "MODEL") -> None:
