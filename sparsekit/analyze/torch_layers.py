@@ -8,6 +8,7 @@ from torch import nn
 
 from sparsekit.analyze.flops import layer_flops
 from sparsekit.analyze.rules import amdahl_bound, likely_wins, modelopt_magnitude, modelopt_sparsegpt, trt_eligible
+from sparsekit.sparsify.select import layer_kind
 
 
 @dataclass
@@ -71,13 +72,6 @@ class AnalysisReport:
         return {"source": self.source, "inputs": self.inputs, "total_flops": self.total_flops, "summary": self.summary, "layers": [asdict(layer) for layer in self.layers]}
 
 
-def _kind(module: nn.Module) -> str:
-    name = type(module).__name__
-    for prefix in ("Sparse", "Quant"):
-        name = name.replace(prefix, "")
-    return name
-
-
 def analyze_model(loaded) -> AnalysisReport:
     """Analyse every Linear/Conv of a :class:`~sparsekit.models.source.LoadedModel` at its input shape.
 
@@ -91,7 +85,7 @@ def analyze_model(loaded) -> AnalysisReport:
         if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             continue
         shape = tuple(module.weight.shape)
-        kind = _kind(module)
+        kind = layer_kind(module)
         f = flops.get(name)
         layers.append(
             LayerAnalysis(

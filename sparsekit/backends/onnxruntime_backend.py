@@ -12,7 +12,7 @@ import numpy as np
 
 from sparsekit.backends.base import BuildOutput
 from sparsekit.backends.spec import BuildSpec
-from sparsekit.backends.trt_report import SparseKernelReport, _base_layers
+from sparsekit.backends.trt_report import SparseKernelReport, onnx_layer_rows
 from sparsekit.errors import OnnxModelError, SparsekitError
 
 
@@ -72,7 +72,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT's InvalidGraph / Fail / NotImplemented
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise OnnxModelError(f"ONNX Runtime cannot load '{onnx_path}': {first}", "check the model with 'onnx.checker' and re-export it") from exc
-        report = SparseKernelReport(self.name, spec.sparse, False, _base_layers(onnx_path), "ONNX Runtime (CPU) has no 2:4 sparse kernels: no layer runs sparse on this backend; it is the correctness reference.")
+        report = SparseKernelReport(self.name, spec.sparse, False, onnx_layer_rows(onnx_path), "ONNX Runtime (CPU) has no 2:4 sparse kernels: no layer runs sparse on this backend; it is the correctness reference.")
         for layer in report.layers:
             layer.eligible = False
             layer.sparse_kernel = False

@@ -165,7 +165,8 @@ class SparseKernelReport:
         return "\n".join(lines) + "\n"
 
 
-def _base_layers(onnx_path) -> list[LayerSparsity]:
+def onnx_layer_rows(onnx_path) -> list[LayerSparsity]:
+    """One row per weighted ONNX layer: its node, 2:4 verdict and FLOP share (no TensorRT facts yet)."""
     from sparsekit.analyze.onnx_layers import analyze_onnx
     from sparsekit.sparsify.check import check_onnx
 
@@ -177,14 +178,12 @@ def _base_layers(onnx_path) -> list[LayerSparsity]:
         if c.name in seen:
             continue
         seen.add(c.name)
-        out.append(LayerSparsity(c.name, c.name, c.is_2to4, flop_share=shares.get(c.name)))
+        out.append(LayerSparsity(c.name, c.node, c.is_2to4, flop_share=shares.get(c.name)))
     return out
 
 
 def build_trt_report(onnx_path, log_lines: Iterable[str], inspector_json: str | dict | None, sparse_requested: bool) -> SparseKernelReport:
     """Join the ONNX 2:4 check with TensorRT's log and inspector output, per ONNX layer."""
-    from sparsekit.analyze.onnx_weights import find_weights, load_onnx
-
     log = parse_sparsity_log(log_lines)
     trt_layers, _ = parse_inspector_json(inspector_json) if inspector_json else ([], [])
     by_node: dict[str, TrtLayer] = {}
@@ -192,10 +191,8 @@ def build_trt_report(onnx_path, log_lines: Iterable[str], inspector_json: str | 
         for node in t.onnx_nodes:
             by_node.setdefault(node, t)
     eligible, picked = set(log.eligible), set(log.picked)
-    nodes = {ref.module or ref.node: ref.node for ref in find_weights(load_onnx(onnx_path))}
-    layers = _base_layers(onnx_path)
+    layers = onnx_layer_rows(onnx_path)
     for layer in layers:
-        layer.onnx_node = nodes.get(layer.name, layer.onnx_node)
         t = by_node.get(layer.onnx_node)
         if t is not None:
             layer.trt_layer, layer.tactic, layer.has_sparse_weights = t.name, t.tactic, t.has_sparse_weights

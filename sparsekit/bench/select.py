@@ -60,6 +60,31 @@ def write_selection(selection: dict, path: str | os.PathLike) -> Path:
     return write_json_atomic(path, selection)
 
 
+def resolve_layer_patterns(include, exclude, include_from: str | None = None, exclude_from: str | None = None) -> tuple[list[str], list[str]]:
+    """Combine include/exclude patterns with the lists in ``include_from`` / ``exclude_from``.
+
+    A list file narrows the default "all layers": with ``include_from``, a bare ``*`` in
+    ``include`` (the recipe default) is dropped.
+
+    Returns:
+        ``(include, exclude)``; ``include`` defaults to ``["*"]``.
+
+    Raises:
+        NoEligibleLayersError: ``include_from`` lists no layer (nothing was worth sparsifying).
+    """
+    from sparsekit.errors import NoEligibleLayersError
+
+    include, exclude = list(include), list(exclude)
+    if include_from:
+        listed = read_layer_list(include_from, "include")
+        if not listed:
+            raise NoEligibleLayersError(f"'{include_from}' includes no layer (no sparse kernel was faster at the measured batch)", "keep this model dense, or re-run 'sparsekit select' at a larger batch")
+        include = [p for p in include if p != "*"] + listed
+    if exclude_from:
+        exclude += read_layer_list(exclude_from, "exclude")
+    return include or ["*"], exclude
+
+
 def read_layer_list(path: str | os.PathLike, key: str = "include") -> list[str]:
     """Read a layer list: a selection/sensitivity JSON with ``key`` (``include``/``exclude``), or a
     text file with one name or pattern per line (``#`` comments).

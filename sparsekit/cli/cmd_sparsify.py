@@ -34,22 +34,14 @@ def run(args) -> int:
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.sparsify.sparsify import sparsify_
 
-    from sparsekit.bench.select import read_layer_list
-    from sparsekit.errors import NoEligibleLayersError
+    from sparsekit.bench.select import resolve_layer_patterns
 
     ensure_writable_target(args.output, args.force)
-    include, exclude = list(args.include), list(args.exclude)
-    if args.include_from:
-        listed = read_layer_list(args.include_from, "include")
-        if not listed:
-            raise NoEligibleLayersError(f"'{args.include_from}' includes no layer (no sparse kernel was faster at the measured batch)", "keep this model dense, or re-run 'sparsekit select' at a larger batch")
-        include += listed
-    if args.exclude_from:
-        exclude += read_layer_list(args.exclude_from, "exclude")
+    include, exclude = resolve_layer_patterns(args.include, args.exclude, args.include_from, args.exclude_from)
     loaded = load_from_args(args)
     calib = load_calibration(args.calib, loaded.inputs, args.calib_samples) if (args.method == "sparsegpt" or args.calib) else None
     with status(f"sparsifying with {args.method}"):
-        loaded.model, report = sparsify_(loaded.model, args.method, include or ["*"], exclude, calib)
+        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     payload = {**report.to_dict(), "checkpoint": str(args.output)}
     emit(args, payload)

@@ -70,17 +70,13 @@ def _sparsify(ctx: StageContext) -> dict:
     from sparsekit.models.calib import load_calibration
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.models.source import load_model
-    from sparsekit.bench.select import read_layer_list
+    from sparsekit.bench.select import resolve_layer_patterns
     from sparsekit.sparsify.sparsify import sparsify_
 
     m, s = ctx.recipe.model, ctx.recipe.sparsify
     loaded = load_model(m.source, dict(m.args), m.input_shapes or None)
     calib = load_calibration(s.calib, loaded.inputs, s.calib_samples) if (s.method == "sparsegpt" or s.calib) else None
-    include, exclude = list(s.include), list(s.exclude)
-    if s.include_from:
-        include = read_layer_list(s.include_from, "include") or ["<none>"]
-    if s.exclude_from:
-        exclude += read_layer_list(s.exclude_from, "exclude")
+    include, exclude = resolve_layer_patterns(s.include, s.exclude, s.include_from, s.exclude_from)
     loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib)
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})

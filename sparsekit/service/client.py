@@ -28,11 +28,14 @@ class BuildClient:
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
         self._httpx = httpx
 
+    def _unreachable(self, exc: Exception) -> "ServiceError":
+        return ServiceError(f"cannot reach the build service at {self.server} ({type(exc).__name__})", "start it with 'sparsekit serve' or check --server")
+
     def _call(self, method: str, *args, **kwargs):
         try:
             return getattr(self._http, method)(*args, **kwargs)
         except self._httpx.TransportError as exc:
-            raise ServiceError(f"cannot reach the build service at {self.server} ({type(exc).__name__})", "start it with 'sparsekit serve' or check --server") from exc
+            raise self._unreachable(exc) from exc
 
     def _check(self, resp):
         if resp.status_code >= 400:
@@ -89,7 +92,7 @@ class BuildClient:
             stream = self._http.stream("GET", f"/v1/builds/{build_id}/artifacts/{name}")
             resp = stream.__enter__()
         except self._httpx.TransportError as exc:
-            raise ServiceError(f"cannot reach the build service at {self.server} ({type(exc).__name__})", "start it with 'sparsekit serve' or check --server") from exc
+            raise self._unreachable(exc) from exc
         try:
             if resp.status_code >= 400:
                 resp.read()

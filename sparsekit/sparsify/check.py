@@ -11,6 +11,7 @@ from torch import nn
 
 from sparsekit.analyze.rules import trt_eligible
 from sparsekit.sparsify.pattern import group_stats
+from sparsekit.sparsify.select import layer_kind
 
 SPARSIFIED = "@sparsified"
 """Requirement token: every layer the kit sparsified (masked) must be 2:4."""
@@ -38,6 +39,7 @@ class LayerCheck:
         is_2to4: every group conforms.
         sparsified: the kit (ModelOpt) put a 2:4 mask on it (PyTorch only; None for ONNX).
         required: a requirement names this layer.
+        node: the consuming ONNX node's name (ONNX checks only).
     """
 
     name: str
@@ -54,6 +56,7 @@ class LayerCheck:
     is_2to4: bool
     sparsified: bool | None = None
     required: bool = False
+    node: str = ""
 
 
 @dataclass
@@ -123,9 +126,7 @@ def check_model(model: nn.Module, require: Sequence[str] = (SPARSIFIED,), source
             continue
         weight = module.weight.detach().float().cpu().numpy()
         axis = 1
-        kind = type(module).__name__
-        for prefix in ("Sparse", "Quant"):  # ModelOpt's dynamic classes: SparseLinear, QuantLinear...
-            kind = kind.replace(prefix, "")
+        kind = layer_kind(module)
         verdict = trt_eligible(kind, weight.shape, axis, getattr(module, "groups", 1))
         stats = group_stats(weight, axis)
         layers.append(LayerCheck(name, kind, f"{name}.weight", list(weight.shape), axis, "float32", verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4, _is_masked(module)))
@@ -159,6 +160,6 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (), sparsified_
         verdict = trt_eligible(ref.op_type, ref.dims, ref.axis, dtype=ref.dtype)
         stats = group_stats(weight, ref.axis)
         name = ref.module or ref.node
-        layers.append(LayerCheck(name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4 and verdict.ok))
+        layers.append(LayerCheck(name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4 and verdict.ok, node=ref.node))
     _mark_required(layers, require, sparsified_modules)
     return CheckReport(str(path), layers, list(require))

@@ -58,3 +58,14 @@ def test_recipe_without_sparsify_exports_dense(tmp_path):
     run_recipe(recipe_from_dict({**BASE, "sparsify": None}), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["sparsified_layers"] == 0 and summary["amdahl_bound"] == 1.0
+
+
+def test_recipe_include_from_narrows_the_default(tmp_path):
+    (tmp_path / "sel.json").write_text(json.dumps({"include": ["body.0"]}))
+    run_recipe(recipe_from_dict({**BASE, "sparsify": {"method": "magnitude", "include_from": str(tmp_path / "sel.json")}}), tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["sparsified_layers"] == 1
+    (tmp_path / "empty.json").write_text(json.dumps({"include": []}))
+    from sparsekit.errors import NoEligibleLayersError
+
+    with pytest.raises(NoEligibleLayersError, match="includes no layer"):
+        run_recipe(recipe_from_dict({**BASE, "sparsify": {"method": "magnitude", "include_from": str(tmp_path / "empty.json")}}), tmp_path / "run2")
