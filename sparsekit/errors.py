@@ -67,3 +67,15 @@ class RecipeError(SparsekitError):
 
 class MissingDependencyError(SparsekitError):
     """An optional dependency needed for this operation is not installed."""
+
+
+class TrainingDataError(SparsekitError):
+    """Training data is empty, or of the wrong shape or dtype for the model."""
+
+
+class TrainingDivergedError(SparsekitError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingStateError(SparsekitError):
+    """A saved training state does not belong to this model or run."""

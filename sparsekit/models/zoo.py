@@ -52,12 +52,12 @@ def _mlp(in_features, hidden, depth, classes, batch):
     return MLP(in_features, hidden, depth, classes), InputSpec((InputTensor("input", (batch, in_features)),))
 
 
-@register("cnn", "small ResNet-style CNN with wide stages (64-128-256 ch), 3x32x32 images", width=64, blocks=1, image_size=32, classes=10, batch=1)
-def _cnn(width, blocks, image_size, classes, batch):
+@register("cnn", "small ResNet-style CNN with wide stages (64-128-256 ch), 3x32x32 images", width=64, blocks=1, image_size=32, classes=10, in_channels=3, batch=1)
+def _cnn(width, blocks, image_size, classes, in_channels, batch):
     from sparsekit.models.zoo_cnn import WideResNet
 
-    model = WideResNet((width, width * 2, width * 4), blocks, classes)
-    return model, InputSpec((InputTensor("input", (batch, 3, image_size, image_size)),))
+    model = WideResNet((width, width * 2, width * 4), blocks, classes, in_channels)
+    return model, InputSpec((InputTensor("input", (batch, in_channels, image_size, image_size)),))
 
 
 @register("resnet50", "ResNet-50-shaped CNN at full size (25.6 M params), 3x224x224 images", width=64, image_size=224, classes=1000, batch=1)
@@ -78,6 +78,15 @@ def _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch):
 @register("bert-base", "BERT-base-shaped encoder at full size (12 layers, hidden 768, FFN 3072), token ids [B, 128]", vocab=30522, hidden=768, layers=12, heads=12, ffn=3072, seq=128, classes=2, batch=1)
 def _bert_base(vocab, hidden, layers, heads, ffn, seq, classes, batch):
     return _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch)
+
+
+@register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384), token ids + mask [B, 128] -> unit embedding [B, 384]; needs the 'minilm' extra", seq=128, batch=1)
+def _minilm(seq, batch):
+    from sparsekit.models.zoo_minilm import MiniLMEncoder
+
+    model = MiniLMEncoder.pretrained()
+    vocab = model.bert.config.vocab_size
+    return model, InputSpec((InputTensor("input_ids", (batch, seq), "int64", vocab), InputTensor("attention_mask", (batch, seq), "int64", 2)))
 
 
 def _coerce(entry: ZooEntry, key: str, value: Any) -> Any:

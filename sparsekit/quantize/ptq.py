@@ -19,16 +19,65 @@ from sparsekit.errors import CalibrationDataError, SparsekitError
 log = logging.getLogger(__name__)
 
 QUANT_CONFIGS = {"int8": "INT8_DEFAULT_CFG", "fp8": "FP8_DEFAULT_CFG"}
+CALIB_METHODS = ("max", "entropy", "percentile", "mse")
+"""Activation calibration: ``max`` (ModelOpt's default), or from a 2048-bin histogram of each
+activation (ModelOpt's ``HistogramCalibrator``): ``entropy`` (KL), ``percentile`` (99.99th),
+``mse``. Weights always use per-channel max."""
 
 
-def quantize_(model: nn.Module, calib: Sequence[tuple], precision: str = "int8", disable: Sequence[str] = ()) -> nn.Module:
-    """Insert ModelOpt fake-quantizers into ``model`` (in place) and calibrate them (max).
+def _histogram_config(config: dict) -> dict:
+    """``config`` with activation (input) quantizers on the histogram calibrator and no algorithm."""
+    import copy
+
+    cfg = copy.deepcopy(config)
+    quant_cfg = cfg["quant_cfg"]
+    entries = quant_cfg if isinstance(quant_cfg, list) else [{"quantizer_name": k, "cfg": v} for k, v in quant_cfg.items()]
+    for entry in entries:
+        name, attrs = entry.get("quantizer_name", ""), entry.get("cfg")
+        if "input_quantizer" in name and isinstance(attrs, dict):
+            attrs["calibrator"] = "histogram"
+    if not isinstance(quant_cfg, list):
+        cfg["quant_cfg"] = {e["quantizer_name"]: e["cfg"] for e in entries}
+    cfg["algorithm"] = None
+    return cfg
+
+
+def _calibrate_histograms(model: nn.Module, loop, method: str, percentile: float) -> None:
+    """Collect activation histograms / weight maxima over ``loop`` and load amax by ``method``."""
+    from modelopt.torch.quantization.calib import HistogramCalibrator
+    from modelopt.torch.quantization.model_calib import enable_stats_collection
+    from modelopt.torch.quantization.nn import TensorQuantizer
+
+    enable_stats_collection(model)
+    loop(model)
+    for _, q in model.named_modules():
+        if not isinstance(q, TensorQuantizer) or q._disabled or getattr(q, "_calibrator", None) is None:
+            continue
+        if isinstance(q._calibrator, HistogramCalibrator):
+            q.load_calib_amax(method, **({"percentile": percentile} if method == "percentile" else {}))
+        else:
+            q.load_calib_amax()
+        q.enable_quant()
+        q.disable_calib()
+
+
+def quantize_(
+    model: nn.Module,
+    calib: Sequence[tuple],
+    precision: str = "int8",
+    disable: Sequence[str] = (),
+    method: str = "max",
+    percentile: float = 99.99,
+) -> nn.Module:
+    """Insert ModelOpt fake-quantizers into ``model`` (in place) and calibrate them.
 
     Args:
         model: a dense or ModelOpt-sparsified model (do NOT call ``mts.export`` on it first).
         calib: calibration batches (tuples of input tensors); 128-512 samples is typical.
         precision: ``int8`` (per-channel weights, per-tensor activations) or ``fp8``.
         disable: fnmatch patterns of module names whose quantizers stay off (kept in float).
+        method: activation calibration, one of :data:`CALIB_METHODS`.
+        percentile: the percentile of the ``percentile`` method (0..100).
 
     Returns:
         The quantized model (ModelOpt may return a new object).
@@ -44,9 +93,15 @@ def quantize_(model: nn.Module, calib: Sequence[tuple], precision: str = "int8",
         raise SparsekitError(f"unknown quantization precision '{precision}'", f"use one of: {', '.join(QUANT_CONFIGS)}")
     if not calib:
         raise CalibrationDataError("quantization needs calibration data and none was given", "pass --calib, or let the kit use the model's random inputs")
+    if method not in CALIB_METHODS:
+        raise SparsekitError(f"unknown calibration method '{method}'", f"use one of: {', '.join(CALIB_METHODS)}")
     config = getattr(mtq, QUANT_CONFIGS[precision])
     with quiet_modelopt():
-        model = mtq.quantize(model, config, forward_loop(calib))
+        if method == "max":
+            model = mtq.quantize(model, config, forward_loop(calib))
+        else:
+            model = mtq.quantize(model, _histogram_config(config), None)
+            _calibrate_histograms(model, forward_loop(calib), method, percentile)
         for pattern in disable:
             mtq.disable_quantizer(model, f"*{pattern}*")
     return model

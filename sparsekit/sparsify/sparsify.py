@@ -15,6 +15,7 @@ from sparsekit.errors import CalibrationDataError, NoEligibleLayersError
 from sparsekit.sparsify.check import CheckReport, check_model
 from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.pattern import magnitude_mask, retained_magnitude
+from sparsekit.sparsify.permute import PermutationReport, permute_channels_
 from sparsekit.sparsify.select import candidate_layers, select_layers
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SparsifyReport:
     layers: list[LayerDecision] = field(default_factory=list)
     unmatched_patterns: list[str] = field(default_factory=list)
     check: CheckReport | None = None
+    permutation: PermutationReport | None = None
 
     @property
     def sparsified(self) -> list[str]:
@@ -64,6 +66,7 @@ class SparsifyReport:
             "unmatched_patterns": self.unmatched_patterns,
             "layers": [asdict(d) for d in self.layers],
             "check": self.check.to_dict() if self.check else None,
+            "permutation": self.permutation.to_dict() if self.permutation else None,
         }
 
 
@@ -93,7 +96,15 @@ def _apply_trt_layout_mask(module: nn.Module, original: np.ndarray) -> float:
     return retained_magnitude(original, mask)
 
 
-def sparsify_(model: nn.Module, method: str = "magnitude", include: Sequence[str] = ("*",), exclude: Sequence[str] = (), calib: list[tuple] | None = None) -> tuple[nn.Module, SparsifyReport]:
+def sparsify_(
+    model: nn.Module,
+    method: str = "magnitude",
+    include: Sequence[str] = ("*",),
+    exclude: Sequence[str] = (),
+    calib: list[tuple] | None = None,
+    permute: bool = False,
+    permute_budget_s: float = 5.0,
+) -> tuple[nn.Module, SparsifyReport]:
     """2:4-sparsify ``model`` in place through ModelOpt.
 
     Layers are Linear/Conv2d matching ``include`` and no ``exclude`` pattern (fnmatch on module
@@ -107,6 +118,9 @@ def sparsify_(model: nn.Module, method: str = "magnitude", include: Sequence[str
         include: fnmatch patterns of layers to consider.
         exclude: fnmatch patterns of layers to keep dense.
         calib: calibration batches (tuples of input tensors); required by ``sparsegpt``.
+        permute: first reorder the input channels of selected layers (with their producers'
+            outputs; the dense function is unchanged) to raise the magnitude 2:4 keeps.
+        permute_budget_s: permutation search time per layer, seconds.
 
     Returns:
         ``(model, report)``; the report includes a 2:4 check of every sparsified layer.
@@ -135,6 +149,7 @@ def sparsify_(model: nn.Module, method: str = "magnitude", include: Sequence[str
             decisions[name] = LayerDecision(name, kind, shape, "sparsified", verdict.reason)
     if not accepted:
         raise NoEligibleLayersError(f"no layer of this model can be 2:4-sparsified by '{method}' ({len(layers)} Linear/Conv2d layers, {len(selected)} selected)", "check --include/--exclude, or see 'sparsekit analyze' for the shape rules")
+    permutation = permute_channels_(model, accepted, budget_s=permute_budget_s) if permute else None
     fallbacks = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted if not spec.trt_layout_convs and decisions[n].kind == "Conv2d" and tuple(decisions[n].shape[2:]) != (1, 1)}
     originals = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted}
     model = _run_modelopt(model, spec.modelopt_mode, accepted, calib)
@@ -148,7 +163,7 @@ def sparsify_(model: nn.Module, method: str = "magnitude", include: Sequence[str
         else:
             mask = module._weight_mask.detach().cpu().numpy().astype(bool)
             decisions[name].retained = round(retained_magnitude(originals[name], mask), 4)
-    report = SparsifyReport(method, time.perf_counter() - start, list(decisions.values()), unmatched)
+    report = SparsifyReport(method, time.perf_counter() - start, list(decisions.values()), unmatched, permutation=permutation)
     report.check = check_model(model, source="sparsified model")
     log.info("sparsified %d of %d layers with %s", len(report.sparsified), len(layers), method)
     return model, report

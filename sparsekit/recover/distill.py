@@ -1,0 +1,115 @@
+"""Distillation from the dense model through ModelOpt (``modelopt.torch.distill``).
+
+The student (the sparse, possibly quantized model) is wrapped by ``mtd.convert`` with the dense
+teacher; its forward runs both, and :func:`distill_loss` combines the output loss (logit KD for
+classifiers, cosine for embeddings) with optional per-layer feature losses. ``export_student``
+unwraps it again, leaving the student's sparsity/quantization state as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.loss import _Loss
+
+from sparsekit._quiet import quiet_modelopt
+
+OUTPUT_LOSSES = ("logits", "cosine", "mse")
+
+
+def _first(x):
+    """The tensor of a module output that may be a tuple/list or an HF output object."""
+    if isinstance(x, (tuple, list)):
+        return x[0]
+    if hasattr(x, "last_hidden_state"):
+        return x.last_hidden_state
+    return x
+
+
+class CosineDistillationLoss(_Loss):
+    """``mean(1 - cos(student, teacher))`` over the last dimension (embeddings ``[B, D]``)."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return (1 - F.cosine_similarity(_first(student).float(), _first(teacher).float(), dim=-1)).mean()
+
+
+class FeatureMSELoss(_Loss):
+    """MSE between two intermediate outputs, normalised by the teacher's mean square (so layers
+    of different scale weigh alike)."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        s, t = _first(student).float(), _first(teacher).float()
+        return F.mse_loss(s, t) / t.pow(2).mean().clamp_min(1e-8)
+
+
+def _output_loss(kind: str, temperature: float) -> _Loss:
+    import modelopt.torch.distill as mtd
+
+    if kind == "logits":
+        return mtd.LogitsDistillationLoss(temperature=temperature)
+    if kind == "cosine":
+        return CosineDistillationLoss()
+    if kind == "mse":
+        return FeatureMSELoss()
+    raise ValueError(f"unknown distillation loss '{kind}' (one of {OUTPUT_LOSSES})")
+
+
+def distillation_model(
+    student: nn.Module,
+    teacher: nn.Module,
+    output_loss: Literal["logits", "cosine", "mse"] = "logits",
+    features: Sequence[str] = (),
+    feature_weight: float = 0.5,
+    temperature: float = 1.0,
+    student_loss_weight: float = 0.0,
+) -> nn.Module:
+    """Wrap ``student`` for distillation from ``teacher`` (ModelOpt ``kd_loss`` mode).
+
+    Args:
+        student: the model being trained (modified: ModelOpt converts it in place).
+        teacher: the dense model; frozen and kept in eval mode.
+        output_loss: loss between the final outputs: ``logits`` (KL at ``temperature``),
+            ``cosine`` (embeddings) or ``mse``.
+        features: module names present in both models whose outputs are matched too (normalised
+            MSE), e.g. the encoder layers.
+        feature_weight: total weight of the feature losses (the output loss gets the rest of
+            ``1 - student_loss_weight``).
+        temperature: softmax temperature of the logit loss.
+        student_loss_weight: weight of the task loss passed to :func:`distill_loss` (0: pure KD).
+
+    Returns:
+        The wrapped model; call :func:`distill_loss` after its forward.
+    """
+    import modelopt.torch.distill as mtd
+
+    teacher = teacher.eval()
+    criterion: dict = {("", ""): _output_loss(output_loss, temperature)}
+    kd_share = 1.0 - student_loss_weight
+    if features:
+        for name in features:
+            criterion[(name, name)] = FeatureMSELoss()
+        per_feature = kd_share * feature_weight / len(features)
+        weights = [kd_share * (1 - feature_weight)] + [per_feature] * len(features)
+    else:
+        weights = [kd_share]
+    config = {"teacher_model": teacher, "criterion": criterion, "loss_balancer": mtd.StaticLossBalancer(weights)}
+    with quiet_modelopt():
+        return mtd.convert(student, mode=[("kd_loss", config)])
+
+
+def distill_loss(model: nn.Module, student_loss: torch.Tensor | None = None) -> torch.Tensor:
+    """The combined distillation loss of the last forward of a :func:`distillation_model`."""
+    if student_loss is None:
+        student_loss = torch.zeros((), device=next(model.parameters()).device)
+    return model.compute_kd_loss(student_loss=student_loss)
+
+
+def export_student(model: nn.Module) -> nn.Module:
+    """Remove the teacher and losses; returns the plain student (sparsity/quantization kept)."""
+    import modelopt.torch.distill as mtd
+
+    with quiet_modelopt():
+        return mtd.export(model)

@@ -1,0 +1,230 @@
+"""Sparsity-aware fine-tuning: train a 2:4 model with its masks fixed, resumably.
+
+The loop is deliberately small: the caller supplies the batches and a ``loss_fn(model, batch)``;
+the loop owns the optimizer, the learning-rate schedule, gradient clipping, mask enforcement
+(:class:`~sparsekit.recover.masks.MaskGuard`), NaN detection and resumable training states.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from sparsekit._io import atomic_path
+from sparsekit.config import StrictConfig
+from sparsekit.errors import TrainingDataError, TrainingDivergedError, TrainingStateError
+from sparsekit.recover.masks import MaskGuard, masked_parameters
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+"""``loss_fn(model, batch) -> scalar loss tensor`` (the model is in train mode)."""
+
+
+class FineTuneConfig(StrictConfig):
+    """Fine-tuning settings.
+
+    Attributes:
+        epochs: passes over the training batches.
+        lr: peak learning rate (linear warm-up, then cosine decay to 0).
+        warmup: share of the steps spent warming up (0..0.5).
+        weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
+        optimizer: ``adamw`` or ``sgd`` (with ``momentum``).
+        momentum: SGD momentum.
+        grad_clip: max gradient L2 norm; 0 turns clipping off.
+        seed: seed of the batch order and dropout.
+        save_every: steps between training-state saves (0: at the end of each epoch only).
+    """
+
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    warmup: float = Field(0.06, ge=0, le=0.5)
+    weight_decay: float = Field(0.01, ge=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0)
+    seed: int = 0
+    save_every: int = Field(0, ge=0)
+
+
+@dataclass
+class FineTuneReport:
+    """What a fine-tuning run did.
+
+    Attributes:
+        steps: optimizer steps taken in total (including resumed ones).
+        epochs: completed epochs.
+        epoch_loss: mean training loss of each completed epoch.
+        seconds: wall time of this call.
+        resumed_from_step: the step a resumed run started at (0 for a fresh run).
+        masked_layers: layers whose 2:4 mask was enforced.
+    """
+
+    steps: int = 0
+    epochs: int = 0
+    epoch_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from_step: int = 0
+    masked_layers: int = 0
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "seconds": round(self.seconds, 2), "epoch_loss": [round(x, 6) for x in self.epoch_loss]}
+
+
+def make_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
+    """The optimizer over ``model``'s trainable parameters (frozen teachers are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _schedule(step: int, total: int, config: FineTuneConfig) -> float:
+    """Learning-rate multiplier at ``step`` of ``total``: linear warm-up, cosine decay."""
+    warm = int(total * config.warmup)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class TrainingState:
+    """A resumable training state file: model and optimizer state, step, losses, and a
+    fingerprint of the run (model structure + settings) checked on resume.
+
+    Args:
+        path: the ``.pt`` file (written atomically).
+        fingerprint: identifies the run; a state with another fingerprint is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch_loss: list[float], running: list[float]) -> None:
+        payload = {"fingerprint": self.fingerprint, "step": step, "epoch_loss": epoch_loss, "running": running, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        with atomic_path(self.path) as tmp:
+            torch.save(payload, tmp)
+
+    def load(self) -> dict | None:
+        """The saved payload, or None when there is no state file yet.
+
+        Raises:
+            TrainingStateError: unreadable file, or a state of another model or settings.
+        """
+        if not self.path.is_file():
+            return None
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise TrainingStateError(f"training state '{self.path}' is unreadable ({type(exc).__name__})", "delete it to start over") from exc
+        if not isinstance(payload, dict) or payload.get("fingerprint") != self.fingerprint:
+            raise TrainingStateError(f"training state '{self.path}' belongs to another model or other settings", "resume with the same model and settings, or delete the state to start over")
+        return payload
+
+
+def run_fingerprint(model: nn.Module, config: FineTuneConfig, extra: str = "") -> str:
+    """A digest of the model's parameter names/shapes, the settings and ``extra``."""
+    import hashlib
+
+    h = hashlib.sha256(config.canonical_json().encode() + extra.encode())
+    for name, tensor in model.state_dict().items():
+        h.update(f"{name}:{tuple(tensor.shape)};".encode())
+    return h.hexdigest()[:16]
+
+
+def finetune_(
+    model: nn.Module,
+    batches: Callable[[int], Iterable[Any]],
+    loss_fn: LossFn,
+    config: FineTuneConfig = FineTuneConfig(),
+    state: TrainingState | None = None,
+    progress: Callable[[dict], None] = lambda info: None,
+) -> FineTuneReport:
+    """Train ``model`` in place with every 2:4 mask kept in force.
+
+    Args:
+        model: a sparsified (and possibly quantized, for QAT, or distillation-wrapped) model.
+        batches: ``batches(epoch)`` returns that epoch's batches (a list, or an iterable with
+            ``len``); the same epoch must give the same batches for resuming to be exact.
+        loss_fn: ``loss_fn(model, batch) -> scalar loss``.
+        config: optimizer and schedule settings.
+        state: where to save resumable states; an existing compatible state is resumed.
+        progress: called after each step with ``{"epoch", "step", "steps", "loss"}``.
+
+    Returns:
+        A :class:`FineTuneReport`.
+
+    Raises:
+        TrainingDataError: an epoch yields no batch.
+        TrainingDivergedError: the loss became NaN/inf; the model is rolled back to the last
+            saved state (or its weights at the start) and the state file is left as it was.
+        TrainingStateError: the state file belongs to another run.
+    """
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    steps_per_epoch = len(batches(0))  # type: ignore[arg-type]
+    if steps_per_epoch == 0:
+        raise TrainingDataError("the training data yields no batch", "give at least one training sample (check the data path and batch size)")
+    total = steps_per_epoch * config.epochs
+    optimizer = make_optimizer(model, config)
+    report = FineTuneReport(masked_layers=sum(1 for _ in masked_parameters(model)))
+    running: list[float] = []
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    resumed = state.load() if state else None
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        report.steps = report.resumed_from_step = resumed["step"]
+        report.epoch_loss, running = list(resumed["epoch_loss"]), list(resumed["running"])
+        snapshot = None
+        log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, config), last_epoch=-1)
+    for _ in range(report.steps):
+        scheduler.step()
+    model.train()
+    with MaskGuard(model, optimizer):
+        for epoch in range(report.steps // steps_per_epoch, config.epochs):
+            for i, batch in enumerate(batches(epoch)):
+                if epoch * steps_per_epoch + i < report.steps:
+                    continue  # done before the resume
+                loss = loss_fn(model, batch)
+                if not torch.isfinite(loss):
+                    _roll_back(model, state, snapshot)
+                    kept = f"the last good state is kept at '{state.path}'" if state and state.path.is_file() else "the model was reset to its weights before training"
+                    raise TrainingDivergedError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {report.steps + 1}; {kept}", "lower --lr (or raise --warmup) and resume")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                report.steps += 1
+                running.append(float(loss.detach()))
+                progress({"epoch": epoch + 1, "step": report.steps, "steps": total, "loss": running[-1]})
+                if state and config.save_every and report.steps % config.save_every == 0:
+                    state.save(model, optimizer, report.steps, report.epoch_loss, running)
+            report.epoch_loss.append(sum(running) / max(len(running), 1))
+            running = []
+            report.epochs = epoch + 1
+            if state:
+                state.save(model, optimizer, report.steps, report.epoch_loss, running)
+    model.eval()
+    report.epochs = len(report.epoch_loss)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _roll_back(model: nn.Module, state: TrainingState | None, snapshot: dict | None) -> None:
+    saved = state.load() if state else None
+    model.load_state_dict(saved["model"] if saved else snapshot)
+    model.eval()

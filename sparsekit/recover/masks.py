@@ -1,0 +1,85 @@
+"""Keep 2:4 masks in force while a model trains.
+
+ModelOpt's sparse modules store the dense parameter and a ``_weight_mask`` buffer; their
+``weight`` attribute returns ``parameter * mask``, so the gradient of a pruned weight is zero.
+Optimizers still touch pruned entries through weight decay and state (momentum, Adam moments)
+built up elsewhere; :class:`MaskGuard` zeroes pruned entries of the parameter and of every
+optimizer state tensor of its shape after each step, so nothing pruned can come back and a
+later ``mts.export`` or ``state_dict`` sees exact zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+def masked_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, torch.Tensor]]:
+    """Yield ``(module name, dense weight parameter, bool keep-mask)`` for every 2:4-masked layer.
+
+    Layers ModelOpt left dense (an all-ones mask) are not yielded.
+    """
+    for name, module in model.named_modules():
+        mask = getattr(module, "_weight_mask", None)
+        if mask is None or bool(mask.all()):
+            continue
+        param = module._parameters.get("weight")
+        if param is not None:
+            yield name, param, mask.bool()
+
+
+@torch.no_grad()
+def enforce_masks_(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
+    """Zero pruned entries of every masked weight (and of the optimizer's state for it), in place.
+
+    Args:
+        model: a model sparsified with :func:`sparsekit.sparsify.sparsify_` (or ModelOpt).
+        optimizer: its optimizer; per-parameter state tensors shaped like the weight are masked too.
+
+    Returns:
+        The number of masked layers.
+    """
+    count = 0
+    for _, param, mask in masked_parameters(model):
+        param.mul_(mask.to(param.dtype))
+        if optimizer is not None:
+            for value in optimizer.state.get(param, {}).values():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    value.mul_(mask.to(value.dtype))
+        count += 1
+    return count
+
+
+class MaskGuard:
+    """Re-apply 2:4 masks after every ``optimizer.step()`` of a user's own training loop.
+
+    Example::
+
+        model, _ = sparsify_(model, "sparsegpt", calib=batches)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+        with MaskGuard(model, optimizer):
+            for batch in loader:
+                loss = loss_fn(model(batch.x), batch.y)
+                loss.backward(); optimizer.step(); optimizer.zero_grad()
+
+    Args:
+        model: the sparsified model.
+        optimizer: the optimizer training it.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self._handle = None
+
+    def __enter__(self) -> "MaskGuard":
+        enforce_masks_(self.model, self.optimizer)
+        self._handle = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: enforce_masks_(self.model, opt))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None

@@ -1,0 +1,94 @@
+"""Fine-tune a model on a known task: task loss and/or distillation from the dense teacher,
+masks enforced, resumable. The glue between :mod:`sparsekit.tasks` and :func:`finetune_`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from sparsekit.errors import TrainingDataError
+from sparsekit.recover.finetune import FineTuneConfig, FineTuneReport, TrainingState, finetune_, run_fingerprint
+from sparsekit.tasks.base import Task, check_batch_fits
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation settings (see :func:`sparsekit.recover.distill.distillation_model`).
+
+    Attributes:
+        features: also match the outputs of the task's feature layers (e.g. encoder layers).
+        feature_weight: share of the KD loss given to the feature losses (0..1).
+        temperature: logit-KD temperature.
+        student_loss_weight: share of the task's own loss (0: pure distillation).
+    """
+
+    features: bool = False
+    feature_weight: float = 0.5
+    temperature: float = 1.0
+    student_loss_weight: float = 0.0
+
+
+def finetune_on_task_(
+    model: nn.Module,
+    task: Task,
+    config: FineTuneConfig,
+    batch_size: int = 32,
+    teacher: nn.Module | None = None,
+    distill: DistillConfig = DistillConfig(),
+    state_path: str | os.PathLike | None = None,
+    progress: Callable[[dict], None] = lambda info: None,
+) -> tuple[nn.Module, FineTuneReport]:
+    """Fine-tune ``model`` on ``task``, distilling from ``teacher`` when one is given.
+
+    Args:
+        model: the (sparsified, possibly quantized) student.
+        task: the task giving batches, loss and feature layers.
+        config: optimizer/schedule settings.
+        batch_size: training batch size.
+        teacher: the dense model; required for tasks without labels.
+        distill: distillation settings (used with a teacher).
+        state_path: resumable training-state file (None: no saving or resuming).
+        progress: per-step callback (see :func:`finetune_`).
+
+    Returns:
+        ``(model, report)``: the trained student (unwrapped from distillation) and what happened.
+
+    Raises:
+        TrainingDataError: no batches, a batch that does not fit, or a label-free task without
+            a teacher.
+    """
+    from sparsekit.recover.distill import distill_loss, distillation_model, export_student
+
+    batches = task.train_batches(batch_size, seed=config.seed)
+    first = batches(0)
+    if not first:
+        raise TrainingDataError(f"task '{task.name}' has no training batch", "check the task's data")
+    check_batch_fits(model, first[0], getattr(task, "model", ""))
+    if teacher is None and task.task_loss(model, first[0]) is None:
+        raise TrainingDataError(f"task '{task.name}' has no labels to train on", "give the dense model as teacher (--teacher) to distil from it")
+    fingerprint = run_fingerprint(model, config, f"{task.name}|{batch_size}|{teacher is not None}|{distill}")
+    student = model
+    if teacher is not None:
+        features = task.feature_layers(model) if distill.features else []
+        model = distillation_model(model, teacher, task.distill_output, features, distill.feature_weight, distill.temperature, distill.student_loss_weight)
+
+        def loss_fn(m, batch):
+            if distill.student_loss_weight:  # the task loss runs the (student + teacher) forward
+                return distill_loss(m, task.task_loss(m, batch))
+            m(*batch[0])
+            return distill_loss(m)
+    else:
+
+        def loss_fn(m, batch):
+            return task.task_loss(m, batch)
+
+    state = TrainingState(state_path, fingerprint) if state_path else None
+    try:
+        report = finetune_(model, batches, loss_fn, config, state, progress)
+    finally:
+        if teacher is not None:
+            student = export_student(model)
+    return student.eval(), report

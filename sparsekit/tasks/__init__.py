@@ -1,0 +1,9 @@
+"""Tasks the kit knows end to end: a model, its training/calibration/evaluation data and metric.
+
+``sparsekit finetune --task NAME`` and ``sparsekit sensitivity --task NAME`` use them; the
+accuracy benchmark is built on them. Register new ones with :func:`register_task`.
+"""
+
+from sparsekit.tasks.base import TASKS, EvalResult, Task, get_task, register_task
+
+__all__ = ["TASKS", "EvalResult", "Task", "get_task", "register_task"]

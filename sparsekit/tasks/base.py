@@ -1,0 +1,111 @@
+"""The task interface and registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from sparsekit.errors import SparsekitError, TrainingDataError
+
+TASKS: dict[str, Callable[..., "Task"]] = {}
+
+Batch = tuple[tuple, Any]
+"""A training batch: ``(model inputs as a tuple of tensors, target or None)``."""
+
+
+def register_task(name: str):
+    """Decorator registering a task factory ``factory(**options) -> Task`` under ``name``."""
+
+    def wrap(factory):
+        TASKS[name] = factory
+        return factory
+
+    return wrap
+
+
+def get_task(name: str, **options) -> "Task":
+    """Build registered task ``name``.
+
+    Raises:
+        SparsekitError: unknown task.
+    """
+    import sparsekit.tasks.digits  # noqa: F401 - registers
+    import sparsekit.tasks.docstrings  # noqa: F401
+
+    if name not in TASKS:
+        raise SparsekitError(f"'{name}' is not a known task", f"use one of: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**options)
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation.
+
+    Attributes:
+        metrics: name -> value; percentages for accuracy-like metrics.
+        per_item: the primary metric's per-item scores (``[N]``, 0/1 for accuracy/recall@1), for
+            paired bootstrap comparisons between two models on the same items.
+        outputs: the model's outputs on the evaluation inputs (``[N, D]`` float32), the
+            reference for fidelity against another model.
+    """
+
+    metrics: dict[str, float]
+    per_item: np.ndarray
+    outputs: np.ndarray = field(repr=False)
+
+
+class Task:
+    """A model family with its data. Subclasses set the class attributes and implement the methods.
+
+    Attributes:
+        name: registry name.
+        model: default ``(model spec, model args)`` for ``load_model``.
+        primary: the metric that sensitivity and the accuracy table rank by (higher is better).
+        distill_output: output loss for distillation (``logits`` or ``cosine``).
+    """
+
+    name: str = ""
+    description: str = ""
+    model: tuple[str, dict] = ("", {})
+    primary: str = ""
+    distill_output: str = "logits"
+
+    def train_batches(self, batch_size: int, seed: int = 0) -> Callable[[int], list[Batch]]:
+        """``batches(epoch)``: that epoch's shuffled training batches (same epoch, same order)."""
+        raise NotImplementedError
+
+    def calibration(self, samples: int, batch_size: int = 16) -> list[tuple]:
+        """Calibration batches (model inputs only), never drawn from the evaluation split."""
+        raise NotImplementedError
+
+    def task_loss(self, model, batch: Batch):
+        """The supervised loss of ``batch``, or None when the task has no labels (distill only)."""
+        return None
+
+    def evaluate(self, model, reference: EvalResult | None = None) -> EvalResult:
+        """Evaluate ``model`` on the held-out split; with ``reference`` (the dense model's result),
+        also its fidelity to that model."""
+        raise NotImplementedError
+
+    def feature_layers(self, model) -> list[str]:
+        """Module names whose outputs a feature-distillation loss matches."""
+        return []
+
+
+def check_batch_fits(model, batch: Batch, expected: Sequence) -> None:
+    """Run one training batch through ``model`` (no grad) and turn a failure into one clear line.
+
+    Raises:
+        TrainingDataError: the batch's shapes/dtypes do not fit the model.
+    """
+    import torch
+
+    inputs = batch[0]
+    shapes = ", ".join(f"{tuple(t.shape)}:{str(t.dtype).replace('torch.', '')}" for t in inputs)
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the data does not fit
+        raise TrainingDataError(f"a training batch of {shapes} does not fit the model, which takes {expected}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "give training data of the model's input shape and dtype") from exc

@@ -1,0 +1,111 @@
+"""Sentence retrieval on Python standard-library docstrings with the pretrained MiniLM encoder.
+
+Data (``benchmarks/data/stdlib_docstring_pairs.json``): ``eval`` and ``calib`` hold
+``[query, document]`` pairs (query = a docstring's first line, document = its next lines);
+``train_text`` holds unpaired docstring texts for distillation. Metrics on ``eval``: recall@1 of
+each query against all documents (cosine similarity) and fidelity, the mean cosine between a
+model's and the dense model's embeddings of the same texts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsekit.errors import SparsekitError
+from sparsekit.tasks.base import EvalResult, Task, register_task
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "stdlib_docstring_pairs.json"
+
+
+def load_pairs(path: str | os.PathLike) -> dict:
+    """Read and validate the pairs file: ``{"eval": [[q, d]...], "calib": [[q, d]...], "train_text": [str...]}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise SparsekitError(f"docstring pairs file '{p}' does not exist", "pass --data PATH to the JSON (a checkout has it in benchmarks/data/)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        assert_ok = isinstance(data.get("eval"), list) and isinstance(data.get("calib"), list) and isinstance(data.get("train_text"), list)
+    except (ValueError, AttributeError) as exc:
+        raise SparsekitError(f"'{p}' is not a valid docstring pairs JSON", "pass the stdlib_docstring_pairs.json file") from exc
+    if not assert_ok or not data["eval"] or not all(isinstance(x, list) and len(x) == 2 for x in data["eval"] + data["calib"]):
+        raise SparsekitError(f"'{p}' lacks non-empty 'eval'/'calib' pair lists or a 'train_text' list", "pass the stdlib_docstring_pairs.json file")
+    return data
+
+
+@register_task("docstrings")
+class DocstringsTask(Task):
+    name = "docstrings"
+    description = "MiniLM sentence retrieval on stdlib docstring pairs; metric: recall@1 (%) over 500 queries, fidelity to dense"
+    model = ("minilm", {})
+    primary = "recall@1"
+    distill_output = "cosine"
+
+    def __init__(self, data: str | os.PathLike | None = None, max_length: int = 128, eval_batch: int = 64) -> None:
+        from sparsekit.models.zoo_minilm import minilm_tokenizer
+
+        self.data = load_pairs(data or DEFAULT_DATA)
+        self.tokenizer = minilm_tokenizer()
+        self.max_length = max_length
+        self.eval_batch = eval_batch
+        queries = [q for q, _ in self.data["eval"]]
+        documents = [d for _, d in self.data["eval"]]
+        self._eval_texts = queries + documents
+
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def _text_batches(self, texts: list[str], batch_size: int) -> list[tuple]:
+        # Sorting by length keeps padding (and CPU time) low; order is restored by the caller.
+        return [self._encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+
+    def train_batches(self, batch_size: int, seed: int = 0):
+        texts = list(self.data["train_text"])
+
+        def batches(epoch: int):
+            order = np.random.default_rng(seed * 1000 + epoch).permutation(len(texts))
+            return [(self._encode([texts[j] for j in order[i : i + batch_size]]), None) for i in range(0, len(texts), batch_size)]
+
+        return batches
+
+    def calibration(self, samples: int, batch_size: int = 16) -> list[tuple]:
+        texts = [t for pair in self.data["calib"] for t in pair][:samples]
+        return self._text_batches(texts, batch_size)
+
+    @torch.no_grad()
+    def embed(self, model, texts: list[str]) -> np.ndarray:
+        """Embeddings ``[len(texts), D]`` (float32), batched by length."""
+        model.eval()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        chunks = []
+        for i in range(0, len(texts), self.eval_batch):
+            ids, mask = self._encode([texts[j] for j in order[i : i + self.eval_batch]])
+            chunks.append(model(ids, mask).float().numpy())
+        emb = np.concatenate(chunks) if chunks else out
+        result = np.empty_like(emb)
+        result[order] = emb
+        return result
+
+    def evaluate(self, model, reference: EvalResult | None = None) -> EvalResult:
+        emb = self.embed(model, self._eval_texts)
+        n = len(self.data["eval"])
+        q, d = _unit(emb[:n]), _unit(emb[n:])
+        hits = (np.argmax(q @ d.T, axis=1) == np.arange(n)).astype(np.float64)
+        metrics = {"recall@1": 100.0 * float(hits.mean())}
+        if reference is not None:
+            metrics["fidelity"] = float(np.mean(np.sum(_unit(emb) * _unit(reference.outputs), axis=1)))
+        return EvalResult(metrics, hits, emb)
+
+    def feature_layers(self, model) -> list[str]:
+        names = [n for n, _ in model.named_modules()]
+        return [n for n in names if n.count(".") == 3 and n.startswith("bert.encoder.layer.")]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
