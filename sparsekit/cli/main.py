@@ -10,16 +10,16 @@ import argparse
 import logging
 import sys
 
-from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_models, cmd_run, cmd_select, cmd_serve, cmd_sparsify
+from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_finetune, cmd_models, cmd_run, cmd_select, cmd_sensitivity, cmd_serve, cmd_sparsify
 
-COMMANDS = (cmd_models, cmd_analyze, cmd_sparsify, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run, cmd_serve)
+COMMANDS = (cmd_models, cmd_analyze, cmd_sparsify, cmd_sensitivity, cmd_finetune, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run, cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparsekit",
         description="Take a PyTorch model to 2:4 structured-sparse ONNX/TensorRT for Ampere+ GPUs, and prove each step: "
-        "analyze -> sparsify -> check -> export. 'sparsekit demo' runs the whole chain on a built-in model.",
+        "analyze -> sparsify (sensitivity, permutation) -> finetune (distillation, QAT) -> check -> export. 'sparsekit demo' runs the whole chain on a built-in model.",
         epilog="Run 'sparsekit COMMAND --help' for the options of each command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

@@ -40,6 +40,7 @@ class SparsifyConfig(_Strict):
     exclude_from: str | None = Field(None, description="JSON with an 'exclude' list (sensitivity analysis) or a text file of layer names")
     calib: str | None = Field(None, description="calibration data (.pt/.npy/.npz or module:fn); null = random inputs")
     calib_samples: int = Field(64, ge=1)
+    permute: bool = Field(False, description="search channel permutations first (same dense function, more magnitude kept by 2:4)")
 
 
 class ExportConfig(_Strict):

@@ -77,7 +77,7 @@ def _sparsify(ctx: StageContext) -> dict:
     loaded = load_model(m.source, dict(m.args), m.input_shapes or None)
     calib = load_calibration(s.calib, loaded.inputs, s.calib_samples) if (s.method == "sparsegpt" or s.calib) else None
     include, exclude = resolve_layer_patterns(s.include, s.exclude, s.include_from, s.exclude_from)
-    loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib)
+    loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib, permute=s.permute)
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     return {"sparsified": len(report.sparsified), "layers": len(report.layers), "seconds": round(report.seconds, 2)}

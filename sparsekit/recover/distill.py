@@ -8,6 +8,7 @@ unwraps it again, leaving the student's sparsity/quantization state as it was.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 import torch
@@ -49,7 +50,7 @@ def _output_loss(kind: str, temperature: float) -> _Loss:
     import modelopt.torch.distill as mtd
 
     if kind == "logits":
-        return mtd.LogitsDistillationLoss(temperature=temperature)
+        return mtd.LogitsDistillationLoss(temperature=temperature, reduction="batchmean")
     if kind == "cosine":
         return CosineDistillationLoss()
     if kind == "mse":
@@ -95,6 +96,7 @@ def distillation_model(
         weights = [kd_share * (1 - feature_weight)] + [per_feature] * len(features)
     else:
         weights = [kd_share]
+    weights = [math.floor(w * 1e9) / 1e9 for w in weights]  # ModelOpt refuses a sum above 1 by one ulp
     config = {"teacher_model": teacher, "criterion": criterion, "loss_balancer": mtd.StaticLossBalancer(weights)}
     with quiet_modelopt():
         return mtd.convert(student, mode=[("kd_loss", config)])

@@ -188,9 +188,6 @@ def finetune_(
         report.epoch_loss, running = list(resumed["epoch_loss"]), list(resumed["running"])
         snapshot = None
         log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, config), last_epoch=-1)
-    for _ in range(report.steps):
-        scheduler.step()
     model.train()
     with MaskGuard(model, optimizer):
         for epoch in range(report.steps // steps_per_epoch, config.epochs):
@@ -202,12 +199,13 @@ def finetune_(
                     _roll_back(model, state, snapshot)
                     kept = f"the last good state is kept at '{state.path}'" if state and state.path.is_file() else "the model was reset to its weights before training"
                     raise TrainingDivergedError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {report.steps + 1}; {kept}", "lower --lr (or raise --warmup) and resume")
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * _schedule(report.steps, total, config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
                 optimizer.step()
-                scheduler.step()
                 report.steps += 1
                 running.append(float(loss.detach()))
                 progress({"epoch": epoch + 1, "step": report.steps, "steps": total, "loss": running[-1]})
