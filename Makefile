@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sparsekit-installed
 
-.PHONY: demo test setup bench-cpu clean
+.PHONY: demo test setup bench-cpu bench-accuracy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/core_pipeline_cpu.py
+
+bench-accuracy: $(STAMP)
+	$(BIN)/python benchmarks/accuracy.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -45,7 +45,7 @@ class Settings:
     features: bool = True
     student_loss_weight: float = 0.0
     calib_samples: int = 200
-    permute_budget_s: float = 5.0
+    permute_sweeps: int = 100
     methods: tuple = ("magnitude", "sparsegpt")
     start: str = "sparsegpt+perm"
     exclude: tuple = ()
@@ -55,7 +55,7 @@ SETTINGS = {
     "docstrings": Settings(ft_epochs=3, ft_lr=1e-4, qat_epochs=1, qat_lr=2e-5, batch=32, features=True, calib_samples=200),
     "digits": Settings(dense_epochs=10, dense_lr=3e-3, ft_epochs=3, ft_lr=1e-3, qat_epochs=2, qat_lr=1e-4, batch=64, features=False, student_loss_weight=0.5, calib_samples=256, methods=("magnitude",), start="magnitude+perm", exclude=("head",)),
 }
-QUICK = {"dense_epochs": 2, "ft_epochs": 1, "qat_epochs": 1, "permute_budget_s": 0.5}
+QUICK = {"dense_epochs": 2, "ft_epochs": 1, "qat_epochs": 1, "permute_sweeps": 10}
 
 
 @dataclass
@@ -137,7 +137,7 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
         for permute in (False, True):
             label = method + ("+perm" if permute else "")
             t0 = time.perf_counter()
-            model, report = sparsify_(copy.deepcopy(dense_model), method, exclude=s.exclude, calib=calib, permute=permute, permute_budget_s=s.permute_budget_s)
+            model, report = sparsify_(copy.deepcopy(dense_model), method, exclude=s.exclude, calib=calib, permute=permute, permute_sweeps=s.permute_sweeps)
             extra = {"sparsified_layers": len(report.sparsified), "mean_retained_magnitude": round(sum(d.retained for d in report.layers if d.retained is not None) / max(len(report.sparsified), 1), 4)}
             if report.permutation:
                 perm_layers = report.permutation.layers

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-samples", type=int, default=64, metavar="N", help="random calibration samples when --calib is not given (default 64)")
     p.add_argument("--permute", action="store_true", help="first search channel permutations (producer outputs + consumer inputs reordered together: "
                    "the dense function is unchanged) so that 2:4 keeps more weight magnitude; reported per layer")
-    p.add_argument("--permute-budget", type=float, default=5.0, metavar="SECONDS", help="permutation search time per layer (default 5)")
+    p.add_argument("--permute-sweeps", type=int, default=100, metavar="N", help="permutation search sweeps per layer (default 100; more keeps a little more, slower)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -44,7 +44,7 @@ def run(args) -> int:
     loaded = load_from_args(args)
     calib = load_calibration(args.calib, loaded.inputs, args.calib_samples) if (args.method == "sparsegpt" or args.calib) else None
     with status(f"sparsifying with {args.method}"):
-        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_budget_s=args.permute_budget)
+        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_sweeps=args.permute_sweeps)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     payload = {**report.to_dict(), "checkpoint": str(args.output)}
     emit(args, payload)

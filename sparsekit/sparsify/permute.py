@@ -168,15 +168,16 @@ def _split_scores(x: torch.Tensor) -> torch.Tensor:
     return (pair_sums[:, :, _SPLIT_PAIRS].amax(-1) + pair_sums[:, :, _OTHER_PAIRS].amax(-1)).sum(0)
 
 
-def search_permutation(mag: torch.Tensor, block: int = 0, max_sweeps: int = 400, patience: int = 25, budget_s: float = 10.0, seed: int = 0) -> tuple[torch.Tensor, int]:
+def search_permutation(mag: torch.Tensor, block: int = 0, max_sweeps: int = 100, patience: int = 20, budget_s: float = 120.0, seed: int = 0) -> tuple[torch.Tensor, int]:
     """Search a column order of ``mag`` ``[rows, C]`` (C % 4 == 0) that raises 2:4 retention.
 
     Args:
         mag: absolute weights, grouped axis last.
         block: keep columns within consecutive blocks of this size (0: no constraint).
-        max_sweeps: random group matchings tried at most.
+        max_sweeps: random group matchings tried at most (the result is deterministic for a
+            seed unless ``budget_s`` cuts the search short).
         patience: stop after this many sweeps without a gain.
-        budget_s: stop after this many seconds.
+        budget_s: safety limit, seconds.
         seed: seed of the random matchings.
 
     Returns:
@@ -235,36 +236,39 @@ def apply_permutation_(model: nn.Module, pair: PermutationPair, perm: torch.Tens
     consumer.weight.data = consumer.weight.data[:, perm].contiguous()
 
 
-def permute_channels_(model: nn.Module, consumers: list[str] | None = None, budget_s: float = 10.0, seed: int = 0) -> PermutationReport:
+def permute_channels_(model: nn.Module, consumers: list[str] | None = None, sweeps: int = 100, budget_s: float = 120.0, seed: int = 0) -> PermutationReport:
     """Search and apply channel permutations for every permutable consumer, before sparsifying.
 
     Args:
         model: the DENSE model (call before :func:`~sparsekit.sparsify.sparsify_`).
         consumers: only these consumer layers (None: every pair found).
-        budget_s: search time limit per layer, seconds.
+        sweeps: search sweeps per layer (each tries all 35 regroupings of G/2 random group pairs).
+        budget_s: safety time limit per layer, seconds.
         seed: search seed.
 
     Returns:
         Per-layer retained magnitude of a TensorRT-layout magnitude mask, before/after.
     """
+    from sparsekit.errors import SparsekitError
+
     report = PermutationReport()
     modules = dict(model.named_modules())
+    if any(hasattr(m, "_weight_mask") for m in modules.values()):
+        raise SparsekitError("the model is already 2:4-sparsified; channel permutation must run on the dense model", "sparsify the dense model with --permute (permutation happens before the masks)")
     for pair in find_permutation_pairs(model):
         if consumers is not None and pair.consumer not in consumers:
             continue
         consumer, producer = modules[pair.consumer], modules[pair.producer]
-        if hasattr(consumer, "_weight_mask") or hasattr(producer, "_weight_mask"):
-            raise ValueError(f"'{pair.consumer}' is already sparsified: permute channels before sparsify_")
         if consumer.weight.shape[1] % 4 or producer.weight.shape[0] != consumer.weight.shape[1]:
             continue
         start = time.perf_counter()
         mag = _grouped_magnitude(consumer.weight)
         before = retained_fraction(mag)
-        perm, sweeps = search_permutation(mag, pair.block, budget_s=budget_s, seed=seed)
+        perm, done = search_permutation(mag, pair.block, max_sweeps=sweeps, budget_s=budget_s, seed=seed)
         after = retained_fraction(mag, perm)
         if after > before:
             apply_permutation_(model, pair, perm)
         else:
             after = before
-        report.layers.append(PermutedLayer(pair.consumer, pair.producer, pair.block, round(before, 5), round(after, 5), sweeps, round(time.perf_counter() - start, 3)))
+        report.layers.append(PermutedLayer(pair.consumer, pair.producer, pair.block, round(before, 5), round(after, 5), done, round(time.perf_counter() - start, 3)))
     return report

@@ -103,7 +103,7 @@ def sparsify_(
     exclude: Sequence[str] = (),
     calib: list[tuple] | None = None,
     permute: bool = False,
-    permute_budget_s: float = 5.0,
+    permute_sweeps: int = 100,
 ) -> tuple[nn.Module, SparsifyReport]:
     """2:4-sparsify ``model`` in place through ModelOpt.
 
@@ -120,7 +120,7 @@ def sparsify_(
         calib: calibration batches (tuples of input tensors); required by ``sparsegpt``.
         permute: first reorder the input channels of selected layers (with their producers'
             outputs; the dense function is unchanged) to raise the magnitude 2:4 keeps.
-        permute_budget_s: permutation search time per layer, seconds.
+        permute_sweeps: permutation search sweeps per layer (deterministic; see :func:`permute_channels_`).
 
     Returns:
         ``(model, report)``; the report includes a 2:4 check of every sparsified layer.
@@ -149,7 +149,7 @@ def sparsify_(
             decisions[name] = LayerDecision(name, kind, shape, "sparsified", verdict.reason)
     if not accepted:
         raise NoEligibleLayersError(f"no layer of this model can be 2:4-sparsified by '{method}' ({len(layers)} Linear/Conv2d layers, {len(selected)} selected)", "check --include/--exclude, or see 'sparsekit analyze' for the shape rules")
-    permutation = permute_channels_(model, accepted, budget_s=permute_budget_s) if permute else None
+    permutation = permute_channels_(model, accepted, sweeps=permute_sweeps) if permute else None
     fallbacks = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted if not spec.trt_layout_convs and decisions[n].kind == "Conv2d" and tuple(decisions[n].shape[2:]) != (1, 1)}
     originals = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted}
     model = _run_modelopt(model, spec.modelopt_mode, accepted, calib)

