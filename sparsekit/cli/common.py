@@ -66,6 +66,7 @@ def load_task_and_model(args):
         loaded = load_model(args.model, parse_model_args(args.model_arg), args.input_shape or None)
     else:
         loaded = load_model(task.model[0], {**task.model[1], **parse_model_args(args.model_arg)}, args.input_shape or None)
+    task.check_fits(loaded.model)
     return task, loaded
 
 

@@ -115,6 +115,7 @@ def layer_sensitivity(
     """
     from sparsekit.sparsify.sparsify import sparsify_
 
+    task.check_fits(model)
     spec = get_method(method)
     if spec.needs_calibration and calib is None:
         calib = task.calibration(128)

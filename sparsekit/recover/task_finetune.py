@@ -66,7 +66,7 @@ def finetune_on_task_(
     first = batches(0)
     if not first:
         raise TrainingDataError(f"task '{task.name}' has no training batch", "check the task's data")
-    check_batch_fits(model, first[0], getattr(task, "model", ""))
+    check_batch_fits(model, first[0], task)
     if teacher is None and task.task_loss(model, first[0]) is None:
         raise TrainingDataError(f"task '{task.name}' has no labels to train on", "give the dense model as teacher (--teacher) to distil from it")
     fingerprint = run_fingerprint(model, config, f"{task.name}|{batch_size}|{teacher is not None}|{distill}")

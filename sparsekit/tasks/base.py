@@ -89,13 +89,17 @@ class Task:
         also its fidelity to that model."""
         raise NotImplementedError
 
+    def check_fits(self, model) -> None:
+        """Raise :class:`TrainingDataError` with one clear line when the task's data does not fit ``model``."""
+        check_batch_fits(model, (self.calibration(2, 2)[0], None), self)
+
     def feature_layers(self, model) -> list[str]:
         """Module names whose outputs a feature-distillation loss matches."""
         return []
 
 
-def check_batch_fits(model, batch: Batch, expected: Sequence) -> None:
-    """Run one training batch through ``model`` (no grad) and turn a failure into one clear line.
+def check_batch_fits(model, batch: Batch, task: "Task") -> None:
+    """Run one batch of ``task``'s data through ``model`` (no grad); a failure becomes one clear line.
 
     Raises:
         TrainingDataError: the batch's shapes/dtypes do not fit the model.
@@ -103,9 +107,12 @@ def check_batch_fits(model, batch: Batch, expected: Sequence) -> None:
     import torch
 
     inputs = batch[0]
-    shapes = ", ".join(f"{tuple(t.shape)}:{str(t.dtype).replace('torch.', '')}" for t in inputs)
+    shapes = ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in inputs)
     try:
         with torch.no_grad():
             model(*inputs)
     except Exception as exc:  # noqa: BLE001 - any failure here means the data does not fit
-        raise TrainingDataError(f"a training batch of {shapes} does not fit the model, which takes {expected}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "give training data of the model's input shape and dtype") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        spec, args = task.model
+        made = " ".join([spec] + [f"--model-arg {k}={v}" for k, v in args.items()])
+        raise TrainingDataError(f"task '{task.name}' data of shape {shapes} does not fit the model: {reason}", f"use a model built for this data (omit MODEL to get '{made}')") from exc
