@@ -45,6 +45,7 @@ class Settings:
     features: bool = True
     student_loss_weight: float = 0.0
     calib_samples: int = 200
+    calib_method: str = "max"
     permute_sweeps: int = 100
     methods: tuple = ("magnitude", "sparsegpt")
     start: str = "sparsegpt+perm"
@@ -52,7 +53,8 @@ class Settings:
 
 
 SETTINGS = {
-    "docstrings": Settings(ft_epochs=3, ft_lr=1e-4, qat_epochs=1, qat_lr=2e-5, batch=32, features=True, calib_samples=200),
+    # percentile INT8 calibration: on the dense MiniLM it keeps fidelity 0.84 where max keeps 0.72
+    "docstrings": Settings(ft_epochs=3, ft_lr=1e-4, qat_epochs=1, qat_lr=5e-5, batch=32, features=True, calib_samples=200, calib_method="percentile", permute_sweeps=30),
     "digits": Settings(dense_epochs=10, dense_lr=3e-3, ft_epochs=3, ft_lr=1e-3, qat_epochs=2, qat_lr=1e-4, batch=64, features=False, student_loss_weight=0.5, calib_samples=256, methods=("magnitude",), start="magnitude+perm", exclude=("head",)),
 }
 QUICK = {"dense_epochs": 2, "ft_epochs": 1, "qat_epochs": 1, "permute_sweeps": 10}
@@ -103,7 +105,12 @@ def _export_check(loaded_like, model, calib, out_dir: Path) -> dict:
     from sparsekit.models.source import LoadedModel
 
     loaded = LoadedModel(model, loaded_like.inputs, loaded_like.source)
-    res = export_(loaded, "int8", out_dir / "qat.int8.onnx", calib=calib, force=True)
+    from sparsekit.errors import ExportError
+
+    try:
+        res = export_(loaded, "int8", out_dir / "qat.int8.onnx", calib=calib, force=True)
+    except ExportError as exc:  # recorded in the table: a failed verification is a result too
+        return {"onnx_2to4_layers": 0, "onnx_required_layers": 0, "check_passed": False, "error": str(exc)}
     layers = res.check.layers
     return {"onnx_2to4_layers": sum(1 for x in layers if x.required and x.is_2to4), "onnx_required_layers": sum(1 for x in layers if x.required), "check_passed": res.check.passed, "ort_parity": res.parity.to_dict() if hasattr(res.parity, "to_dict") else str(res.parity)}
 
@@ -154,11 +161,11 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
     row, _ = _row(f"2:4 {s.start} + fine-tune w/ distillation", task, student, dense, time.perf_counter() - t0, note=f"{s.ft_epochs} epochs, lr {s.ft_lr}, batch {s.batch}, " + ("output + per-layer feature loss" if s.features else "logit KD + task loss"), epoch_loss=ft_report.epoch_loss)
     rows.append(row)
     t0 = time.perf_counter()
-    ptq = quantize_(copy.deepcopy(student), calib, "int8")
-    row, _ = _row("  + INT8 PTQ (max calibration)", task, ptq, dense, time.perf_counter() - t0)
+    ptq = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
+    row, _ = _row(f"  + INT8 PTQ ({s.calib_method} calibration)", task, ptq, dense, time.perf_counter() - t0)
     rows.append(row)
     t0 = time.perf_counter()
-    qat = quantize_(copy.deepcopy(student), calib, "int8")
+    qat = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
     qat, _ = finetune_on_task_(qat, task, FineTuneConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"))
     seconds = time.perf_counter() - t0
     row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above")
@@ -181,7 +188,7 @@ def targets(result: dict) -> list[tuple[str, bool, str]]:
     dense = next(iter(rows.values()))
     primary = result["primary"]
     ft = next(r for n, r in rows.items() if "fine-tune" in n)
-    qat = rows["+ INT8 QAT"]
+    qat = next(r for n, r in rows.items() if n.startswith("+ INT8 QAT"))
     out = []
     if result["task"] == "docstrings":
         fid = ft["metrics"].get("fidelity", 0)
@@ -193,7 +200,8 @@ def targets(result: dict) -> list[tuple[str, bool, str]]:
                 out.append((f"permutation raises {m} one-shot fidelity", b["metrics"]["fidelity"] > a["metrics"]["fidelity"], f"{a['metrics']['fidelity']:.3f} -> {b['metrics']['fidelity']:.3f}"))
     else:
         out.append(("2:4 + INT8 QAT within 0.5 points of dense", qat["diff"]["diff"] >= -0.5, f"{qat['diff']['diff']:+.2f} points ({dense['metrics'][primary]:.2f} -> {qat['metrics'][primary]:.2f})"))
-    out.append(("QAT ONNX keeps 2:4 on every sparsified layer", bool(qat["extra"]["export"]["check_passed"]), f"{qat['extra']['export']['onnx_2to4_layers']}/{qat['extra']['export']['onnx_required_layers']} layers 2:4 in the INT8 ONNX"))
+    e = qat["extra"]["export"]
+    out.append(("QAT ONNX exports with 2:4 kept on every sparsified layer", bool(e["check_passed"]), e.get("error") or f"{e['onnx_2to4_layers']}/{e['onnx_required_layers']} layers 2:4 in the INT8 ONNX"))
     return out
 
 
@@ -214,7 +222,7 @@ def render_markdown(report: dict) -> str:
                 notes = (notes + "; " if notes else "") + f"retained magnitude of permuted layers {b:.3f} -> {a:.3f}"
             if "export" in r["extra"]:
                 e = r["extra"]["export"]
-                notes = (notes + "; " if notes else "") + f"INT8 ONNX: {e['onnx_2to4_layers']}/{e['onnx_required_layers']} layers 2:4, check {'passed' if e['check_passed'] else 'FAILED'}"
+                notes = (notes + "; " if notes else "") + (f"INT8 ONNX export refused: {e['error']}" if e.get("error") else f"INT8 ONNX: {e['onnx_2to4_layers']}/{e['onnx_required_layers']} layers 2:4, check {'passed' if e['check_passed'] else 'FAILED'}")
             sec = f"{r['metrics'].get(second, ''):.3f}" if second == "fidelity" and second in r["metrics"] else (f"{r['metrics'][second]:.1f}" if second in r["metrics"] else "")
             lines.append(f"| {r['name'].strip()} | {r['metrics'][primary]:.1f} | {_fmt_diff(r['diff'])} | {sec} | {r['seconds']:.0f} | {notes} |")
         lines += ["", "Targets:", ""]
@@ -253,7 +261,7 @@ def plot(report: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--tasks", nargs="+", default=["docstrings", "digits"], choices=sorted(SETTINGS))
+    parser.add_argument("--tasks", nargs="+", default=["digits", "docstrings"], choices=sorted(SETTINGS))
     parser.add_argument("--quick", action="store_true", help="1 epoch everywhere, short permutation search: a smoke run, not the table")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for accuracy.{json,md,png}")
     args = parser.parse_args(argv)
@@ -261,14 +269,16 @@ def main(argv=None) -> int:
     from sparsekit.bench.machine import machine_facts
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="sparsekit-acc-") as work:
-        results = [run_task(t, args.quick, Path(work)) for t in args.tasks]
-    report = {"machine": machine_facts(), "command": "python benchmarks/accuracy.py " + " ".join((argv if argv is not None else sys.argv[1:])), "quick": args.quick, "total_seconds": round(time.perf_counter() - start, 1), "results": results}
-    report["targets"] = {r["task"]: [{"target": t, "met": ok, "measured": v} for t, ok, v in targets(r)] for r in results}
+    results: list[dict] = []
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "accuracy.json", report)
-    write_text_atomic(args.out / "accuracy.md", render_markdown(report))
-    plot(report, args.out / "accuracy.png")
+    with tempfile.TemporaryDirectory(prefix="sparsekit-acc-") as work:
+        for t in args.tasks:  # the files are rewritten after each task, so a long run shows progress
+            results.append(run_task(t, args.quick, Path(work)))
+            report = {"machine": machine_facts(), "command": "python benchmarks/accuracy.py " + " ".join((argv if argv is not None else sys.argv[1:])), "quick": args.quick, "total_seconds": round(time.perf_counter() - start, 1), "results": results}
+            report["targets"] = {r["task"]: [{"target": t, "met": ok, "measured": v} for t, ok, v in targets(r)] for r in results}
+            write_json_atomic(args.out / "accuracy.json", report)
+            write_text_atomic(args.out / "accuracy.md", render_markdown(report))
+            plot(report, args.out / "accuracy.png")
     print(json.dumps(report["targets"], indent=1))
     return 0
 
