@@ -30,14 +30,9 @@ def _histogram_config(config: dict) -> dict:
     import copy
 
     cfg = copy.deepcopy(config)
-    quant_cfg = cfg["quant_cfg"]
-    entries = quant_cfg if isinstance(quant_cfg, list) else [{"quantizer_name": k, "cfg": v} for k, v in quant_cfg.items()]
-    for entry in entries:
-        name, attrs = entry.get("quantizer_name", ""), entry.get("cfg")
-        if "input_quantizer" in name and isinstance(attrs, dict):
-            attrs["calibrator"] = "histogram"
-    if not isinstance(quant_cfg, list):
-        cfg["quant_cfg"] = {e["quantizer_name"]: e["cfg"] for e in entries}
+    for entry in cfg["quant_cfg"]:  # ModelOpt 0.47: a list of {"quantizer_name", "cfg"} entries
+        if "input_quantizer" in entry.get("quantizer_name", "") and isinstance(entry.get("cfg"), dict):
+            entry["cfg"]["calibrator"] = "histogram"
     cfg["algorithm"] = None
     return cfg
 

@@ -154,8 +154,8 @@ def finetune_(
 
     Args:
         model: a sparsified (and possibly quantized, for QAT, or distillation-wrapped) model.
-        batches: ``batches(epoch)`` returns that epoch's batches (a list, or an iterable with
-            ``len``); the same epoch must give the same batches for resuming to be exact.
+        batches: ``batches(epoch)`` returns that epoch's batches (called once per epoch); the
+            same epoch must give the same batches for resuming to be exact.
         loss_fn: ``loss_fn(model, batch) -> scalar loss``.
         config: optimizer and schedule settings.
         state: where to save resumable states; an existing compatible state is resumed.
@@ -172,7 +172,8 @@ def finetune_(
     """
     start = time.perf_counter()
     torch.manual_seed(config.seed)
-    steps_per_epoch = len(batches(0))  # type: ignore[arg-type]
+    first_epoch = list(batches(0))  # built once: used for the step count and for epoch 0
+    steps_per_epoch = len(first_epoch)
     if steps_per_epoch == 0:
         raise TrainingDataError("the training data yields no batch", "give at least one training sample (check the data path and batch size)")
     total = steps_per_epoch * config.epochs
@@ -191,7 +192,7 @@ def finetune_(
     model.train()
     with MaskGuard(model, optimizer):
         for epoch in range(report.steps // steps_per_epoch, config.epochs):
-            for i, batch in enumerate(batches(epoch)):
+            for i, batch in enumerate(first_epoch if epoch == 0 else batches(epoch)):
                 if epoch * steps_per_epoch + i < report.steps:
                     continue  # done before the resume
                 loss = loss_fn(model, batch)

@@ -62,8 +62,12 @@ def finetune_on_task_(
     """
     from sparsekit.recover.distill import distill_loss, distillation_model, export_student
 
-    batches = task.train_batches(batch_size, seed=config.seed)
-    first = batches(0)
+    epoch_batches = task.train_batches(batch_size, seed=config.seed)
+    first = epoch_batches(0)
+
+    def batches(epoch: int):  # epoch 0 is built once (tokenising a text task is not free)
+        return first if epoch == 0 else epoch_batches(epoch)
+
     if not first:
         raise TrainingDataError(f"task '{task.name}' has no training batch", "check the task's data")
     check_batch_fits(model, first[0], task)

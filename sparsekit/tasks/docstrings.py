@@ -29,10 +29,10 @@ def load_pairs(path: str | os.PathLike) -> dict:
         raise SparsekitError(f"docstring pairs file '{p}' does not exist", "pass --data PATH to the JSON (a checkout has it in benchmarks/data/)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-        assert_ok = isinstance(data.get("eval"), list) and isinstance(data.get("calib"), list) and isinstance(data.get("train_text"), list)
+        lists_ok = isinstance(data.get("eval"), list) and isinstance(data.get("calib"), list) and isinstance(data.get("train_text"), list)
     except (ValueError, AttributeError) as exc:
         raise SparsekitError(f"'{p}' is not a valid docstring pairs JSON", "pass the stdlib_docstring_pairs.json file") from exc
-    if not assert_ok or not data["eval"] or not all(isinstance(x, list) and len(x) == 2 for x in data["eval"] + data["calib"]):
+    if not lists_ok or not data["eval"] or not all(isinstance(x, list) and len(x) == 2 for x in data["eval"] + data["calib"]):
         raise SparsekitError(f"'{p}' lacks non-empty 'eval'/'calib' pair lists or a 'train_text' list", "pass the stdlib_docstring_pairs.json file")
     return data
 
@@ -61,7 +61,6 @@ class DocstringsTask(Task):
         return enc["input_ids"], enc["attention_mask"]
 
     def _text_batches(self, texts: list[str], batch_size: int) -> list[tuple]:
-        # Sorting by length keeps padding (and CPU time) low; order is restored by the caller.
         return [self._encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
 
     def train_batches(self, batch_size: int, seed: int = 0):
@@ -81,13 +80,12 @@ class DocstringsTask(Task):
     def embed(self, model, texts: list[str]) -> np.ndarray:
         """Embeddings ``[len(texts), D]`` (float32), batched by length."""
         model.eval()
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), 0), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
         chunks = []
         for i in range(0, len(texts), self.eval_batch):
             ids, mask = self._encode([texts[j] for j in order[i : i + self.eval_batch]])
             chunks.append(model(ids, mask).float().numpy())
-        emb = np.concatenate(chunks) if chunks else out
+        emb = np.concatenate(chunks)
         result = np.empty_like(emb)
         result[order] = emb
         return result
