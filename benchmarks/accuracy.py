@@ -157,8 +157,8 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
     t0 = time.perf_counter()
     distill = DistillConfig(features=s.features, student_loss_weight=s.student_loss_weight)
     ft_config = FineTuneConfig(epochs=s.ft_epochs, lr=s.ft_lr, weight_decay=0.01)
-    student, ft_report = finetune_on_task_(student, task, ft_config, s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} fine-tune"))
-    row, _ = _row(f"2:4 {s.start} + fine-tune w/ distillation", task, student, dense, time.perf_counter() - t0, note=f"{s.ft_epochs} epochs, lr {s.ft_lr}, batch {s.batch}, " + ("output + per-layer feature loss" if s.features else "logit KD + task loss"), epoch_loss=ft_report.epoch_loss)
+    student, ft_report = finetune_on_task_(student, task, ft_config, s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} fine-tune"), evaluate_each_epoch=True, reference=dense)
+    row, _ = _row(f"2:4 {s.start} + fine-tune w/ distillation", task, student, dense, time.perf_counter() - t0, note=f"{s.ft_epochs} epochs, lr {s.ft_lr}, batch {s.batch}, " + ("output + per-layer feature loss" if s.features else "logit KD + task loss"), epoch_loss=ft_report.epoch_loss, epoch_metrics=ft_report.epoch_metrics)
     rows.append(row)
     t0 = time.perf_counter()
     ptq = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
@@ -166,9 +166,9 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
     rows.append(row)
     t0 = time.perf_counter()
     qat = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
-    qat, _ = finetune_on_task_(qat, task, FineTuneConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"))
+    qat, qat_report = finetune_on_task_(qat, task, FineTuneConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"), evaluate_each_epoch=True, reference=dense)
     seconds = time.perf_counter() - t0
-    row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above")
+    row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above", epoch_loss=qat_report.epoch_loss, epoch_metrics=qat_report.epoch_metrics)
     t0 = time.perf_counter()
     row.extra["export"] = _export_check(loaded, qat, calib, work)
     row.extra["export_seconds"] = round(time.perf_counter() - t0, 1)
@@ -225,12 +225,31 @@ def render_markdown(report: dict) -> str:
                 notes = (notes + "; " if notes else "") + (f"INT8 ONNX export refused: {e['error']}" if e.get("error") else f"INT8 ONNX: {e['onnx_2to4_layers']}/{e['onnx_required_layers']} layers 2:4, check {'passed' if e['check_passed'] else 'FAILED'}")
             sec = f"{r['metrics'].get(second, ''):.3f}" if second == "fidelity" and second in r["metrics"] else (f"{r['metrics'][second]:.1f}" if second in r["metrics"] else "")
             lines.append(f"| {r['name'].strip()} | {r['metrics'][primary]:.1f} | {_fmt_diff(r['diff'])} | {sec} | {r['seconds']:.0f} | {notes} |")
+        curves = [(r["name"].strip(), r["extra"]["epoch_metrics"]) for r in result["rows"] if r["extra"].get("epoch_metrics")]
+        if curves:
+            lines += ["", "After each training epoch (evaluated on the held-out data, shown in `accuracy.png`):", ""]
+            for row_name, epochs in curves:
+                lines.append(f"- {row_name}: " + "; ".join(", ".join(f"{k} {v:.3f}" if k == "fidelity" else f"{k} {v:.1f}" for k, v in m.items()) for m in epochs))
         lines += ["", "Targets:", ""]
         for text, ok, value in targets(result):
             lines.append(f"- {'MET' if ok else 'MISSED'}: {text} ({value})")
         lines.append("")
     lines += ["The interval is a paired bootstrap over the evaluation items (5,000 resamples): both models answer the same queries, so item difficulty cancels.", ""]
     return "\n".join(lines)
+
+
+def _plot_curves(ax, result: dict, dense_value: float) -> None:
+    """The primary metric after each training epoch (fine-tuning, then QAT), dense as a line."""
+    primary, x0 = result["primary"], 0
+    for r in result["rows"]:
+        curve = [m[primary] for m in r["extra"].get("epoch_metrics", [])]
+        if curve:
+            ax.plot(range(x0 + 1, x0 + len(curve) + 1), curve, marker="o", label=r["name"].strip().split(" w/")[0].replace("2:4 ", ""))
+            x0 += len(curve)
+    ax.axhline(dense_value, color="#777", linestyle="--", linewidth=1, label="dense")
+    ax.set_xlabel("training epoch (fine-tuning, then QAT)")
+    ax.set_ylabel(f"{primary} (%)")
+    ax.legend(fontsize=7)
 
 
 def plot(report: dict, path: Path) -> None:
@@ -240,8 +259,8 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     results = report["results"]
-    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 4.5), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    fig, axes = plt.subplots(2, len(results), figsize=(7 * len(results), 8), squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
+    for ax, curve_ax, result in zip(axes[0], axes[1], results):
         rows = result["rows"]
         names = [r["name"].strip().replace("2:4 ", "").replace(" one-shot", "") for r in rows]
         vals = [r["metrics"][result["primary"]] for r in rows]
@@ -254,6 +273,7 @@ def plot(report: dict, path: Path) -> None:
         ax.invert_yaxis()
         ax.set_xlabel(f"{result['primary']} (%), paired 95% CI vs dense")
         ax.set_title(result["task"])
+        _plot_curves(curve_ax, result, vals[0])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

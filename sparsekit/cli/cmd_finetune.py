@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, metavar="STEPS", help="also save the training state every STEPS steps (default: each epoch)")
+    p.add_argument("--eval-each-epoch", action="store_true", help="evaluate on the task's held-out data after every epoch (shown in the progress bar, kept in the checkpoint's metadata)")
     p.add_argument("--resume", action="store_true", help="continue from the training state next to --output (same model and settings)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
@@ -88,9 +89,10 @@ def run(args) -> int:
         job = bar.add_task("train", total=None, info="")
 
         def progress(info):
-            bar.update(job, total=info["steps"], completed=info["step"], info=f"epoch {info['epoch']} loss {info['loss']:.4f}")
+            shown = "".join(f" {k} {v:.3f}" for k, v in info.get("metrics", {}).items())
+            bar.update(job, total=info["steps"], completed=info["step"], info=f"epoch {info['epoch']} loss {info['loss']:.4f}{shown}")
 
-        loaded.model, report = finetune_on_task_(loaded.model, task, config, args.batch_size, teacher, distill, state, progress)
+        loaded.model, report = finetune_on_task_(loaded.model, task, config, args.batch_size, teacher, distill, state, progress, args.eval_each_epoch, reference)
     with status("evaluating"):
         after = task.evaluate(loaded.model, reference)
     meta = {"finetune": {"task": task.name, "config": config.model_dump(), "distilled": teacher is not None, "quantize": args.quantize, "report": report.to_dict(), "before": before.metrics, "after": after.metrics}}

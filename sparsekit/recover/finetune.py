@@ -64,6 +64,7 @@ class FineTuneReport:
         steps: optimizer steps taken in total (including resumed ones).
         epochs: completed epochs.
         epoch_loss: mean training loss of each completed epoch.
+        epoch_metrics: what ``evaluate`` returned after each completed epoch (empty without it).
         seconds: wall time of this call.
         resumed_from_step: the step a resumed run started at (0 for a fresh run).
         masked_layers: layers whose 2:4 mask was enforced.
@@ -72,6 +73,7 @@ class FineTuneReport:
     steps: int = 0
     epochs: int = 0
     epoch_loss: list[float] = field(default_factory=list)
+    epoch_metrics: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from_step: int = 0
     masked_layers: int = 0
@@ -110,8 +112,8 @@ class TrainingState:
         self.path = Path(path)
         self.fingerprint = fingerprint
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch_loss: list[float], running: list[float]) -> None:
-        payload = {"fingerprint": self.fingerprint, "step": step, "epoch_loss": epoch_loss, "running": running, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, report: "FineTuneReport", running: list[float]) -> None:
+        payload = {"fingerprint": self.fingerprint, "step": step, "epoch_loss": report.epoch_loss, "epoch_metrics": report.epoch_metrics, "running": running, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
         with atomic_path(self.path) as tmp:
             torch.save(payload, tmp)
 
@@ -149,6 +151,7 @@ def finetune_(
     config: FineTuneConfig = FineTuneConfig(),
     state: TrainingState | None = None,
     progress: Callable[[dict], None] = lambda info: None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
 ) -> FineTuneReport:
     """Train ``model`` in place with every 2:4 mask kept in force.
 
@@ -159,7 +162,10 @@ def finetune_(
         loss_fn: ``loss_fn(model, batch) -> scalar loss``.
         config: optimizer and schedule settings.
         state: where to save resumable states; an existing compatible state is resumed.
-        progress: called after each step with ``{"epoch", "step", "steps", "loss"}``.
+        progress: called after each step with ``{"epoch", "step", "steps", "loss"}``, plus
+            ``"metrics"`` (the last epoch's evaluation) once there is one.
+        evaluate: ``evaluate(model) -> {metric: value}``, called after each epoch (the model is
+            put back in training mode afterwards); the results go to ``report.epoch_metrics``.
 
     Returns:
         A :class:`FineTuneReport`.
@@ -187,6 +193,7 @@ def finetune_(
         optimizer.load_state_dict(resumed["optimizer"])
         report.steps = report.resumed_from_step = resumed["step"]
         report.epoch_loss, running = list(resumed["epoch_loss"]), list(resumed["running"])
+        report.epoch_metrics = list(resumed.get("epoch_metrics", []))
         snapshot = None
         log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
     model.train()
@@ -209,14 +216,18 @@ def finetune_(
                 optimizer.step()
                 report.steps += 1
                 running.append(float(loss.detach()))
-                progress({"epoch": epoch + 1, "step": report.steps, "steps": total, "loss": running[-1]})
+                info = {"epoch": epoch + 1, "step": report.steps, "steps": total, "loss": running[-1]}
+                progress({**info, "metrics": report.epoch_metrics[-1]} if report.epoch_metrics else info)
                 if state and config.save_every and report.steps % config.save_every == 0:
-                    state.save(model, optimizer, report.steps, report.epoch_loss, running)
+                    state.save(model, optimizer, report.steps, report, running)
             report.epoch_loss.append(sum(running) / max(len(running), 1))
             running = []
             report.epochs = epoch + 1
+            if evaluate is not None:
+                report.epoch_metrics.append(dict(evaluate(model)))
+                model.train()
             if state:
-                state.save(model, optimizer, report.steps, report.epoch_loss, running)
+                state.save(model, optimizer, report.steps, report, running)
     model.eval()
     report.epochs = len(report.epoch_loss)
     report.seconds = time.perf_counter() - start

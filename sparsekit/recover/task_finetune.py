@@ -11,7 +11,7 @@ from torch import nn
 
 from sparsekit.errors import TrainingDataError
 from sparsekit.recover.finetune import FineTuneConfig, FineTuneReport, TrainingState, finetune_, run_fingerprint
-from sparsekit.tasks.base import Task, check_batch_fits
+from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ def finetune_on_task_(
     distill: DistillConfig = DistillConfig(),
     state_path: str | os.PathLike | None = None,
     progress: Callable[[dict], None] = lambda info: None,
+    evaluate_each_epoch: bool = False,
+    reference: EvalResult | None = None,
 ) -> tuple[nn.Module, FineTuneReport]:
     """Fine-tune ``model`` on ``task``, distilling from ``teacher`` when one is given.
 
@@ -52,6 +54,9 @@ def finetune_on_task_(
         distill: distillation settings (used with a teacher).
         state_path: resumable training-state file (None: no saving or resuming).
         progress: per-step callback (see :func:`finetune_`).
+        evaluate_each_epoch: evaluate the student on the task's held-out data after every epoch
+            (``report.epoch_metrics``; shown by ``progress``).
+        reference: the dense model's evaluation, for fidelity/agreement in those metrics.
 
     Returns:
         ``(model, report)``: the trained student (unwrapped from distillation) and what happened.
@@ -89,9 +94,15 @@ def finetune_on_task_(
         def loss_fn(m, batch):
             return task.task_loss(m, batch)
 
+    def evaluate(m):
+        if teacher is None:
+            return task.evaluate(m, reference).metrics
+        with m.only_student_forward():  # the distillation wrapper runs the teacher too otherwise
+            return task.evaluate(m, reference).metrics
+
     state = TrainingState(state_path, fingerprint) if state_path else None
     try:
-        report = finetune_(model, batches, loss_fn, config, state, progress)
+        report = finetune_(model, batches, loss_fn, config, state, progress, evaluate if evaluate_each_epoch else None)
     finally:
         if teacher is not None:
             student = export_student(model)

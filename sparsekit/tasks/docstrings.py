@@ -63,12 +63,23 @@ class DocstringsTask(Task):
     def _text_batches(self, texts: list[str], batch_size: int) -> list[tuple]:
         return [self._encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
 
-    def train_batches(self, batch_size: int, seed: int = 0):
+    def train_batches(self, batch_size: int, seed: int = 0, bucket: int = 50):
+        """Per-epoch batches of ``train_text``, grouped by length so padding costs little.
+
+        Each epoch shuffles the texts, sorts each run of ``bucket`` batches' worth of texts by
+        token length, cuts them into batches and shuffles the batch order. Random batches of
+        these docstrings pad to about 107 tokens for a mean length of 32; grouped ones do not.
+        """
         texts = list(self.data["train_text"])
+        lengths = np.array([len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]])
 
         def batches(epoch: int):
-            order = np.random.default_rng(seed * 1000 + epoch).permutation(len(texts))
-            return [(self._encode([texts[j] for j in order[i : i + batch_size]]), None) for i in range(0, len(texts), batch_size)]
+            rng = np.random.default_rng(seed * 1000 + epoch)
+            order = rng.permutation(len(texts))
+            span = batch_size * bucket
+            order = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")] for chunk in np.split(order, range(span, len(order), span))])
+            groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            return [(self._encode([texts[j] for j in groups[k]]), None) for k in rng.permutation(len(groups))]
 
         return batches
 

@@ -23,6 +23,10 @@ def test_accuracy_script_quick_digits(tmp_path):
     assert all(x["diff"] is not None for x in rows[1:]) and rows[0]["diff"] is None
     qat = rows[-1]["extra"]["export"]
     assert qat["check_passed"] and qat["onnx_2to4_layers"] == qat["onnx_required_layers"] == 8
+    ft = next(x for x in rows if "fine-tune" in x["name"])
+    assert len(ft["extra"]["epoch_metrics"]) == report["results"][0]["settings"]["ft_epochs"]
+    assert ft["extra"]["epoch_metrics"][-1]["accuracy"] == pytest.approx(ft["metrics"]["accuracy"], abs=1e-3)  # the last epoch's evaluation is the row's
     md = (tmp_path / "accuracy.md").read_text()
+    assert "After each training epoch" in md
     assert "| dense (trained here) |" in md and ("MET" in md or "MISSED" in md)
     assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"

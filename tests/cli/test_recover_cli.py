@@ -29,9 +29,10 @@ def test_dense_train_sparsify_permute_finetune_qat_export_check(tmp_path, cli):
     assert r.returncode == 0, r.stderr
     assert "channel permutation" in r.stdout and "stages.1.conv2.0" in r.stdout
     qat = tmp_path / "qat.pt"
-    r = cli("finetune", str(sparse), "--task", "digits", "--teacher", str(dense), "--student-loss-weight", "0.5", "--quantize", "int8", "--calib-method", "percentile", "--epochs", "1", "--lr", "1e-4", "--batch-size", "64", "-o", str(qat), "--json")
+    r = cli("finetune", str(sparse), "--task", "digits", "--teacher", str(dense), "--student-loss-weight", "0.5", "--quantize", "int8", "--calib-method", "percentile", "--epochs", "1", "--lr", "1e-4", "--batch-size", "64", "--eval-each-epoch", "-o", str(qat), "--json")
     assert r.returncode == 0, r.stderr
     done = json.loads(r.stdout)
+    assert [set(m) for m in done["report"]["epoch_metrics"]] == [{"accuracy", "agreement"}]  # agreement: against the teacher
     assert done["masked_layers"] == 8 and done["masks_2to4"] and done["quantize"] == "int8"
     assert done["after"]["accuracy"] >= trained["after"]["accuracy"] - 5
     assert not (tmp_path / "qat.pt.state.pt").exists(), "the training state is removed after success"

@@ -112,3 +112,35 @@ def test_a_state_of_another_model_is_refused(tmp_path):
     wide = _model(128)
     with pytest.raises(TrainingStateError, match="another model"):
         finetune_(wide, _batches, _loss, CONFIG, TrainingState(tmp_path / "s.pt", run_fingerprint(wide, CONFIG)))
+
+
+def _first_epoch_loss(model):
+    with torch.no_grad():
+        return {"loss": float(sum(_loss(model.eval(), b) for b in _batches(0)) / 6), "training": model.training}
+
+
+def test_each_epoch_is_evaluated_and_resumed_runs_keep_the_curve(tmp_path):
+    seen = []
+    model = _model()
+    report = finetune_(model, _batches, _loss, CONFIG, progress=seen.append, evaluate=_first_epoch_loss)
+    assert len(report.epoch_metrics) == 3 and report.epoch_metrics[-1]["loss"] < report.epoch_metrics[0]["loss"]
+    assert "metrics" not in seen[0] and seen[-1]["metrics"] == report.epoch_metrics[1]  # the last step precedes the last evaluation
+    assert model.training is False and all(m["training"] is False for m in report.epoch_metrics)
+
+    resumed = _model()
+    state = TrainingState(tmp_path / "state.pt", run_fingerprint(resumed, CONFIG))
+    calls = {"n": 0}
+
+    def interrupted(m, batch):
+        calls["n"] += 1
+        if calls["n"] == 16:  # in epoch 3, after the state saved at step 14
+            raise KeyboardInterrupt
+        assert m.training, "training mode must come back after an evaluation"
+        return _loss(m, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune_(resumed, _batches, interrupted, CONFIG, state, evaluate=_first_epoch_loss)
+    again = finetune_(resumed, _batches, _loss, CONFIG, state, evaluate=_first_epoch_loss)
+    assert again.resumed_from_step == 14 and len(again.epoch_metrics) == 3
+    assert again.epoch_metrics[:2] == report.epoch_metrics[:2]
+    assert abs(again.epoch_metrics[2]["loss"] - report.epoch_metrics[2]["loss"]) < 1e-5
