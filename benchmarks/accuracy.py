@@ -50,11 +50,16 @@ class Settings:
     methods: tuple = ("magnitude", "sparsegpt")
     start: str = "sparsegpt+perm"
     exclude: tuple = ()
+    no_quant: tuple = ()
+    no_quant_why: str = ""
 
 
 SETTINGS = {
-    # percentile INT8 calibration: on the dense MiniLM it keeps fidelity 0.84 where max keeps 0.72
-    "docstrings": Settings(ft_epochs=3, ft_lr=1e-4, qat_epochs=1, qat_lr=5e-5, batch=32, features=True, calib_samples=200, calib_method="percentile", permute_sweeps=30),
+    # Measured while choosing these (2:4 SparseGPT+perm start): 1 epoch of distillation reaches
+    # fidelity 0.888 at lr 1e-4, 0.908 at 3e-4, 0.906 at 1e-3; 4 epochs at 3e-4 0.938, 10 epochs 0.951.
+    # INT8 PTQ of the dense MiniLM, with LayerNorm inputs in float (the kit's default): max
+    # calibration keeps fidelity 0.983, percentile 0.965 (with them quantized: 0.72 / 0.84).
+    "docstrings": Settings(ft_epochs=10, ft_lr=3e-4, qat_epochs=2, qat_lr=5e-5, batch=32, features=True, calib_samples=200, calib_method="max", permute_sweeps=30),
     "digits": Settings(dense_epochs=10, dense_lr=3e-3, ft_epochs=3, ft_lr=1e-3, qat_epochs=2, qat_lr=1e-4, batch=64, features=False, student_loss_weight=0.5, calib_samples=256, methods=("magnitude",), start="magnitude+perm", exclude=("head",)),
 }
 QUICK = {"dense_epochs": 2, "ft_epochs": 1, "qat_epochs": 1, "permute_sweeps": 10}
@@ -161,14 +166,14 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
     row, _ = _row(f"2:4 {s.start} + fine-tune w/ distillation", task, student, dense, time.perf_counter() - t0, note=f"{s.ft_epochs} epochs, lr {s.ft_lr}, batch {s.batch}, " + ("output + per-layer feature loss" if s.features else "logit KD + task loss"), epoch_loss=ft_report.epoch_loss, epoch_metrics=ft_report.epoch_metrics)
     rows.append(row)
     t0 = time.perf_counter()
-    ptq = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
-    row, _ = _row(f"  + INT8 PTQ ({s.calib_method} calibration)", task, ptq, dense, time.perf_counter() - t0)
+    ptq = quantize_(copy.deepcopy(student), calib, "int8", disable=s.no_quant, method=s.calib_method)
+    row, _ = _row(f"  + INT8 PTQ ({s.calib_method} calibration)", task, ptq, dense, time.perf_counter() - t0, note=s.no_quant_why)
     rows.append(row)
     t0 = time.perf_counter()
-    qat = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
+    qat = quantize_(copy.deepcopy(student), calib, "int8", disable=s.no_quant, method=s.calib_method)
     qat, qat_report = finetune_on_task_(qat, task, FineTuneConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"), evaluate_each_epoch=True, reference=dense)
     seconds = time.perf_counter() - t0
-    row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above", epoch_loss=qat_report.epoch_loss, epoch_metrics=qat_report.epoch_metrics)
+    row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above" + (f"; {s.no_quant_why}" if s.no_quant_why else ""), epoch_loss=qat_report.epoch_loss, epoch_metrics=qat_report.epoch_metrics)
     t0 = time.perf_counter()
     row.extra["export"] = _export_check(loaded, qat, calib, work)
     row.extra["export_seconds"] = round(time.perf_counter() - t0, 1)

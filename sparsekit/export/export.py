@@ -154,7 +154,7 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         del reference
         release_memory()
         if not parity.passed:
-            raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: relative error {parity.max_rel:.2e} > {spec.tolerance:.0e}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
+            raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: {parity.reason()}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
         size = tmp.stat().st_size
     result = ExportResult(precision, target, size, time.perf_counter() - start, sparsified, check, parity)
     write_json_atomic(report_path(target), result.to_dict())

@@ -89,11 +89,11 @@ def _write_qdq(precision: str):
     return write
 
 
-# Q/DQ executed as written (see parity.ort_session) matches ModelOpt's fake quantization up to
-# rounding ties and float summation order, which deep networks amplify: measured 0.0003-1.2% of
-# the output scale on the small zoo models and 7.3% on the 12-layer, randomly initialised
-# bert-base. The limit is 10%; a wrong graph (lost Q/DQ, wrong scales) is off by far more.
-register("int8", tolerance=1e-1, needs_calibration=True)(_write_qdq("int8"))
+# Q/DQ executed as written (see parity.ort_session) matches ModelOpt's fake quantization to float
+# precision layer by layer, but rounding ties compound in deep models (see parity's docstring):
+# an int8 ONNX passes when it matches to 1e-3 of the output scale, or when it stays within 75% of
+# the model's own INT8 rounding noise.
+register("int8", tolerance=1e-3, needs_calibration=True)(_write_qdq("int8"))
 
 
 def get_precision(name: str) -> Precision:

@@ -25,6 +25,22 @@ activation (ModelOpt's ``HistogramCalibrator``): ``entropy`` (KL), ``percentile`
 ``mse``. Weights always use per-channel max."""
 
 
+FLOAT_NORMS = ("nn.LayerNorm", "nn.InstanceNorm1d", "nn.InstanceNorm2d", "nn.InstanceNorm3d")
+"""Normalisation layers whose input ModelOpt's INT8/FP8 defaults quantize and the kit does not.
+TensorRT runs normalisation in float, and a transformer's LayerNorm input is the residual
+stream, whose outlier channels per-tensor INT8 cannot hold: on the pretrained MiniLM, PTQ with
+LayerNorm inputs quantized keeps an embedding fidelity of 0.72 (max calibration); without, 0.98."""
+
+
+def _float_norms(config: dict) -> dict:
+    """``config`` with the :data:`FLOAT_NORMS` layers' quantizers disabled (ModelOpt 0.47 list form)."""
+    import copy
+
+    cfg = copy.deepcopy(config)
+    cfg["quant_cfg"] = list(cfg["quant_cfg"]) + [{"quantizer_name": "*", "parent_class": name, "enable": False} for name in FLOAT_NORMS]
+    return cfg
+
+
 def _histogram_config(config: dict) -> dict:
     """``config`` with activation (input) quantizers on the histogram calibrator and no algorithm."""
     import copy
@@ -63,6 +79,7 @@ def quantize_(
     disable: Sequence[str] = (),
     method: str = "max",
     percentile: float = 99.99,
+    quantize_norms: bool = False,
 ) -> nn.Module:
     """Insert ModelOpt fake-quantizers into ``model`` (in place) and calibrate them.
 
@@ -73,6 +90,8 @@ def quantize_(
         disable: fnmatch patterns of module names whose quantizers stay off (kept in float).
         method: activation calibration, one of :data:`CALIB_METHODS`.
         percentile: the percentile of the ``percentile`` method (0..100).
+        quantize_norms: also quantize the inputs of normalisation layers, as ModelOpt's default
+            does (off: see :data:`FLOAT_NORMS`).
 
     Returns:
         The quantized model (ModelOpt may return a new object).
@@ -91,6 +110,8 @@ def quantize_(
     if method not in CALIB_METHODS:
         raise SparsekitError(f"unknown calibration method '{method}'", f"use one of: {', '.join(CALIB_METHODS)}")
     config = getattr(mtq, QUANT_CONFIGS[precision])
+    if not quantize_norms:
+        config = _float_norms(config)
     with quiet_modelopt():
         if method == "max":
             model = mtq.quantize(model, config, forward_loop(calib))

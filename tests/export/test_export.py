@@ -18,9 +18,10 @@ from tests.conftest import DATA
 def test_all_variants_keep_2to4_and_match(exported, sparse_models):
     for (name, precision), r in exported.items():
         assert r.check.passed and r.sparsified, (name, precision)
-        assert r.parity.passed and r.parity.max_rel <= r.parity.tolerance
+        assert r.parity.passed
         if precision == "fp32":
             assert r.parity.max_rel < 1e-4
+        assert (r.parity.noise_rel_l2 is not None) == (precision == "int8")
         assert json.loads(report_path(r.path).read_text())["precision"] == precision
 
 
@@ -126,3 +127,32 @@ def test_existing_output_is_not_overwritten(exported, sparse_models):
     with pytest.raises(OutputExistsError):
         export_(sparse_models["mlp"], "fp32", r.path)
     assert r.path.read_bytes() == before
+
+
+def test_quantized_parity_is_judged_against_the_models_rounding_noise(sparse_models, tmp_path):
+    """A correct INT8 graph passes with its rounding noise measured; one wrong dequantization scale fails."""
+    import copy
+
+    from sparsekit.export.parity import compare_onnx_to_torch
+    from sparsekit.export.torch_to_onnx import onnx_from_torch
+    from sparsekit.models.calib import load_calibration
+    from sparsekit.quantize.ptq import quantize_
+
+    loaded = sparse_models["bert"]
+    model = quantize_(copy.deepcopy(loaded.model), load_calibration(None, loaded.inputs, 16))
+    path = tmp_path / "q.onnx"
+    onnx_from_torch(model, loaded.inputs, path, 17)
+    enabled = sum(1 for m in model.modules() if type(m).__name__ == "TensorQuantizer" and m.is_enabled)
+    good = compare_onnx_to_torch(path, model, loaded.inputs, 1e-3, "fake-quant")
+    assert good.passed and good.noise_rel_l2 > 0 and good.rel_l2 < good.noise_rel_l2
+    assert sum(1 for m in model.modules() if type(m).__name__ == "TensorQuantizer" and m.is_enabled) == enabled, "quantizers re-enabled"
+
+    onnx_model = onnx.load(str(path))
+    dq = next(n for n in onnx_model.graph.node if n.op_type == "DequantizeLinear")
+    out = dq.output[0]  # one dequantized tensor comes out 4x too large, as with a wrong scale
+    dq.output[0] = out + "_raw"
+    onnx_model.graph.initializer.append(numpy_helper.from_array(np.array(4.0, dtype=np.float32), "four"))
+    onnx_model.graph.node.append(onnx.helper.make_node("Mul", [out + "_raw", "four"], [out]))
+    onnx.save(onnx_model, str(tmp_path / "bad.onnx"))
+    bad = compare_onnx_to_torch(tmp_path / "bad.onnx", model, loaded.inputs, 1e-3, "fake-quant")
+    assert not bad.passed and "rounding noise" in bad.reason()
