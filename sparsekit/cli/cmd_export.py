@@ -38,6 +38,7 @@ def targets(output: str, precisions: list[str]) -> dict[str, Path]:
 def run(args) -> int:
     from sparsekit._io import ensure_writable_target
     from sparsekit.export.export import export_, report_path
+    from sparsekit.export.parity import parity_text
     from sparsekit.models.calib import load_calibration
 
     precisions = args.precision or ["fp16"]
@@ -58,9 +59,9 @@ def run(args) -> int:
     if args.json:
         return 0
     t = Table(title=f"ONNX export of {loaded.name}")
-    for col in ("precision", "file", "MB", "2:4 layers verified", "ORT vs PyTorch rel. err", "limit", "seconds"):
+    for col in ("precision", "file", "MB", "2:4 layers verified", "ORT vs PyTorch rel. err (limit)", "seconds"):
         t.add_column(col)
     for r in results:
-        t.add_row(r.precision, str(r.path), f"{r.size_bytes / 1e6:.2f}", f"{len(r.sparsified)} / {len(r.sparsified)}", f"{r.parity.max_rel:.1e}", f"{r.parity.tolerance:.0e}", f"{r.seconds:.1f}")
+        t.add_row(r.precision, str(r.path), f"{r.size_bytes / 1e6:.2f}", f"{len(r.sparsified)} / {len(r.sparsified)}", parity_text(r.parity.to_dict()), f"{r.seconds:.1f}")
     out.print(t)
     return 0

@@ -54,6 +54,8 @@ def _execute(recipe, run_dir: Path, force: bool, as_json: bool) -> int:
 
 
 def _print_summary(s: dict, run_dir: Path) -> None:
+    from sparsekit.export.parity import parity_text
+
     t = Table(title=f"{s['name']}: {s['model']['source']} -> 2:4 ({s['method']}) -> ONNX")
     for col in ("precision", "MB", "2:4 layers in ONNX", "check", "ORT vs PyTorch rel. err (limit)"):
         t.add_column(col)
@@ -62,7 +64,7 @@ def _print_summary(s: dict, run_dir: Path) -> None:
         if e is None:
             continue
         par = e["parity"]
-        t.add_row(p, f"{e['size_bytes'] / 1e6:.2f}", str(e["sparse_verified"]), "[green]pass[/]" if e["check_passed"] else "[red]FAIL[/]", f"{par['max_rel']:.1e} ({par['tolerance']:.0e}) " + ("[green]pass[/]" if par["passed"] else "[red]FAIL[/]"))
+        t.add_row(p, f"{e['size_bytes'] / 1e6:.2f}", str(e["sparse_verified"]), "[green]pass[/]" if e["check_passed"] else "[red]FAIL[/]", parity_text(par) + " " + ("[green]pass[/]" if par["passed"] else "[red]FAIL[/]"))
     out.print(t)
     lt = Table(title="layers")
     for col in ("layer", "weight", "FLOPs %", "TRT-eligible", "sparsify", *[f"2:4 {p}" for p in s["precisions"]]):

@@ -61,6 +61,15 @@ class ParityReport:
         return asdict(self)
 
 
+def parity_text(parity: dict) -> str:
+    """A table cell for a :class:`ParityReport` dict: ``max_rel (limit)``, and for a quantized model
+    that did not match to the limit, its L2 distance next to its rounding noise."""
+    text = f"{parity['max_rel']:.1e} ({parity['tolerance']:.0e})"
+    if parity.get("noise_rel_l2") is not None and parity["max_rel"] > parity["tolerance"]:
+        text += f"; L2 {parity['rel_l2']:.1e} vs INT8 noise {parity['noise_rel_l2']:.1e}"
+    return text
+
+
 def ort_session(path: str | os.PathLike):
     """A CPU ONNX Runtime session for ``path`` (quiet logging) that computes what the graph says.
 

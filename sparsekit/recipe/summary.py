@@ -54,6 +54,8 @@ def _mark(v) -> str:
 
 def render_markdown(s: dict) -> str:
     """The summary as a markdown page (headline, exports table, per-layer table)."""
+    from sparsekit.export.parity import parity_text
+
     precisions = s["precisions"]
     lines = [
         f"# sparsekit run: {s['name']}",
@@ -79,7 +81,7 @@ def render_markdown(s: dict) -> str:
             lines.append(f"| {p} | - | - | not run | - | - |")
             continue
         par = e["parity"]
-        lines.append(f"| {p} | {e['size_bytes'] / 1e6:.2f} | {e['sparse_verified']} | {'pass' if e['check_passed'] else 'FAIL'} | {par['max_rel']:.1e} ({par['tolerance']:.0e}) {'pass' if par['passed'] else 'FAIL'} | {par['reference']} |")
+        lines.append(f"| {p} | {e['size_bytes'] / 1e6:.2f} | {e['sparse_verified']} | {'pass' if e['check_passed'] else 'FAIL'} | {parity_text(par)} {'pass' if par['passed'] else 'FAIL'} | {par['reference']} |")
     lines += ["", "## Layers", "", "| layer | kind | weight | FLOPs % | TRT-eligible | likely win | sparsify | kept L1 | " + " | ".join(f"2:4 in {p}" for p in precisions) + " |", "|---" * (8 + len(precisions)) + "|"]
     for layer in s["layers"]:
         share = "-" if layer["flop_share"] is None else f"{100 * layer['flop_share']:.1f}"
