@@ -5,8 +5,9 @@ quantization to float precision, but where two float computations differ by one 
 boundary, one int8 value moves a whole quantization step, and in a deep model those steps compound
 until ONNX Runtime and PyTorch are two different draws of the model's INT8 rounding noise (on the
 6-layer MiniLM: 9% relative L2 distance between them, with 18% between the fake-quant and the float
-model). A quantized export therefore also passes when ONNX Runtime stays well within that noise
-(:data:`NOISE_SHARE`); a wrong graph (wrong scales, a broken layer) lands far outside it.
+model; on a randomly initialised 12-layer bert-base: 3.1% and 2.8%). A quantized export therefore
+also passes when ONNX Runtime is no further from PyTorch than two independent draws of that noise
+would be (:data:`NOISE_FACTOR`); a wrong graph (wrong scales, a broken layer) lands outside it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from torch import nn
 from sparsekit.models.spec import InputSpec
 
 
-NOISE_SHARE = 0.75
+NOISE_FACTOR = 2**0.5
 """A quantized ONNX passes when its relative L2 distance to the fake-quant model is at most this
-share of the fake-quant model's own distance to the same model without quantizers."""
+multiple of the fake-quant model's own distance to the same model without quantizers: two
+independent roundings of the same size are sqrt(2) times that distance apart."""
 
 
 @dataclass
@@ -35,7 +37,7 @@ class ParityReport:
         max_abs: max |ort - torch| over all outputs and trials.
         max_rel: ``max_abs / max |torch|`` (error relative to the output's scale).
         tolerance: the ``max_rel`` limit for this precision.
-        passed: ``max_rel <= tolerance``, or for a quantized model ``rel_l2 <= NOISE_SHARE * noise_rel_l2``.
+        passed: ``max_rel <= tolerance``, or for a quantized model ``rel_l2 <= NOISE_FACTOR * noise_rel_l2``.
         rel_l2: ``||ort - torch|| / ||torch||`` over all outputs and trials.
         noise_rel_l2: for a quantized reference, the same distance between it and itself with its
             quantizers off (the size of its rounding noise); None otherwise.
@@ -54,7 +56,7 @@ class ParityReport:
         """Why it failed, in one clause."""
         text = f"max relative error {self.max_rel:.2e} > {self.tolerance:.0e}"
         if self.noise_rel_l2 is not None:
-            text += f", and its relative L2 distance {self.rel_l2:.2e} exceeds {NOISE_SHARE:.0%} of the model's own INT8 rounding noise ({self.noise_rel_l2:.2e})"
+            text += f", and its relative L2 distance {self.rel_l2:.2e} exceeds {NOISE_FACTOR:.2f}x the model's own INT8 rounding noise ({self.noise_rel_l2:.2e})"
         return text
 
     def to_dict(self) -> dict:
@@ -125,7 +127,7 @@ def compare_onnx_to_torch(path: str | os.PathLike, model: nn.Module, inputs: Inp
     max_rel = max_abs / scale if scale else max_abs
     rel_l2 = (diff_sq / ref_sq) ** 0.5 if ref_sq else diff_sq**0.5
     noise = (noise_sq / ref_sq) ** 0.5 if quantizers and ref_sq else None
-    passed = max_rel <= tolerance or (noise is not None and rel_l2 <= NOISE_SHARE * noise)
+    passed = max_rel <= tolerance or (noise is not None and rel_l2 <= NOISE_FACTOR * noise)
     return ParityReport(reference, list(batches), max_abs, max_rel, tolerance, bool(passed), rel_l2, noise)
 
 

@@ -149,10 +149,10 @@ def test_quantized_parity_is_judged_against_the_models_rounding_noise(sparse_mod
 
     onnx_model = onnx.load(str(path))
     dq = next(n for n in onnx_model.graph.node if n.op_type == "DequantizeLinear")
-    out = dq.output[0]  # one dequantized tensor comes out 4x too large, as with a wrong scale
+    out = dq.output[0]  # one dequantized tensor comes out 10x too large, as with a wrong scale
     dq.output[0] = out + "_raw"
-    onnx_model.graph.initializer.append(numpy_helper.from_array(np.array(4.0, dtype=np.float32), "four"))
-    onnx_model.graph.node.append(onnx.helper.make_node("Mul", [out + "_raw", "four"], [out]))
+    onnx_model.graph.initializer.append(numpy_helper.from_array(np.array(10.0, dtype=np.float32), "ten"))
+    onnx_model.graph.node.append(onnx.helper.make_node("Mul", [out + "_raw", "ten"], [out]))
     onnx.save(onnx_model, str(tmp_path / "bad.onnx"))
     bad = compare_onnx_to_torch(tmp_path / "bad.onnx", model, loaded.inputs, 1e-3, "fake-quant")
     assert not bad.passed and "rounding noise" in bad.reason()
