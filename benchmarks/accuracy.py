@@ -50,8 +50,6 @@ class Settings:
     methods: tuple = ("magnitude", "sparsegpt")
     start: str = "sparsegpt+perm"
     exclude: tuple = ()
-    no_quant: tuple = ()
-    no_quant_why: str = ""
 
 
 SETTINGS = {
@@ -117,7 +115,7 @@ def _export_check(loaded_like, model, calib, out_dir: Path) -> dict:
     except ExportError as exc:  # recorded in the table: a failed verification is a result too
         return {"onnx_2to4_layers": 0, "onnx_required_layers": 0, "check_passed": False, "error": str(exc)}
     layers = res.check.layers
-    return {"onnx_2to4_layers": sum(1 for x in layers if x.required and x.is_2to4), "onnx_required_layers": sum(1 for x in layers if x.required), "check_passed": res.check.passed, "ort_parity": res.parity.to_dict() if hasattr(res.parity, "to_dict") else str(res.parity)}
+    return {"onnx_2to4_layers": sum(1 for x in layers if x.required and x.is_2to4), "onnx_required_layers": sum(1 for x in layers if x.required), "check_passed": res.check.passed, "ort_parity": res.parity.to_dict()}
 
 
 def run_task(name: str, quick: bool, work: Path) -> dict:
@@ -166,14 +164,14 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
     row, _ = _row(f"2:4 {s.start} + fine-tune w/ distillation", task, student, dense, time.perf_counter() - t0, note=f"{s.ft_epochs} epochs, lr {s.ft_lr}, batch {s.batch}, " + ("output + per-layer feature loss" if s.features else "logit KD + task loss"), epoch_loss=ft_report.epoch_loss, epoch_metrics=ft_report.epoch_metrics)
     rows.append(row)
     t0 = time.perf_counter()
-    ptq = quantize_(copy.deepcopy(student), calib, "int8", disable=s.no_quant, method=s.calib_method)
-    row, _ = _row(f"  + INT8 PTQ ({s.calib_method} calibration)", task, ptq, dense, time.perf_counter() - t0, note=s.no_quant_why)
+    ptq = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
+    row, _ = _row(f"  + INT8 PTQ ({s.calib_method} calibration)", task, ptq, dense, time.perf_counter() - t0)
     rows.append(row)
     t0 = time.perf_counter()
-    qat = quantize_(copy.deepcopy(student), calib, "int8", disable=s.no_quant, method=s.calib_method)
+    qat = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_method)
     qat, qat_report = finetune_on_task_(qat, task, FineTuneConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"), evaluate_each_epoch=True, reference=dense)
     seconds = time.perf_counter() - t0
-    row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above" + (f"; {s.no_quant_why}" if s.no_quant_why else ""), epoch_loss=qat_report.epoch_loss, epoch_metrics=qat_report.epoch_metrics)
+    row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above", epoch_loss=qat_report.epoch_loss, epoch_metrics=qat_report.epoch_metrics)
     t0 = time.perf_counter()
     row.extra["export"] = _export_check(loaded, qat, calib, work)
     row.extra["export_seconds"] = round(time.perf_counter() - t0, 1)
