@@ -36,8 +36,12 @@ def test_calibration_methods_give_their_own_finite_ranges(sparse_digits):
         q = _quantizers(quantize_(copy.deepcopy(model), calib, "int8", method=method))
         amax[method] = float(q["stages.1.conv2.0.input_quantizer"].amax)
         assert all(torch.isfinite(x.amax).all() for x in q.values() if x.is_enabled and x.amax is not None), method
-    # histogram methods clip below the observed maximum
-    assert amax["percentile"] < amax["max"] and amax["entropy"] <= amax["max"]
+    # histogram methods clip below the observed maximum; entropy returns a bin edge, and ModelOpt's
+    # histogram grows in whole bins (2048 over the first batch's range), so its last edge can sit up
+    # to one bin width above the maximum
+    one_bin = amax["max"] / 2048
+    assert amax["percentile"] < amax["max"]
+    assert amax["entropy"] <= amax["max"] + one_bin
     assert len({round(v, 5) for v in amax.values()}) >= 3
 
 
