@@ -18,7 +18,7 @@ from torch.nn.modules.loss import _Loss
 
 from sparsekit._quiet import quiet_modelopt
 
-OUTPUT_LOSSES = ("logits", "cosine", "retrieval", "mse")
+OUTPUT_LOSSES = ("logits", "cosine", "mse")
 
 
 def _first(x):
@@ -37,38 +37,6 @@ class CosineDistillationLoss(_Loss):
         return (1 - F.cosine_similarity(_first(student).float(), _first(teacher).float(), dim=-1)).mean()
 
 
-class RetrievalDistillationLoss(_Loss):
-    """Cosine distillation plus the teacher's in-batch neighbourhoods, for retrieval encoders.
-
-    ``mean(1 - cos(s_i, t_i))`` keeps each embedding near the dense one; the second term is the
-    KL divergence between the student's and the teacher's softmax over in-batch cosine
-    similarities (row ``i``: how text ``i`` ranks the other texts of the batch, itself left out,
-    at ``temperature``). Recall@1 depends on that ranking, which the cosine term only bounds.
-
-    Args:
-        temperature: softmax temperature over cosine similarities (0.05: a 0.05 cosine gap is
-            one logit).
-        weight: weight of the ranking term relative to the cosine term.
-    """
-
-    def __init__(self, temperature: float = 0.05, weight: float = 1.0) -> None:
-        super().__init__()
-        self.temperature, self.weight = temperature, weight
-
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        s = F.normalize(_first(student).float(), dim=-1)  # [B, D]
-        t = F.normalize(_first(teacher).float(), dim=-1)
-        cosine = (1 - (s * t).sum(-1)).mean()
-        if s.shape[0] < 2:
-            return cosine
-        others = ~torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
-        rows = s.shape[0]
-        log_p_s = F.log_softmax((s @ s.T / self.temperature)[others].view(rows, rows - 1), dim=-1)
-        log_p_t = F.log_softmax((t @ t.T / self.temperature)[others].view(rows, rows - 1), dim=-1)
-        ranking = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
-        return cosine + self.weight * ranking
-
-
 class FeatureMSELoss(_Loss):
     """MSE between two intermediate outputs, normalised by the teacher's mean square (so layers
     of different scale weigh alike)."""
@@ -85,8 +53,6 @@ def _output_loss(kind: str, temperature: float) -> _Loss:
         return mtd.LogitsDistillationLoss(temperature=temperature, reduction="batchmean")
     if kind == "cosine":
         return CosineDistillationLoss()
-    if kind == "retrieval":
-        return RetrievalDistillationLoss()
     if kind == "mse":
         return FeatureMSELoss()
     raise ValueError(f"unknown distillation loss '{kind}' (one of {OUTPUT_LOSSES})")
@@ -95,7 +61,7 @@ def _output_loss(kind: str, temperature: float) -> _Loss:
 def distillation_model(
     student: nn.Module,
     teacher: nn.Module,
-    output_loss: Literal["logits", "cosine", "retrieval", "mse"] = "logits",
+    output_loss: Literal["logits", "cosine", "mse"] = "logits",
     features: Sequence[str] = (),
     feature_weight: float = 0.5,
     temperature: float = 1.0,
@@ -107,8 +73,7 @@ def distillation_model(
         student: the model being trained (modified: ModelOpt converts it in place).
         teacher: the dense model; frozen and kept in eval mode.
         output_loss: loss between the final outputs: ``logits`` (KL at ``temperature``),
-            ``cosine`` (embeddings), ``retrieval`` (cosine + in-batch ranking KD, for retrieval
-            encoders) or ``mse``.
+            ``cosine`` (embeddings) or ``mse``.
         features: module names present in both models whose outputs are matched too (normalised
             MSE), e.g. the encoder layers.
         feature_weight: total weight of the feature losses (the output loss gets the rest of
