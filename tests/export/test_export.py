@@ -142,10 +142,14 @@ def test_quantized_parity_is_judged_against_the_models_rounding_noise(sparse_mod
     model = quantize_(copy.deepcopy(loaded.model), load_calibration(None, loaded.inputs, 16))
     path = tmp_path / "q.onnx"
     onnx_from_torch(model, loaded.inputs, path, 17)
-    enabled = sum(1 for m in model.modules() if type(m).__name__ == "TensorQuantizer" and m.is_enabled)
+
+    def enabled_quantizers():
+        return sum(1 for m in model.modules() if type(m).__name__ == "TensorQuantizer" and m.is_enabled)
+
+    enabled = enabled_quantizers()
     good = compare_onnx_to_torch(path, model, loaded.inputs, 1e-3, "fake-quant")
     assert good.passed and good.noise_rel_l2 > 0 and good.rel_l2 < good.noise_rel_l2
-    assert sum(1 for m in model.modules() if type(m).__name__ == "TensorQuantizer" and m.is_enabled) == enabled, "quantizers re-enabled"
+    assert enabled_quantizers() == enabled > 0, "quantizers re-enabled"
 
     onnx_model = onnx.load(str(path))
     dq = next(n for n in onnx_model.graph.node if n.op_type == "DequantizeLinear")
