@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sparsekit-installed
 
-.PHONY: demo test setup bench-cpu bench-accuracy clean
+.PHONY: demo test setup bench-cpu bench-accuracy gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ bench-cpu: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py
+
+# Wheels for running benchmarks/gpu_suite.py on a GPU host without network (benchmarks/README.md).
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .gpu-wheels -r benchmarks/gpu-wheels.txt
+	@ls .gpu-wheels
 
 clean:
 	rm -rf runs .pytest_cache

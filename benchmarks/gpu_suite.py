@@ -1,144 +1,341 @@
-"""GPU suite: dense vs 2:4 on a real Ampere+/Hopper GPU, one command.
+"""GPU suite: dense vs 2:4 on a real Ampere+/Hopper GPU, in one command, most important first.
 
-  1. GEMM level (PyTorch semi-structured, cuSPARSELt/CUTLASS): the weight shapes of BERT-base,
-     BERT-large and a wide CNN (3x3 convs as implicit GEMMs), at several M.
-  2. End to end, torch_sparse backend: a BERT-large-like encoder (24 x 1024, FFN 4096) at
-     sequence 128 and 384, batch 1..128, fp16, with CUDA graphs; correctness vs the dense model
-     first. ResNet-50 too (PyTorch runs 2:4 only for Linear layers, so expect ~1.0x: reported as found).
-  3. TensorRT (only where TensorRT is installed): dense vs sparse engines of the same fp16/int8 ONNX.
+    python benchmarks/gpu_suite.py --out DIR --budget-seconds 420      # on the GPU machine
+    python benchmarks/gpu_suite.py render DIR/gpu_suite.json            # afterwards, on any CPU
 
-Results: benchmarks/results/<gpu>/ (JSON per measurement, markdown and PNG), with machine facts.
+Jobs, in this order (each one recorded and skipped, failed or done on its own; the JSON is
+rewritten after every batch and every shape, so a run cut short keeps what it measured):
 
-Usage: python benchmarks/gpu_suite.py [--quick] [--only gemm,bert,resnet50,tensorrt]
+  1. preflight: GPU facts, cuSPARSELt, one tiny 2:4 conversion + linear + CUDA-graph capture,
+     the card's measured fp16 matmul rate and copy bandwidth.
+  2. bert-large-seq384 (the headline): a BERT-large-shaped encoder (24 x 1024, FFN 4096, fused
+     SDPA attention), fp16, batches 8 / 32 / 128, whole forward captured in a CUDA graph.
+  3. bert-large-seq128: the same two models at sequence 128.
+  4. gemm: the FFN and attention-projection GEMMs of BERT-base/large at M >= 4096, timed as CUDA
+     graphs of many calls (kernels, not Python dispatch).
+  5. select: `sparsekit select` on bert-base at batch 8 (GEMM timings cached by shape).
+  6. attention-matmul: the headline at batch 32 with unfused matmul/softmax attention.
+  7. bf16: the headline at batches 32 / 128 and the bert-large FFN GEMMs in bf16.
+  8. batch-1: both sequence lengths at batch 1 (small M, where 2:4 rarely wins).
+  9. tensorrt: where TensorRT (and ModelOpt, for the typed ONNX) is installed, dense vs sparse
+     engines of the headline model's fp16 ONNX at batches 8 / 32; recorded as skipped elsewhere.
+
+No ModelOpt on this path: 2:4 masks are the kit's own TensorRT-layout magnitude masks, computed
+on the GPU (equal to ModelOpt's, element for element: tests/sparsify/test_direct.py). Every
+model is checked before it is timed (per-layer and end-to-end agreement of the 2:4 kernels with
+the dense ones); the kernels each side ran are recorded from the torch profiler.
+
+The machine needs torch with CUDA and cuSPARSELt, numpy and pyyaml, plus the wheels pinned in
+benchmarks/gpu-wheels.txt (`make gpu-wheels`; see benchmarks/README.md for the device command).
+The run writes two files into --out: gpu_suite.json (the source of truth) and gpu_suite.log.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
+import gc
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a plain copy of the repository (no install)
+
+BERT_LARGE = {"vocab": 30522, "hidden": 1024, "layers": 24, "heads": 16, "ffn": 4096, "attention": "sdpa"}
+HEADLINE_BATCHES = (8, 32, 128)
+GEMM_LAYERS = {
+    "bert-large ffn_in 1024->4096": (1024, 4096),
+    "bert-large ffn_out 4096->1024": (4096, 1024),
+    "bert-large qkv/out 1024x1024": (1024, 1024),
+    "bert-base ffn_in 768->3072": (768, 3072),
+    "bert-base ffn_out 3072->768": (3072, 768),
+    "bert-base qkv/out 768x768": (768, 768),
+}
+GEMM_ROWS = (16384, 4096)  # M = batch x sequence: e.g. 32 x 512 and 32 x 128
 
 
-def gpu_slug() -> str:
+class State:
+    """What jobs share: settings and the models built once (freed when no longer needed)."""
+
+    def __init__(self, quick: bool) -> None:
+        from sparsekit.bench.harness import BenchConfig
+
+        self.quick = quick
+        self.model_config = BenchConfig(rounds=6 if quick else 12, round_seconds=0.1, min_iters=10, warmup_seconds=0.3)
+        self.gemm_config = BenchConfig(rounds=6 if quick else 10, round_seconds=0.05, min_iters=10, warmup_seconds=0.2)
+        self.loaded = None  # BERT-large, masked, fp32 on the GPU
+        self.pairs: dict = {}
+        self.gemm_cache: dict = {}
+
+
+def preflight(job, state: State) -> dict:
     import torch
 
-    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
-
-
-def gemm_shapes(quick: bool):
-    from sparsekit.bench.gemm import GemmShape
-
-    layers = {
-        "bert-base qkv/out 768x768": (768, 768), "bert-base ffn_in 768->3072": (768, 3072), "bert-base ffn_out 3072->768": (3072, 768),
-        "bert-large qkv/out 1024x1024": (1024, 1024), "bert-large ffn_in 1024->4096": (1024, 4096), "bert-large ffn_out 4096->1024": (4096, 1024),
-        "cnn 3x3 conv 256->256": (256 * 9, 256), "cnn 3x3 conv 512->512": (512 * 9, 512), "cnn 1x1 conv 1024->2048": (1024, 2048),
-    }
-    ms = [128, 2048, 16384] if quick else [128, 1024, 4096, 16384, 49152]
-    return [GemmShape(f"{name}, M={m}", m, k, n) for name, (k, n) in layers.items() for m in ms]
-
-
-def run_gemm(out: Path, quick: bool) -> dict:
-    from sparsekit.bench.gemm import time_gemm
-    from sparsekit.bench.harness import BenchConfig
     from sparsekit.bench.machine import machine_facts
 
-    config = BenchConfig(rounds=6 if quick else 10, round_seconds=0.05, min_iters=20, warmup_seconds=0.2)
-    rows = []
-    for shape in gemm_shapes(quick):
-        r = time_gemm(shape, config)
-        rows.append({"shape": shape.name, "m": shape.m, "k": shape.k, "n": shape.n, "dense_ms": r.dense.median, "sparse_ms": r.sparse.median, "speedup": r.speedup.to_dict(), "dense_tflops": shape.flops / r.dense.median / 1e9, "sparse_tflops": shape.flops / r.sparse.median / 1e9, "cov": [r.dense.cov, r.sparse.cov]})
-        print(f"  {shape.name}: {r.speedup.ratio:.2f}x", file=sys.stderr)
-    result = {"benchmark": "gemm", "dtype": "float16", "settings": config.model_dump(), "machine": machine_facts(gpu=True), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": rows}
-    (out / "gemm.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["# GEMM level: fp16 dense vs 2:4 (PyTorch semi-structured)", "", "| shape | M | K | N | dense ms | 2:4 ms | speedup (95% CI) | dense TFLOP/s |", "|---|---:|---:|---:|---:|---:|---|---:|"]
-    for r in rows:
-        s = r["speedup"]
-        lines.append(f"| {r['shape']} | {r['m']} | {r['k']} | {r['n']} | {r['dense_ms']:.4f} | {r['sparse_ms']:.4f} | {s['ratio']:.2f}x ({s['low']:.2f}-{s['high']:.2f}) | {r['dense_tflops']:.0f} |")
-    (out / "gemm.md").write_text("\n".join(lines) + "\n")
+    def facts() -> dict:
+        props = torch.cuda.get_device_properties(0)
+        cusparselt = torch.backends.cusparselt.is_available()
+        return {
+            "machine": machine_facts(gpu=True), "torch": torch.__version__, "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0),
+            "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(0))), "sms": props.multi_processor_count,
+            "memory_gib": round(props.total_memory / 2**30, 1), "l2_mib": round(getattr(props, "L2_cache_size", 0) / 2**20, 1),
+            "cusparselt": cusparselt, "cusparselt_version": torch.backends.cusparselt.version() if cusparselt else None,
+        }
+
+    def tiny_linear() -> dict:
+        from torch.sparse import to_sparse_semi_structured
+
+        from sparsekit.bench.cuda_timing import capture_graph
+        from sparsekit.sparsify.pattern import magnitude_mask
+
+        w = torch.randn(128, 128, device="cuda")
+        w = (w * magnitude_mask(w)).half()
+        sw = to_sparse_semi_structured(w)
+        x = torch.randn(64, 128, device="cuda").half()
+        ref = torch.nn.functional.linear(x, w).float()
+        eager = (torch.nn.functional.linear(x, sw).float() - ref).abs().max().item() / ref.abs().max().item()
+        static_out = {}
+        graph = capture_graph(lambda: static_out.__setitem__("y", torch.nn.functional.linear(x, sw)))
+        graph.replay()
+        torch.cuda.synchronize()
+        graphed = (static_out["y"].float() - ref).abs().max().item() / ref.abs().max().item()
+        return {"subclass": type(sw).__name__, "eager_rel_err": eager, "graph_rel_err": graphed, "ok": eager < 1e-2 and graphed < 1e-2}
+
+    def ceilings() -> dict:
+        a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+        b = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(3):
+            a @ b
+        start.record()
+        for _ in range(10):
+            a @ b
+        end.record()
+        end.synchronize()
+        tflops = 2 * 8192**3 * 10 / (start.elapsed_time(end) / 1e3) / 1e12
+        src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+        dst = torch.empty_like(src)
+        dst.copy_(src)
+        start.record()
+        for _ in range(5):
+            dst.copy_(src)
+        end.record()
+        end.synchronize()
+        tbps = 2 * 2**30 * 5 / (start.elapsed_time(end) / 1e3) / 1e12
+        return {"fp16_matmul_8192_tflops": round(tflops, 1), "copy_tb_per_s_read_plus_write": round(tbps, 2)}
+
+    out = {"facts": job.unit("facts", facts, 0), "tiny_linear": job.unit("tiny 2:4 linear + CUDA graph", tiny_linear, 0), "ceilings": job.unit("ceilings", ceilings, 0)}
+    if not (out["tiny_linear"] or {}).get("ok"):
+        raise RuntimeError("the tiny 2:4 linear failed or disagreed with dense: semi-structured kernels are not usable here")
+    return out
+
+
+def _bert_large_at(state: State, seq: int):
+    """The headline model at sequence ``seq``: built and masked once (on the GPU, fp32)."""
+    from sparsekit.models.source import LoadedModel, load_model
+    from sparsekit.models.spec import InputSpec, InputTensor
+    from sparsekit.sparsify.direct import mask_weights_2to4_
+
+    if state.loaded is None:
+        loaded = load_model("bert", {**BERT_LARGE, "seq": 384})
+        loaded.model.to("cuda")
+        state.masking = mask_weights_2to4_(loaded.model, exclude=["pooler", "head"]).to_dict()
+        state.masking["excluded_why"] = "pooler and head run on one row per sequence (M = batch): too small for a sparse kernel to win"
+        state.loaded = loaded
+    spec = InputSpec((InputTensor("input_ids", (1, seq), "int64", BERT_LARGE["vocab"]),))
+    return LoadedModel(state.loaded.model, spec, state.loaded.source)
+
+
+def _pair(state: State, seq: int, dtype: str):
+    """The dense/2:4 pair of one dtype (built once), fed sequences of length ``seq``."""
+    from sparsekit.bench.torch_pair import prepare_torch_sparse, with_inputs
+
+    if (dtype, seq) not in state.pairs:
+        loaded = _bert_large_at(state, seq)
+        base = next((p for (d, _), p in state.pairs.items() if d == dtype), None)
+        state.pairs[(dtype, seq)] = with_inputs(base, loaded.inputs) if base else prepare_torch_sparse(loaded, dtype, mask_if_dense=False)
+    return state.pairs[(dtype, seq)]
+
+
+def model_job(job, state: State, seq: int, batches, dtype: str = "float16", attention: str | None = None) -> dict:
+    """The BERT-large pair at one sequence length over ``batches`` (optionally another attention)."""
+    from sparsekit.bench.torch_pair import measure_batch, torch_sparse_settings
+
+    pair = job.unit(f"prepare {dtype} seq {seq}", lambda: _pair(state, seq, dtype), 60)
+    if pair is None:
+        raise RuntimeError(f"the {dtype} pair at sequence {seq} could not be prepared (see the unit's error)")
+    attention = attention or BERT_LARGE["attention"]
+    job.record.setdefault("model", {**BERT_LARGE, "seq": seq, "dtype": dtype, "attention": attention})
+    job.record.setdefault("evidence", {**pair.evidence(), "masking": state.masking})
+    job.record.setdefault("settings", torch_sparse_settings(state.model_config, True))
+    layers = [m for model in (pair.dense, pair.sparse) for m in model.modules() if hasattr(m, "attention")]
+
+    def one(batch: int) -> dict:
+        for layer in layers:
+            layer.attention = attention
+        try:
+            return {"seq": seq, "attention": attention, "amdahl_bound": round(pair.bound, 4), "converted_flop_share": round(pair.flop_share, 4), **measure_batch(pair, batch, state.model_config)}
+        finally:
+            for layer in layers:
+                layer.attention = BERT_LARGE["attention"]
+
+    for batch in batches:
+        row = job.unit(f"seq {seq} batch {batch}", lambda b=batch: one(b), 10 if batch <= 32 else 30)
+        if row:
+            s, k = row["speedup"], row.get("kernels", {}).get("sparse", {})
+            job.suite.say(f"  seq {seq} batch {batch}: {row['dense']['median']:.3f} -> {row['sparse']['median']:.3f} ms, {s['ratio']:.3f}x [{s['low']:.3f}, {s['high']:.3f}] "
+                          f"(bound {pair.bound:.2f}x, err {row['max_rel_err_sparse_vs_dense']:.1e}, {row['timing']}, sparse GEMM kernels {k.get('sparse_gemm_calls')} via {k.get('sparse_libraries')})")
+    return {"amdahl_bound": round(pair.bound, 4), "converted_flop_share": round(pair.flop_share, 4)}
+
+
+def gemm_job(job, state: State, dtype: str = "float16", layers=None, rows=GEMM_ROWS) -> list:
+    """Dense vs 2:4 GEMMs of transformer layer shapes, dispatch-free, with the kernels each ran."""
+    from sparsekit.bench.gemm import GemmShape, time_gemm
+
+    job.record["settings"] = {**state.gemm_config.model_dump(), "dtype": dtype, "timing": "CUDA graph of many calls per sample on rotated inputs; per-call ms"}
+    done = []
+    for m in rows:
+        for name, (k, n) in (layers or GEMM_LAYERS).items():
+            shape = GemmShape(f"{name}, M={m}", m, k, n)
+
+            def one(shape=shape) -> dict:
+                timing = time_gemm(shape, state.gemm_config, dtype, profile=True)
+                state.gemm_cache[(shape.m, shape.k, shape.n, dtype)] = timing
+                p = timing.pair
+                return {"shape": shape.name, "m": shape.m, "k": shape.k, "n": shape.n, "dtype": dtype, **timing.to_dict(), "dense_tflops": shape.flops / p.dense.median / 1e9, "sparse_tflops": shape.flops / p.sparse.median / 1e9}
+
+            row = job.unit(shape.name, one, 8)
+            if row:
+                s = row["speedup"]
+                job.suite.say(f"  {shape.name} {dtype}: {s['ratio']:.2f}x [{s['low']:.2f}, {s['high']:.2f}] ({row['method']}, {row['dense_tflops']:.0f} -> {row['sparse_tflops']:.0f} TFLOP/s)")
+                done.append(shape.name)
+    return done
+
+
+def select_job(job, state: State) -> dict | None:
+    """`sparsekit select` on bert-base at batch 8 (M = 8 x 128 = 1024 rows per GEMM)."""
+    from sparsekit.bench.select import select_layers_by_speed
+    from sparsekit.models.source import load_model
+
+    loaded = load_model("bert-base")
+    selection = job.unit("select bert-base batch 8", lambda: select_layers_by_speed(loaded, 8, state.gemm_config, cache=state.gemm_cache, progress=job.suite.say), 60)
+    if not selection:
+        return None
+    job.suite.say(f"  select: include {len(selection['include'])} layers, exclude {len(selection['exclude'])}")
+    return {"include": len(selection["include"]), "exclude": len(selection["exclude"])}
+
+
+def bf16_job(job, state: State) -> dict:
+    """The headline in bf16 at two batches, and the BERT-large FFN GEMMs in bf16."""
+    free_pairs(state, "float16")
+    result = model_job(job, state, 384, (32, 128), "bfloat16")
+    ffn = {k: v for k, v in GEMM_LAYERS.items() if "bert-large ffn" in k}
+    result["gemm"] = gemm_job(job, state, "bfloat16", ffn, (16384,))
     return result
 
 
-def run_torch_models(out: Path, quick: bool, which: set[str]) -> list[dict]:
-    from sparsekit.bench.harness import BenchConfig
-    from sparsekit.bench.pair import bench_torch_sparse
-    from sparsekit.bench.report import write_result
-    from sparsekit.models.source import load_model
-    from sparsekit.sparsify.sparsify import sparsify_
-
-    config = BenchConfig(rounds=6 if quick else 10, round_seconds=0.1, min_iters=10, warmup_seconds=0.3)
-    results = []
-    jobs = []
-    if "bert" in which:
-        for seq in (128, 384):
-            jobs.append((f"bert-large-seq{seq}", "bert", {"vocab": 30522, "hidden": 1024, "layers": 24, "heads": 16, "ffn": 4096, "seq": seq}, [1, 8, 32] if quick else [1, 2, 4, 8, 16, 32, 64, 128]))
-    if "resnet50" in which:
-        jobs.append(("resnet50", "resnet50", {}, [1, 8, 32] if quick else [1, 8, 32, 128]))
-    for stem, zoo, args, batches in jobs:
-        loaded = load_model(zoo, args)
-        loaded.model, _ = sparsify_(loaded.model, "magnitude", exclude=["head", "pooler"])
-        print(f"{stem}: torch_sparse over batches {batches}", file=sys.stderr)
-        r = bench_torch_sparse(loaded, batches, config, "float16", graphs=True, progress=lambda m: print("  " + m, file=sys.stderr))
-        r["model"] = stem
-        write_result(r, out, f"torch_sparse_{stem}")
-        results.append(r)
-    return results
+def batch1_job(job, state: State) -> dict:
+    """Batch 1 at both sequence lengths (M = 384 / 128 rows)."""
+    free_pairs(state, "bfloat16")
+    return {f"seq{seq}": model_job(job, state, seq, (1,)) for seq in (384, 128)}
 
 
-def run_tensorrt(out: Path, quick: bool) -> list[dict]:
+def tensorrt_job(job, state: State) -> dict:
+    """Dense vs sparse TensorRT engines of the headline model's fp16 ONNX (needs TensorRT and ModelOpt)."""
     import importlib.util
-
-    if importlib.util.find_spec("tensorrt") is None:
-        print("tensorrt: not installed, skipped", file=sys.stderr)
-        return []
     import tempfile
 
-    from sparsekit.bench.harness import BenchConfig
+    from sparsekit.bench.suite import JobSkipped
+
+    missing = [m for m in ("tensorrt", "modelopt", "polygraphy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise JobSkipped(f"not installed here: {', '.join(missing)} (run the suite in an NGC TensorRT container with the kit installed)")
     from sparsekit.bench.pair import bench_onnx
-    from sparsekit.bench.report import write_result
     from sparsekit.export.export import export_
-    from sparsekit.models.source import load_model
-    from sparsekit.sparsify.sparsify import sparsify_
 
-    config = BenchConfig(rounds=6 if quick else 10, round_seconds=0.1)
-    results = []
+    free_pairs(state, "float16")
     with tempfile.TemporaryDirectory() as tmp:
-        loaded = load_model("bert", {"vocab": 30522, "hidden": 1024, "layers": 24, "heads": 16, "ffn": 4096, "seq": 384})
-        loaded.model, _ = sparsify_(loaded.model, "magnitude", exclude=["head", "pooler"])
-        for precision in ("fp16", "int8"):
-            onnx_path = export_(loaded, precision, Path(tmp) / f"bert-large.{precision}.onnx").path
-            r = bench_onnx(onnx_path, "tensorrt", [1, 8, 32], config, store=Path(tmp) / "engines")
-            write_result(r, out, f"tensorrt_bert-large-seq384_{precision}")
-            results.append(r)
-    return results
+        loaded = _bert_large_at(state, 384)
+        onnx_path = job.unit("export fp16 ONNX", lambda: str(export_(loaded, "fp16", Path(tmp) / "bert-large.fp16.onnx").path), 120)
+        if onnx_path is None:
+            raise RuntimeError("the fp16 export failed (see the unit's error)")
+        return job.unit("engines + paired timing, batches 8 and 32", lambda: bench_onnx(onnx_path, "tensorrt", [8, 32], state.model_config, store=Path(tmp) / "engines"), 120)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer shapes, batches and rounds")
-    parser.add_argument("--only", default="gemm,bert,resnet50,tensorrt", help="comma-separated parts to run")
-    parser.add_argument("--out", help="results folder (default benchmarks/results/<gpu>)")
-    args = parser.parse_args()
+def free_pairs(state: State, dtype: str) -> None:
+    """Release the GPU memory of every pair of ``dtype``."""
     import torch
 
+    for key in [k for k in state.pairs if k[0] == dtype]:
+        del state.pairs[key]
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def jobs(state: State) -> list:
+    """(name, fn(job), minimum seconds) in priority order."""
+    return [
+        ("preflight", lambda job: preflight(job, state), 0),
+        ("bert-large-seq384", lambda job: model_job(job, state, 384, HEADLINE_BATCHES), 30),
+        ("bert-large-seq128", lambda job: model_job(job, state, 128, HEADLINE_BATCHES), 20),
+        ("gemm", lambda job: gemm_job(job, state), 20),
+        ("select", lambda job: select_job(job, state), 30),
+        ("attention-matmul", lambda job: model_job(job, state, 384, (32,), attention="matmul"), 20),
+        ("bf16", lambda job: bf16_job(job, state), 40),
+        ("batch-1", lambda job: batch1_job(job, state), 20),
+        ("tensorrt", lambda job: tensorrt_job(job, state), 0),
+    ]
+
+
+def plan() -> list[str]:
+    """The job names in order; importing every module the jobs use (a CPU check that nothing is missing)."""
+    import importlib
+
+    for module in ("sparsekit.bench.torch_pair", "sparsekit.bench.gemm", "sparsekit.bench.kernels", "sparsekit.bench.select", "sparsekit.bench.suite", "sparsekit.sparsify.direct", "sparsekit.models.source", "sparsekit.bench.machine"):
+        importlib.import_module(module)
+    return [name for name, _, _ in jobs(State(quick=True))]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(HERE / "results" / "gpu-run"), help="folder for gpu_suite.json and gpu_suite.log (default benchmarks/results/gpu-run)")
+    parser.add_argument("--budget-seconds", type=float, default=420, help="wall-clock budget for all jobs; units that would not fit are recorded as skipped (default 420)")
+    parser.add_argument("--only", help="comma-separated job names to run (default: all, in priority order)")
+    parser.add_argument("--quick", action="store_true", help="fewer paired rounds (a smoke run)")
+    parser.add_argument("--plan", action="store_true", help="print the jobs in order and exit (imports everything the jobs need; runs on CPU)")
+    args = parser.parse_args(argv)
+    if args.plan:
+        print("\n".join(plan()))
+        return 0
+    import torch
+
+    from sparsekit.bench.suite import Suite
+
     if not torch.cuda.is_available():
-        print("gpu_suite: no CUDA GPU is available (run it on an Ampere+ GPU host)", file=sys.stderr)
+        print("gpu_suite: no CUDA GPU is available (fix: run it on an Ampere or newer GPU host; see benchmarks/README.md)", file=sys.stderr)
         return 2
-    which = set(args.only.split(","))
-    out = Path(args.out) if args.out else HERE / "results" / gpu_slug()
-    out.mkdir(parents=True, exist_ok=True)
-    if "gemm" in which:
-        run_gemm(out, args.quick)
-    run_torch_models(out, args.quick, which)
-    if "tensorrt" in which:
-        run_tensorrt(out, args.quick)
-    print(f"results in {out}", file=sys.stderr)
-    return 0
+    state = State(args.quick)
+    selected = jobs(state)
+    if args.only:
+        names = set(args.only.split(","))
+        unknown = names - {name for name, _, _ in selected}
+        if unknown:
+            print(f"gpu_suite: unknown job(s) {', '.join(sorted(unknown))} (fix: choose from {', '.join(n for n, _, _ in selected)})", file=sys.stderr)
+            return 2
+        selected = [j for j in selected if j[0] in names]
+    suite = Suite(args.out, "gpu_suite", args.budget_seconds, {"quick": args.quick, "jobs_planned": [n for n, _, _ in selected]})
+    try:
+        doc = suite.run(selected)
+    finally:
+        suite.close()
+    failed = [j["name"] for j in doc["jobs"] if j["status"] in ("failed", "partial")]
+    print(f"gpu_suite: {doc['status']}; jobs {', '.join(j['name'] + '=' + j['status'] for j in doc['jobs'])}; results in {suite.path}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "render":
+        from sparsekit.bench.gpu_report import main as render_main
+
+        sys.exit(render_main(sys.argv[2:]))
     sys.exit(main())

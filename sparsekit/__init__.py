@@ -31,6 +31,7 @@ _API = {
     "analyze_onnx": "sparsekit.analyze.onnx_layers",
     "amdahl_bound": "sparsekit.analyze.rules",
     "sparsify_": "sparsekit.sparsify.sparsify",
+    "mask_weights_2to4_": "sparsekit.sparsify.direct",
     "check_model": "sparsekit.sparsify.check",
     "check_onnx": "sparsekit.sparsify.check",
     "quantize_": "sparsekit.quantize.ptq",

@@ -7,12 +7,36 @@ from torch import nn
 _LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _attention_flop_tally():
+    """A torch-function mode that adds up the FLOPs of ``F.scaled_dot_product_attention`` calls.
+
+    torch's FlopCounterMode counts the fused attention ops of CUDA but not the CPU one that
+    SDPA dispatches to, so on CPU attention would vanish from the total (and the Amdahl bound
+    would rise to 2.0x). Two matmuls of ``[.., Sq, D] x [.., D, Sk]`` and ``[.., Sq, Sk] x [.., Sk, Dv]``.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class Tally(TorchFunctionMode):
+        flops = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.nn.functional.scaled_dot_product_attention:
+                q, k, v = args[:3]
+                batch_heads = q.numel() // (q.shape[-2] * q.shape[-1])
+                self.flops += 2 * batch_heads * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+            return func(*args, **kwargs)
+
+    return Tally()
+
+
 def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[str, int], int]:
     """Multiply-add FLOPs (2 per MAC) of every Linear/Conv layer, and of the whole model.
 
     Args:
-        model: the module (run once under ``torch.no_grad``).
-        inputs: one batch of inputs.
+        model: the module (run once under ``torch.no_grad``), on any device.
+        inputs: one batch of inputs; moved to the device (and float dtype) of the model's first parameter.
 
     Returns:
         ``(flops_by_layer, gemm_rows_by_layer, total_flops)``. ``gemm_rows`` is the M dimension
@@ -43,15 +67,21 @@ def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[s
 
         return hook
 
+    param = next(model.parameters(), None)
+    if param is not None:  # a GPU or half-precision model: its inputs follow it
+        inputs = tuple(t.to(param.device, param.dtype if t.is_floating_point() else t.dtype) for t in inputs)
     for name, module in model.named_modules():
         if isinstance(module, _LAYER_TYPES):
             hooks.append(module.register_forward_hook(make_hook(name)))
     try:
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        attention = _attention_flop_tally()
+        with torch.no_grad(), attention, counter:
             model(*inputs)
     finally:
         for h in hooks:
             h.remove()
-    total = max(int(counter.get_total_flops()), sum(flops.values()))
+    counted = counter.get_flop_counts().get("Global", {})
+    fused_counted = any("attention" in str(op) for op in counted)
+    total = max(int(counter.get_total_flops()) + (0 if fused_counted else attention.flops), sum(flops.values()))
     return flops, rows, total

@@ -3,13 +3,25 @@
 A k x k convolution is timed as its implicit GEMM: ``M = batch x output pixels``,
 ``K = C_in x R x S`` ordered (r, s, c) so TensorRT's groups of 4 input channels per kernel position
 are consecutive along K, ``N = C_out``. That is the structure TensorRT's sparse conv kernels run.
+
+Kernels, not Python: one timed sample is a CUDA-graph replay of ``calls`` back-to-back
+``F.linear`` calls on rotated inputs, divided by ``calls``. An eager sparse ``F.linear`` costs
+60-90 us of Python dispatch (the tensor subclass), more than the kernel itself at most shapes, so
+timing single eager calls would compare dispatch overheads. When graph capture fails the same
+calls run eagerly between one event pair (dispatch amortised, not removed) and the result says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from sparsekit.bench.harness import BenchConfig, PairResult, measure_pair
+
+# Inputs rotated per shape: enough to exceed a Hopper L2 (50-60 MB) twice, so timings do not
+# measure an L2-resident input.
+ROTATION_BYTES = 128 * 2**20
+TARGET_SAMPLE_MS = 2.0  # one timed sample (a graph of `calls` GEMMs) lasts about this long
 
 
 @dataclass(frozen=True)
@@ -26,44 +38,130 @@ class GemmShape:
         return 2 * self.m * self.k * self.n
 
 
-class _GemmRunner:
-    def __init__(self, weight, k: int, m: int, dtype, buffers: int, label: str, seed: int) -> None:
+@dataclass
+class GemmTiming:
+    """A paired dense/2:4 GEMM measurement and how it was taken.
+
+    Attributes:
+        pair: per-call latencies (ms) and the speedup interval.
+        method: ``cuda-graph`` or ``eager-loop`` (graph capture failed; see ``notes``).
+        calls: GEMM calls per timed sample.
+        buffers: rotated input buffers.
+        max_rel_err: ``max|sparse - dense| / max|dense|`` on one random input (fp16/bf16 rounding only).
+        notes: why a fallback was taken.
+        kernels: with ``profile``, the GPU kernels of one dense and one sparse call
+            (:class:`~sparsekit.bench.kernels.KernelProfile` dicts).
+    """
+
+    pair: PairResult
+    method: str
+    calls: int
+    buffers: int
+    max_rel_err: float
+    notes: list[str] = field(default_factory=list)
+    kernels: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {**self.pair.to_dict(), "method": self.method, "calls_per_sample": self.calls, "buffers": self.buffers, "max_rel_err": self.max_rel_err, "notes": self.notes, "kernels": self.kernels}
+
+
+class _GemmLoop:
+    """``calls`` F.linear calls over rotated inputs; one :meth:`step` returns ms per call."""
+
+    def __init__(self, weight, inputs, calls: int, graphs: bool, label: str) -> None:
         import torch
 
-        from sparsekit.bench.cuda_timing import CudaEventTimer
+        from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
 
         self.label = label
-        gen = torch.Generator(device="cuda").manual_seed(seed)
-        self._x = [torch.randn(m, k, device="cuda", dtype=dtype, generator=gen) for _ in range(buffers)]
-        self._w = weight
-        self._i = 0
-        self._timer = CudaEventTimer(lambda: torch.nn.functional.linear(self._cur, self._w), self._next)
+        self.calls = calls
+        self.method = "eager-loop"
+        self.note = ""
+        linear, x = torch.nn.functional.linear, inputs
 
-    def _next(self) -> None:
-        self._cur = self._x[self._i % len(self._x)]
-        self._i += 1
+        def work() -> None:
+            for i in range(calls):
+                linear(x[i % len(x)], weight)
+
+        fn = work
+        if graphs:
+            try:
+                fn = capture_graph(work).replay
+                self.method = "cuda-graph"
+            except Exception as exc:  # noqa: BLE001 - any capture failure falls back, and is reported
+                torch.cuda.synchronize()
+                self.note = f"{label}: CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); timed eagerly, dispatch amortised over {calls} calls"
+        self._timer = CudaEventTimer(fn)
 
     def step(self) -> float:
-        return self._timer()
+        return self._timer() / self.calls
 
 
-def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16") -> PairResult:
+def _masked_weight(shape: GemmShape, dtype, seed: int):
+    import torch
+
+    from sparsekit.sparsify.pattern import magnitude_mask
+
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    w = torch.randn(shape.n, shape.k, device="cuda", generator=gen)
+    return (w * magnitude_mask(w, axis=1)).to(dtype)
+
+
+def _calls_for(weight, x, target_ms: float) -> int:
+    """GEMM calls per sample so that one sample lasts about ``target_ms`` (from a quick eager estimate)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.nn.functional.linear(x, weight)
+    start.record()
+    for _ in range(10):
+        torch.nn.functional.linear(x, weight)
+    end.record()
+    end.synchronize()
+    per_call = max(start.elapsed_time(end) / 10, 1e-4)
+    return int(min(max(math.ceil(target_ms / per_call), 8), 512))
+
+
+def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", graphs: bool = True, profile: bool = False) -> GemmTiming:
     """Dense ``F.linear`` vs the same 2:4 weight as a semi-structured tensor, paired rounds.
 
-    The weight ``[N, K]`` is random with a 2:4 magnitude mask along K (TensorRT's layout).
+    The weight ``[N, K]`` is random with a 2:4 magnitude mask along K (TensorRT's layout); both
+    sides use the same masked values and the same rotated random inputs.
+
+    Args:
+        shape: the GEMM.
+        config: harness settings (rounds, warm-up...; ``buffers`` is raised to cover ``ROTATION_BYTES``).
+        dtype: ``float16`` or ``bfloat16``.
+        graphs: time CUDA-graph replays of many calls (dispatch-free); else eager loops.
+        profile: also record the kernels one dense and one sparse call ran.
     """
     import torch
     from torch.sparse import to_sparse_semi_structured
 
     tdtype = getattr(torch, dtype)
-    w = torch.randn(shape.n, shape.k, device="cuda", dtype=torch.float32)
-    groups = w.abs().view(shape.n, shape.k // 4, 4)
-    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, groups.topk(2, dim=-1).indices, True)
-    dense_w = (w * keep.view_as(w)).to(tdtype)
+    dense_w = _masked_weight(shape, tdtype, config.seed)
     sparse_w = to_sparse_semi_structured(dense_w)
-    dense = _GemmRunner(dense_w, shape.k, shape.m, tdtype, config.buffers, "dense", config.seed)
-    sparse = _GemmRunner(sparse_w, shape.k, shape.m, tdtype, config.buffers, "sparse", config.seed)
-    return measure_pair(dense, sparse, shape.m, config)
+    input_bytes = shape.m * shape.k * dense_w.element_size()
+    buffers = int(min(max(config.buffers, math.ceil(ROTATION_BYTES / input_bytes)), 64))
+    gen = torch.Generator(device="cuda").manual_seed(config.seed + 1)
+    inputs = [torch.randn(shape.m, shape.k, device="cuda", generator=gen).to(tdtype) for _ in range(buffers)]
+    with torch.no_grad():
+        ref = torch.nn.functional.linear(inputs[0], dense_w).float()
+        err = (torch.nn.functional.linear(inputs[0], sparse_w).float() - ref).abs().max().item() / (ref.abs().max().item() or 1.0)
+        calls = _calls_for(dense_w, inputs[0], TARGET_SAMPLE_MS)
+        dense = _GemmLoop(dense_w, inputs, calls, graphs, "dense")
+        sparse = _GemmLoop(sparse_w, inputs, calls, dense.method == "cuda-graph", "sparse")
+        if sparse.method != dense.method:  # both sides are always timed the same way
+            dense = _GemmLoop(dense_w, inputs, calls, False, "dense")
+        pair = measure_pair(dense, sparse, shape.m, config)
+    notes = [n for n in (dense.note, sparse.note) if n]
+    kernels = None
+    if profile:
+        from sparsekit.bench.kernels import profile_kernels
+
+        linear, x = torch.nn.functional.linear, inputs[0]
+        kernels = {"dense": profile_kernels(lambda: linear(x, dense_w), 5).to_dict(), "sparse": profile_kernels(lambda: linear(x, sparse_w), 5).to_dict()}
+    return GemmTiming(pair, dense.method, calls, buffers, err, notes, kernels)
 
 
 def layer_gemm_shape(name: str, kind: str, weight_shape, gemm_rows: int) -> GemmShape:

@@ -1,6 +1,6 @@
-"""Paired dense-vs-sparse benchmarks over a batch sweep, per backend, with the evidence attached:
-Amdahl bound from the ONNX/model, sparse-kernel counts (TensorRT) or converted layers (PyTorch),
-sizes and memory, machine facts and measurement settings."""
+"""Paired dense-vs-sparse benchmarks of one ONNX over a batch sweep (TensorRT engines or ONNX
+Runtime), with the evidence attached: Amdahl bound from the ONNX, sparse-kernel counts, sizes and
+memory, machine facts and measurement settings. PyTorch models: :mod:`sparsekit.bench.torch_pair`."""
 
 from __future__ import annotations
 
@@ -86,52 +86,3 @@ def _precision(onnx_path: Path) -> str:
     from sparsekit.backends.onnx_precision import onnx_precision
 
     return onnx_precision(onnx_path)
-
-
-def bench_torch_sparse(loaded, batches: Sequence[int], config: BenchConfig, dtype: str = "float16", graphs: bool = True, progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Dense (masked weights, dense kernels) vs semi-structured 2:4 kernels of the same PyTorch model on CUDA.
-
-    Raises:
-        SparsekitError: no CUDA GPU, or one older than Ampere.
-    """
-    import torch
-
-    from sparsekit.analyze.rules import amdahl_bound
-    from sparsekit.analyze.torch_layers import analyze_model
-    from sparsekit.bench.torch_sparse import TorchCudaRunner, plain_model, to_semi_structured_
-    from sparsekit.errors import SparsekitError
-
-    if not torch.cuda.is_available():
-        raise SparsekitError("the torch_sparse backend needs a CUDA GPU and none is available", "run on an Ampere+ GPU host, or use --backend onnxruntime on CPU")
-    major, minor = torch.cuda.get_device_capability()
-    if major < 8:
-        raise SparsekitError(f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}) has no 2:4 sparse Tensor Cores", "use an Ampere (8.0) or newer GPU")
-    tdtype = getattr(torch, dtype)
-    dense_model = plain_model(loaded.model).to("cuda", tdtype).eval()
-    sparse_model = plain_model(loaded.model).to("cuda", tdtype).eval()
-    conversion = to_semi_structured_(sparse_model, dtype)
-    shares = {layer.name: layer.flop_share or 0.0 for layer in analyze_model(loaded).layers}
-    share = sum(shares.get(n, 0.0) for n in conversion.converted)
-    results, peak = [], {}
-    for batch in batches:
-        spec = loaded.inputs.with_batch(batch)
-        progress(f"batch {batch}: capturing and measuring")
-        torch.cuda.reset_peak_memory_stats()
-        dense = TorchCudaRunner(dense_model, spec, dtype, config.buffers, graphs, "dense", config.seed)
-        sparse = TorchCudaRunner(sparse_model, spec, dtype, config.buffers, graphs, "sparse", config.seed)
-        with torch.no_grad():
-            x = spec.random(seed=99)
-            x = tuple(t.to("cuda", tdtype if t.is_floating_point() else t.dtype) for t in x)
-            err = (dense_model(*x).float() - sparse_model(*x).float()).abs().max().item()
-            scale = dense_model(*x).float().abs().max().item() or 1.0
-        results.append({**measure_pair(dense, sparse, batch, config).to_dict(), "max_rel_err_sparse_vs_dense": err / scale})
-        peak[batch] = torch.cuda.max_memory_allocated()
-    return {
-        "benchmark": "pair", "backend": "torch_sparse", "model": loaded.name, "precision": dtype,
-        "settings": {**config.model_dump(), "graphs": graphs, "transfers": False, "timer": "cuda-events", "torch": torch.__version__, "semi_structured_backend": "cuSPARSELt" if torch.backends.cusparselt.is_available() else "CUTLASS"},
-        "machine": machine_facts(gpu=True), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "amdahl": {"sparse_flop_share": round(share, 4), "bound": round(amdahl_bound(share), 4), "sparse_layers_in_onnx": None},
-        "evidence": {"converted_linear_layers": len(conversion.converted), "not_converted": conversion.skipped},
-        "memory": {"dense_weight_bytes": conversion.dense_weight_bytes, "sparse_weight_bytes": conversion.sparse_weight_bytes, "peak_gpu_bytes_by_batch": peak},
-        "results": results, "notes": ["PyTorch runs 2:4 only for Linear layers; convolutions stay dense on this backend."],
-    }

@@ -18,8 +18,11 @@ from sparsekit.bench.harness import BenchConfig
 from sparsekit.errors import SparsekitError
 
 
-def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: float = 1.05, dtype: str = "float16", progress: Callable[[str], None] = lambda m: None) -> dict:
+def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: float = 1.05, dtype: str = "float16", progress: Callable[[str], None] = lambda m: None, cache: dict | None = None) -> dict:
     """Time every sparsifiable layer's GEMM and decide include/exclude.
+
+    Layers of one GEMM shape (a transformer's 12 or 24 identical blocks) are timed once: the
+    timing is cached by ``(M, K, N, dtype)`` in ``cache`` (pass a dict to share it across calls).
 
     Returns:
         ``{"include": [...], "exclude": [...], "margin", "batch", "measurements": [...], "machine"}``.
@@ -38,6 +41,7 @@ def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: floa
     if torch.cuda.get_device_capability()[0] < 8:
         raise SparsekitError(f"{torch.cuda.get_device_name()} has no 2:4 sparse Tensor Cores", "use an Ampere (8.0) or newer GPU")
     analysis = analyze_model(type(loaded)(loaded.model, loaded.inputs.with_batch(batch), loaded.source))
+    cache = {} if cache is None else cache
     rows, include, exclude = [], [], []
     for layer in analysis.layers:
         if not (layer.trt["ok"] and layer.magnitude["ok"]) or not layer.gemm_rows:
@@ -47,12 +51,23 @@ def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: floa
             exclude.append(layer.name)
             rows.append({"name": layer.name, "m": shape.m, "k": shape.k, "n": shape.n, "decision": "exclude", "reason": "shape below the semi-structured kernel's alignment"})
             continue
-        progress(f"{layer.name}: GEMM {shape.m}x{shape.k}x{shape.n}")
-        result = time_gemm(shape, config, dtype)
-        ratio = result.speedup
+        key = (shape.m, shape.k, shape.n, dtype)
+        cached = key in cache
+        if not cached:
+            progress(f"{layer.name}: GEMM {shape.m}x{shape.k}x{shape.n}")
+            try:
+                cache[key] = time_gemm(shape, config, dtype)
+            except RuntimeError as exc:  # the 2:4 kernels refuse this shape: the layer stays dense
+                cache[key] = f"2:4 kernels failed at this shape ({str(exc).splitlines()[0][:200]})"
+        result = cache[key]
+        if isinstance(result, str):
+            exclude.append(layer.name)
+            rows.append({"name": layer.name, "m": shape.m, "k": shape.k, "n": shape.n, "decision": "exclude", "reason": result})
+            continue
+        ratio = result.pair.speedup
         keep = ratio.low >= margin if ratio.rounds > 1 else ratio.ratio >= margin
         (include if keep else exclude).append(layer.name)
-        rows.append({"name": layer.name, "m": shape.m, "k": shape.k, "n": shape.n, "dense_ms": result.dense.median, "sparse_ms": result.sparse.median, "speedup": ratio.to_dict(), "decision": "include" if keep else "exclude", "flop_share": layer.flop_share})
+        rows.append({"name": layer.name, "m": shape.m, "k": shape.k, "n": shape.n, "dense_ms": result.pair.dense.median, "sparse_ms": result.pair.sparse.median, "speedup": ratio.to_dict(), "timing": result.method, "cached": cached, "decision": "include" if keep else "exclude", "flop_share": layer.flop_share})
     return {"model": loaded.name, "batch": batch, "dtype": dtype, "margin": margin, "rule": "include when the lower bound of the speedup interval >= margin", "include": include, "exclude": exclude, "measurements": rows, "machine": machine_facts(gpu=True), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

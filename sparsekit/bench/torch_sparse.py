@@ -58,7 +58,9 @@ def to_semi_structured_(model: nn.Module, dtype: str = "float16") -> Conversion:
     """Replace the weight of every eligible 2:4 Linear of a CUDA model by a semi-structured tensor.
 
     The model must already be on CUDA in ``dtype``. ModelOpt sparse modules should be exported
-    first (``mts.export``) so that ``weight`` is a plain parameter holding the masked values.
+    first (:func:`plain_model`) so that ``weight`` is a plain parameter holding the masked values.
+    A converted model cannot be copied or moved afterwards (torch 2.11 cannot clone the tensor
+    subclass): copy first, convert the copy.
     """
     import torch
     from torch.sparse import to_sparse_semi_structured
@@ -97,7 +99,8 @@ class TorchCudaRunner:
         model: module on CUDA (fp16/bf16), eval mode.
         inputs: input spec (batch set); float inputs are cast to ``dtype``.
         buffers: distinct random input sets.
-        graphs: capture the whole forward into a CUDA graph (static input buffers).
+        graphs: capture the whole forward into a CUDA graph (static input buffers). When capture
+            fails the runner times eager calls instead: ``method`` says which, ``note`` why.
         label: name in reports.
     """
 
@@ -107,16 +110,22 @@ class TorchCudaRunner:
         from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
 
         self.label = label
-        tdtype = getattr(torch, dtype)
-        self._buffers = [tuple(t.to("cuda", tdtype if t.is_floating_point() else t.dtype) for t in inputs.random(seed=seed + i)) for i in range(buffers)]
+        self.method = "eager"
+        self.note = ""
+        self._buffers = [cuda_inputs(inputs.random(seed=seed + i), dtype) for i in range(buffers)]
         self._i = 0
         self._model = model
         if graphs:
-            self._static = tuple(t.clone() for t in self._buffers[0])
-            graph = capture_graph(lambda: self._forward(self._static))
-            self._timer = CudaEventTimer(graph.replay, self._next_into_static)
-        else:
-            self._timer = CudaEventTimer(lambda: self._forward(self._current), self._next)
+            try:
+                self._static = tuple(t.clone() for t in self._buffers[0])
+                graph = capture_graph(lambda: self._forward(self._static))
+                self._timer = CudaEventTimer(graph.replay, self._next_into_static)
+                self.method = "cuda-graph"
+                return
+            except Exception as exc:  # noqa: BLE001 - any capture failure falls back, and is reported
+                torch.cuda.synchronize()
+                self.note = f"{label}: CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); timed eager calls"
+        self._timer = CudaEventTimer(lambda: self._forward(self._current), self._next)
 
     def _forward(self, args):
         import torch
@@ -136,3 +145,11 @@ class TorchCudaRunner:
 
     def step(self) -> float:
         return self._timer()
+
+
+def cuda_inputs(tensors: tuple, dtype: str) -> tuple:
+    """Move CPU input tensors to CUDA; floating ones are cast to ``dtype``, integer ones keep theirs."""
+    import torch
+
+    tdtype = getattr(torch, dtype)
+    return tuple(t.to("cuda", tdtype if t.is_floating_point() else t.dtype) for t in tensors)

@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
         "bench", help="paired dense vs 2:4 sparse benchmark over a batch sweep (JSON + markdown + PNG)",
         description="Measure the dense and the sparse version of a model in one process, interleaved in rounds, on random rotated inputs, "
         "and report the speedup as a ratio with a bootstrap interval, next to the Amdahl bound and the sparse-kernel evidence. "
-        "Backends: tensorrt (GPU; dense and sparse engines of one ONNX), torch_sparse (GPU; PyTorch semi-structured 2:4 Linear layers), "
+        "Backends: tensorrt (GPU; dense and sparse engines of one ONNX), torch_sparse (GPU; PyTorch semi-structured 2:4 Linear layers; a model with no 2:4 layer gets magnitude masks first, "
+        "and the sparse side's output must match the dense side's before anything is timed), "
         "onnxruntime (CPU reference: no 2:4 kernels, so it checks the harness; expect ~1.0x).",
     )
     p.add_argument("input", metavar="INPUT", help="ONNX file or run folder (tensorrt, onnxruntime); model name or checkpoint .pt (torch_sparse)")
@@ -55,7 +56,7 @@ def run(args) -> int:
     batches = parse_batches(args.batches)
     say = (lambda m: None) if args.json else (lambda m: err.print(f"[dim]{m}[/]"))
     if args.backend == "torch_sparse":
-        from sparsekit.bench.pair import bench_torch_sparse
+        from sparsekit.bench.torch_pair import bench_torch_sparse
         from sparsekit.models.source import load_model
 
         loaded = load_model(args.input)
@@ -80,6 +81,9 @@ def run(args) -> int:
         t.add_row(str(row["batch"]), f"{d['median']:.3f}", f"{s['median']:.3f}", f"{ci['ratio']:.3f}x", f"{ci['low']:.3f}-{ci['high']:.3f}", f"{100 * d['cov']:.1f}% / {100 * s['cov']:.1f}%")
     out.print(t)
     out.print(f"Amdahl bound: {result['amdahl']['bound']:.2f}x ({100 * result['amdahl']['sparse_flop_share']:.1f}% of FLOPs in 2:4 layers)")
+    masking = result.get("evidence", {}).get("masking", {})
+    if masking.get("masked"):
+        out.print(f"[yellow]The model held no 2:4 layer: {len(masking['masked'])} layers got magnitude masks before timing (accuracy not kept; sparsify and fine-tune for a real model).[/]")
     for note in result["notes"]:
         out.print(f"[dim]{note}[/]")
     out.print(f"Results: {paths['md']} (JSON {paths['json']}, plot {paths['png']})")

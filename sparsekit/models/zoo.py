@@ -67,17 +67,17 @@ def _resnet50(width, image_size, classes, batch):
     return ResNet50(width, classes=classes), InputSpec((InputTensor("input", (batch, 3, image_size, image_size)),))
 
 
-@register("bert", "small BERT-style encoder (2 layers, hidden 256, FFN 1024), token ids [B, 64]", vocab=1000, hidden=256, layers=2, heads=4, ffn=1024, seq=64, classes=2, batch=1)
-def _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch):
+@register("bert", "small BERT-style encoder (2 layers, hidden 256, FFN 1024), token ids [B, 64]; attention=matmul|sdpa", vocab=1000, hidden=256, layers=2, heads=4, ffn=1024, seq=64, classes=2, batch=1, attention="matmul")
+def _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention):
     from sparsekit.models.zoo_transformer import BertEncoder
 
-    model = BertEncoder(vocab, hidden, layers, heads, ffn, max(512, seq), classes)
+    model = BertEncoder(vocab, hidden, layers, heads, ffn, max(512, seq), classes, attention)
     return model, InputSpec((InputTensor("input_ids", (batch, seq), "int64", vocab),))
 
 
-@register("bert-base", "BERT-base-shaped encoder at full size (12 layers, hidden 768, FFN 3072), token ids [B, 128]", vocab=30522, hidden=768, layers=12, heads=12, ffn=3072, seq=128, classes=2, batch=1)
-def _bert_base(vocab, hidden, layers, heads, ffn, seq, classes, batch):
-    return _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch)
+@register("bert-base", "BERT-base-shaped encoder at full size (12 layers, hidden 768, FFN 3072), token ids [B, 128]", vocab=30522, hidden=768, layers=12, heads=12, ffn=3072, seq=128, classes=2, batch=1, attention="matmul")
+def _bert_base(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention):
+    return _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention)
 
 
 @register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384), token ids + mask [B, 128] -> unit embedding [B, 384]; needs the 'minilm' extra", seq=128, batch=1)

@@ -58,25 +58,37 @@ def group_stats(weight: np.ndarray, axis: int) -> GroupStats:
     return GroupStats(int(zeros.size), int(np.count_nonzero(zeros >= 2)), zero_fraction)
 
 
-def magnitude_mask(weight: np.ndarray, axis: int) -> np.ndarray:
-    """2:4 mask keeping the 2 largest-magnitude values of every group along ``axis``.
+def magnitude_mask(weight, axis: int = 1):
+    """2:4 mask keeping the 2 largest-magnitude values of every group of 4 along ``axis``.
+
+    One implementation for both array kinds: a torch tensor is masked on its own device (GPU
+    masks of a large model take milliseconds, and no ModelOpt is involved); a numpy array gets a
+    numpy mask back. Ties keep the lower index (stable sort), so the result is deterministic.
 
     Args:
-        weight: array whose ``shape[axis]`` is a multiple of 4.
-        axis: the grouped axis.
+        weight: ``np.ndarray`` or ``torch.Tensor`` whose ``shape[axis]`` is a multiple of 4
+            (float, fp16 or bf16; magnitudes are compared in float32).
+        axis: the grouped axis (1: TensorRT's input-channel axis of Linear/Conv weights).
 
     Returns:
-        A boolean array of ``weight``'s shape, True where the value is kept (exactly half).
+        A boolean array or tensor of ``weight``'s shape (same kind and device), True where the
+        value is kept: exactly half of the values.
+
+    Raises:
+        ValueError: ``shape[axis]`` is not a multiple of 4.
     """
-    w = np.asarray(weight, dtype=np.float32)
+    import torch
+
+    is_numpy = not isinstance(weight, torch.Tensor)
+    w = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)) if is_numpy else weight.detach().float()
     if w.shape[axis] % 4:
-        raise ValueError(f"axis {axis} of shape {w.shape} is not a multiple of 4")
-    grouped = np.abs(_grouped(w, axis))
-    order = np.argsort(-grouped, axis=-1, kind="stable")
-    keep = np.zeros(grouped.shape, dtype=bool)
-    np.put_along_axis(keep, order[..., :2], True, axis=-1)
-    moved_shape = np.moveaxis(w, axis, -1).shape
-    return np.moveaxis(keep.reshape(moved_shape), -1, axis)
+        raise ValueError(f"axis {axis} of shape {tuple(w.shape)} is not a multiple of 4")
+    moved = w.movedim(axis, -1)
+    grouped = moved.abs().reshape(*moved.shape[:-1], moved.shape[-1] // 4, 4)
+    order = torch.argsort(grouped, dim=-1, descending=True, stable=True)
+    keep = torch.zeros(grouped.shape, dtype=torch.bool, device=w.device).scatter_(-1, order[..., :2], True)
+    mask = keep.reshape(moved.shape).movedim(-1, axis)
+    return mask.numpy() if is_numpy else mask
 
 
 def retained_magnitude(weight: np.ndarray, mask: np.ndarray) -> float:
