@@ -13,11 +13,13 @@ rewritten after every batch and every shape, so a run cut short keeps what it me
   3. bert-large-seq128: the same two models at sequence 128.
   4. gemm: the FFN and attention-projection GEMMs of BERT-base/large at M >= 4096, timed as CUDA
      graphs of many calls (kernels, not Python dispatch).
-  5. select: `sparsekit select` on bert-base at batch 8 (GEMM timings cached by shape).
-  6. attention-matmul: the headline at batch 32 with unfused matmul/softmax attention.
-  7. bf16: the headline at batches 32 / 128 and the bert-large FFN GEMMs in bf16.
-  8. batch-1: both sequence lengths at batch 1 (small M, where 2:4 rarely wins).
-  9. tensorrt: where TensorRT (and ModelOpt, for the typed ONNX) is installed, dense vs sparse
+  5. gemm-large: a square 8192 GEMM, a Llama-3-8B FFN GEMM and the BERT-large FFN at M=65536,
+     each with cuSPARSELt's default algorithm and with the one its search picks.
+  6. select: `sparsekit select` on bert-base at batch 8 (GEMM timings cached by shape).
+  7. attention-matmul: the headline at batch 32 with unfused matmul/softmax attention.
+  8. bf16: the headline at batches 32 / 128 and the bert-large FFN GEMMs in bf16.
+  9. batch-1: both sequence lengths at batch 1 (small M, where 2:4 rarely wins).
+  10. tensorrt: where TensorRT (and ModelOpt, for the typed ONNX) is installed, dense vs sparse
      engines of the headline model's fp16 ONNX at batches 8 / 32; recorded as skipped elsewhere.
 
 No ModelOpt on this path: 2:4 masks are the kit's own TensorRT-layout magnitude masks, computed
@@ -51,6 +53,8 @@ GEMM_LAYERS = {
     "bert-base qkv/out 768x768": (768, 768),
 }
 GEMM_ROWS = (16384, 4096)  # M = batch x sequence: e.g. 32 x 512 and 32 x 128
+# Larger GEMMs, where 2:4 kernels have the most room: a square reference and a Llama-3-8B FFN.
+GEMM_LARGE = {"square 8192": (8192, 8192, 8192), "llama-3-8b ffn_in 4096->14336": (8192, 4096, 14336), "bert-large ffn_in 1024->4096": (65536, 1024, 4096)}
 
 
 class State:
@@ -83,23 +87,26 @@ def preflight(job, state: State) -> dict:
         }
 
     def tiny_linear() -> dict:
-        from torch.sparse import to_sparse_semi_structured
-
         from sparsekit.bench.cuda_timing import capture_graph
+        from sparsekit.bench.torch_sparse import semi_structured
         from sparsekit.sparsify.pattern import magnitude_mask
 
         w = torch.randn(128, 128, device="cuda")
         w = (w * magnitude_mask(w)).half()
-        sw = to_sparse_semi_structured(w)
+        sw = semi_structured(w)
         x = torch.randn(64, 128, device="cuda").half()
         ref = torch.nn.functional.linear(x, w).float()
-        eager = (torch.nn.functional.linear(x, sw).float() - ref).abs().max().item() / ref.abs().max().item()
+        y = torch.nn.functional.linear(x, sw)
+        eager = (y.float() - ref).abs().max().item() / ref.abs().max().item()
+        strided = torch.randn(64, 2, 128, device="cuda").half()[:, 0]  # a row-strided operand, as x[:, 0]
+        strided_err = (torch.nn.functional.linear(strided, sw).float() - torch.nn.functional.linear(strided, w).float()).abs().max().item() / ref.abs().max().item()
         static_out = {}
         graph = capture_graph(lambda: static_out.__setitem__("y", torch.nn.functional.linear(x, sw)))
         graph.replay()
         torch.cuda.synchronize()
         graphed = (static_out["y"].float() - ref).abs().max().item() / ref.abs().max().item()
-        return {"subclass": type(sw).__name__, "eager_rel_err": eager, "graph_rel_err": graphed, "ok": eager < 1e-2 and graphed < 1e-2}
+        return {"subclass": type(sw).__name__, "eager_rel_err": eager, "graph_rel_err": graphed, "output_contiguous": y.is_contiguous(),
+                "row_strided_input_rel_err (raw F.linear, no kit hook)": strided_err, "ok": eager < 1e-2 and graphed < 1e-2}
 
     def ceilings() -> dict:
         a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
@@ -212,6 +219,30 @@ def gemm_job(job, state: State, dtype: str = "float16", layers=None, rows=GEMM_R
     return done
 
 
+def gemm_large_job(job, state: State) -> list:
+    """Large GEMMs, each with cuSPARSELt's default algorithm and with the one its search picks."""
+    from sparsekit.bench.gemm import GemmShape, time_gemm
+
+    job.record["settings"] = {**state.gemm_config.model_dump(), "dtype": "float16", "timing": "CUDA graph of many calls per sample on rotated inputs; per-call ms"}
+    done = []
+    for name, (m, k, n) in GEMM_LARGE.items():
+        for search in (False, True):
+            shape = GemmShape(f"{name}, M={m}", m, k, n)
+
+            def one(shape=shape, search=search) -> dict:
+                timing = time_gemm(shape, state.gemm_config, "float16", profile=not search, alg_search=search)
+                p = timing.pair
+                return {"shape": shape.name + (" (alg search)" if search else ""), "m": m, "k": k, "n": n, "dtype": "float16", **timing.to_dict(),
+                        "dense_tflops": shape.flops / p.dense.median / 1e9, "sparse_tflops": shape.flops / p.sparse.median / 1e9}
+
+            row = job.unit(shape.name + (" alg-search" if search else ""), one, 10)
+            if row:
+                s = row["speedup"]
+                job.suite.say(f"  {row['shape']}: {s['ratio']:.2f}x [{s['low']:.2f}, {s['high']:.2f}] (alg {row['alg_id']}, {row['dense_tflops']:.0f} -> {row['sparse_tflops']:.0f} TFLOP/s) {' '.join(row['notes'])}")
+                done.append(row["shape"])
+    return done
+
+
 def select_job(job, state: State) -> dict | None:
     """`sparsekit select` on bert-base at batch 8 (M = 8 x 128 = 1024 rows per GEMM)."""
     from sparsekit.bench.select import select_layers_by_speed
@@ -279,6 +310,7 @@ def jobs(state: State) -> list:
         ("bert-large-seq384", lambda job: model_job(job, state, 384, HEADLINE_BATCHES), 30),
         ("bert-large-seq128", lambda job: model_job(job, state, 128, HEADLINE_BATCHES), 20),
         ("gemm", lambda job: gemm_job(job, state), 20),
+        ("gemm-large", lambda job: gemm_large_job(job, state), 20),
         ("select", lambda job: select_job(job, state), 30),
         ("attention-matmul", lambda job: model_job(job, state, 384, (32,), attention="matmul"), 20),
         ("bf16", lambda job: bf16_job(job, state), 40),

@@ -51,6 +51,7 @@ class GemmTiming:
         notes: why a fallback was taken.
         kernels: with ``profile``, the GPU kernels of one dense and one sparse call
             (:class:`~sparsekit.bench.kernels.KernelProfile` dicts).
+        alg_id: the cuSPARSELt algorithm chosen by a search, None when not searched.
     """
 
     pair: PairResult
@@ -60,9 +61,10 @@ class GemmTiming:
     max_rel_err: float
     notes: list[str] = field(default_factory=list)
     kernels: dict | None = None
+    alg_id: int | None = None
 
     def to_dict(self) -> dict:
-        return {**self.pair.to_dict(), "method": self.method, "calls_per_sample": self.calls, "buffers": self.buffers, "max_rel_err": self.max_rel_err, "notes": self.notes, "kernels": self.kernels}
+        return {**self.pair.to_dict(), "method": self.method, "calls_per_sample": self.calls, "buffers": self.buffers, "max_rel_err": self.max_rel_err, "notes": self.notes, "kernels": self.kernels, "alg_id": self.alg_id}
 
 
 class _GemmLoop:
@@ -122,7 +124,7 @@ def _calls_for(weight, x, target_ms: float) -> int:
     return int(min(max(math.ceil(target_ms / per_call), 8), 512))
 
 
-def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", graphs: bool = True, profile: bool = False) -> GemmTiming:
+def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", graphs: bool = True, profile: bool = False, alg_search: bool = False) -> GemmTiming:
     """Dense ``F.linear`` vs the same 2:4 weight as a semi-structured tensor, paired rounds.
 
     The weight ``[N, K]`` is random with a 2:4 magnitude mask along K (TensorRT's layout); both
@@ -134,17 +136,28 @@ def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", gra
         dtype: ``float16`` or ``bfloat16``.
         graphs: time CUDA-graph replays of many calls (dispatch-free); else eager loops.
         profile: also record the kernels one dense and one sparse call ran.
+        alg_search: let cuSPARSELt pick its fastest algorithm for this shape first
+            (``torch._cslt_sparse_mm_search``; the default is algorithm 0). The chosen id, or why
+            the search could not run, is in the result.
     """
     import torch
-    from torch.sparse import to_sparse_semi_structured
+
+    from sparsekit.bench.torch_sparse import semi_structured
 
     tdtype = getattr(torch, dtype)
     dense_w = _masked_weight(shape, tdtype, config.seed)
-    sparse_w = to_sparse_semi_structured(dense_w)
+    sparse_w = semi_structured(dense_w)
     input_bytes = shape.m * shape.k * dense_w.element_size()
     buffers = int(min(max(config.buffers, math.ceil(ROTATION_BYTES / input_bytes)), 64))
     gen = torch.Generator(device="cuda").manual_seed(config.seed + 1)
     inputs = [torch.randn(shape.m, shape.k, device="cuda", generator=gen).to(tdtype) for _ in range(buffers)]
+    notes, alg_id = [], None
+    if alg_search:
+        try:
+            alg_id = int(torch._cslt_sparse_mm_search(sparse_w.packed, inputs[0].t(), transpose_result=True))
+            sparse_w.alg_id_cusparselt = alg_id
+        except (AttributeError, RuntimeError, TypeError) as exc:
+            notes.append(f"cuSPARSELt algorithm search unavailable ({type(exc).__name__}: {str(exc)[:160]}); default algorithm timed")
     with torch.no_grad():
         ref = torch.nn.functional.linear(inputs[0], dense_w).float()
         err = (torch.nn.functional.linear(inputs[0], sparse_w).float() - ref).abs().max().item() / (ref.abs().max().item() or 1.0)
@@ -154,14 +167,14 @@ def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", gra
         if sparse.method != dense.method:  # both sides are always timed the same way
             dense = _GemmLoop(dense_w, inputs, calls, False, "dense")
         pair = measure_pair(dense, sparse, shape.m, config)
-    notes = [n for n in (dense.note, sparse.note) if n]
+    notes += [n for n in (dense.note, sparse.note) if n]
     kernels = None
     if profile:
         from sparsekit.bench.kernels import profile_kernels
 
         linear, x = torch.nn.functional.linear, inputs[0]
         kernels = {"dense": profile_kernels(lambda: linear(x, dense_w), 5).to_dict(), "sparse": profile_kernels(lambda: linear(x, sparse_w), 5).to_dict()}
-    return GemmTiming(pair, dense.method, calls, buffers, err, notes, kernels)
+    return GemmTiming(pair, dense.method, calls, buffers, err, notes, kernels, alg_id)
 
 
 def layer_gemm_shape(name: str, kind: str, weight_shape, gemm_rows: int) -> GemmShape:

@@ -70,7 +70,7 @@ def gemm_rows(doc: dict, names: list[str]) -> list[str]:
                 continue
             k = (r.get("kernels") or {}).get("sparse") or {}
             top = next((x["name"] for x in k.get("kernels", []) if x["family"] == "sparse-gemm"), "none seen")
-            lines.append(f"| {r['shape'].split(',')[0]} | {r.get('dtype', 'float16')} | {r['m']} | {r['k']} | {r['n']} | {1000 * r['dense']['median']:.1f} | {1000 * r['sparse']['median']:.1f} | {_ci(r['speedup'])} | "
+            lines.append(f"| {re.sub(r', M=[0-9]+', '', r['shape'])} | {r.get('dtype', 'float16')} | {r['m']} | {r['k']} | {r['n']} | {1000 * r['dense']['median']:.1f} | {1000 * r['sparse']['median']:.1f} | {_ci(r['speedup'])} | "
                          f"{r['dense_tflops']:.0f} / {r['sparse_tflops']:.0f} | `{top[:60]}` | {r['method']} |")
     return lines
 
@@ -113,7 +113,7 @@ def render_markdown(doc: dict) -> str:
         "",
         "## GEMMs (transformer layer shapes)",
         "",
-        *gemm_rows(doc, ["gemm", "bf16"]),
+        *gemm_rows(doc, ["gemm", "gemm-large", "bf16"]),
     ]
     sel = _job(doc, "select")
     sel_units = [u for u in (sel or {}).get("units", []) if u.get("status") == "ok"]
@@ -171,7 +171,7 @@ def plot_gemm(doc: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for name in ("gemm", "bf16") for r in _ok_units(_job(doc, name)) if "k" in r]
+    rows = [r for name in ("gemm", "gemm-large", "bf16") for r in _ok_units(_job(doc, name)) if "k" in r]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
