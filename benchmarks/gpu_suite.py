@@ -105,7 +105,7 @@ def preflight(job, state: State) -> dict:
         graph.replay()
         torch.cuda.synchronize()
         graphed = (static_out["y"].float() - ref).abs().max().item() / ref.abs().max().item()
-        return {"subclass": type(sw).__name__, "eager_rel_err": eager, "graph_rel_err": graphed, "output_contiguous": y.is_contiguous(),
+        return {"subclass": type(sw).__name__, "eager_rel_err": eager, "graph_rel_err": graphed, "raw_output_contiguous (no kit hook)": y.is_contiguous(),
                 "row_strided_input_rel_err (raw F.linear, no kit hook)": strided_err, "ok": eager < 1e-2 and graphed < 1e-2}
 
     def ceilings() -> dict:
@@ -332,6 +332,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(HERE / "results" / "gpu-run"), help="folder for gpu_suite.json and gpu_suite.log (default benchmarks/results/gpu-run)")
     parser.add_argument("--budget-seconds", type=float, default=420, help="wall-clock budget for all jobs; units that would not fit are recorded as skipped (default 420)")
+    parser.add_argument("--unit-limit-seconds", type=float, default=150, help="a unit (one batch, one shape) running longer is stopped and its job abandoned, so the other jobs still run (default 150)")
     parser.add_argument("--only", help="comma-separated job names to run (default: all, in priority order)")
     parser.add_argument("--quick", action="store_true", help="fewer paired rounds (a smoke run)")
     parser.add_argument("--plan", action="store_true", help="print the jobs in order and exit (imports everything the jobs need; runs on CPU)")
@@ -355,7 +356,7 @@ def main(argv=None) -> int:
             print(f"gpu_suite: unknown job(s) {', '.join(sorted(unknown))} (fix: choose from {', '.join(n for n, _, _ in selected)})", file=sys.stderr)
             return 2
         selected = [j for j in selected if j[0] in names]
-    suite = Suite(args.out, "gpu_suite", args.budget_seconds, {"quick": args.quick, "jobs_planned": [n for n, _, _ in selected]})
+    suite = Suite(args.out, "gpu_suite", args.budget_seconds, {"quick": args.quick, "jobs_planned": [n for n, _, _ in selected]}, max_unit_seconds=args.unit_limit_seconds)
     try:
         doc = suite.run(selected)
     finally:

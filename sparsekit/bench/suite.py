@@ -12,18 +12,23 @@ The suite writes exactly two files into its folder: ``<name>.json`` and ``<name>
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from sparsekit._io import write_json_atomic
 
 
 class SuiteInterrupted(BaseException):
     """SIGTERM (or SIGINT) arrived: stop after recording the unit in progress."""
+
+
+class UnitTimeout(Exception):
+    """A unit ran past its time limit; its job is abandoned (the next job still runs)."""
 
 
 class JobSkipped(Exception):
@@ -48,13 +53,17 @@ class Job:
         suite.doc["jobs"].append(self.record)
         self._last_unit_s = 0.0
 
-    def unit(self, label: str, fn: Callable[[], Any], estimate_s: float | None = None) -> Any:
+    def unit(self, label: str, fn: Callable[[], Any], estimate_s: float | None = None, limit_s: float | None = None) -> Any:
         """Run one unit if the budget allows; record its result or error; rewrite the document.
 
         Args:
             label: e.g. ``batch 32`` or a GEMM shape.
             fn: the measurement; its return value (JSON-serialisable) is stored as ``result``.
             estimate_s: seconds this unit is expected to take (default: the job's previous unit).
+            limit_s: seconds after which the unit is stopped (default: the suite's
+                ``max_unit_seconds``); a stopped unit is recorded as ``timed-out`` and abandons
+                its job (:class:`UnitTimeout` propagates), so one pathological kernel cannot eat
+                the whole budget.
 
         Returns:
             ``fn()``'s value, or None when skipped or failed.
@@ -69,8 +78,15 @@ class Job:
             return None
         self.suite.write()  # a process killed from outside still shows which unit was running
         start = self.suite.clock()
+        limit = self.suite.max_unit_seconds if limit_s is None else limit_s
         try:
-            value = fn()
+            with self.suite.time_limit(limit):
+                value = fn()
+        except UnitTimeout:
+            entry.update(status="timed-out", seconds=round(self.suite.clock() - start, 2), reason=f"stopped after {limit:.0f} s; the rest of the job was abandoned")
+            self.suite.say(f"  {label}: TIMED OUT after {limit:.0f} s")
+            self.suite.write()
+            raise
         except SuiteInterrupted:
             entry.update(status="interrupted", seconds=round(self.suite.clock() - start, 2))
             self.suite.write()
@@ -96,15 +112,19 @@ class Suite:
         header: facts stored at the top of the document (machine, settings...).
         stream: where progress lines go besides the log file.
         clock: seconds, monotonic (tests pass a fake one).
+        max_unit_seconds: default time limit of one unit (None: no limit); enforced while
+            :meth:`run` runs the jobs, with SIGALRM, between Python bytecodes.
     """
 
-    def __init__(self, out: str | Path, name: str, budget_seconds: float, header: dict | None = None, stream: TextIO = sys.stderr, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, out: str | Path, name: str, budget_seconds: float, header: dict | None = None, stream: TextIO = sys.stderr, clock: Callable[[], float] = time.monotonic, max_unit_seconds: float | None = None) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / f"{name}.json"
         self._log = open(self.out / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._stream = stream
         self.clock = clock
+        self.max_unit_seconds = max_unit_seconds
+        self._alarm_armed = False
         self._start = clock()
         self.budget_seconds = budget_seconds
         self.doc: dict[str, Any] = {"suite": name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "budget_seconds": budget_seconds, "status": "running", **(header or {}), "jobs": []}
@@ -121,6 +141,18 @@ class Suite:
         print(stamped, file=self._stream, flush=True)
         self._log.write(stamped + "\n")
         self._log.flush()
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        """Raise :class:`UnitTimeout` in the block after ``seconds`` (only inside :meth:`run`)."""
+        if not seconds or not self._alarm_armed:
+            yield
+            return
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def write(self) -> None:
         self.doc["elapsed_seconds"] = round(self.elapsed(), 2)
@@ -166,7 +198,12 @@ class Suite:
         def interrupt(signum, frame):
             raise SuiteInterrupted(signal.Signals(signum).name)
 
+        def timeout(signum, frame):
+            raise UnitTimeout("unit time limit reached")
+
         previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, timeout)
+        self._alarm_armed = True
         try:
             for name, fn, min_seconds in jobs:
                 self.run_job(name, fn, min_seconds)
@@ -175,6 +212,8 @@ class Suite:
             self.doc["status"] = f"interrupted ({exc})"
             self.say(f"suite interrupted by {exc}")
         finally:
+            self._alarm_armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.write()

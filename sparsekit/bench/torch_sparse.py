@@ -57,31 +57,36 @@ def _tensor_bytes(t) -> int:
 def semi_structured(weight):
     """``weight`` (2:4 along its input axis, CUDA, fp16/bf16) as a semi-structured sparse tensor.
 
-    cuSPARSELt is asked to write the product already transposed (``_FUSE_TRANSPOSE``), so that
-    ``F.linear`` returns a contiguous ``[M, N]`` output as a dense layer does. Without it (the
-    default of torch 2.11) the output is a transposed view, and everything downstream pays:
-    fused SDPA attention refuses it and falls back to the unfused math path in fp32, reshapes
-    become copies, elementwise kernels run strided (measured on an H200: a BERT-large forward 3x
-    slower than dense). torch 2.13 fuses the transpose for ``F.linear`` by itself.
+    cuSPARSELt's own transposed-output mode is left off: on torch 2.11 with cuSPARSELt 0.8 on an
+    H200, converting with ``SparseSemiStructuredTensor._FUSE_TRANSPOSE = True`` made 2:4 calls so
+    slow that preparing a BERT-large pair took 87 s instead of a few, and its first batch had not
+    finished after 4 minutes (``benchmarks/results/nvidia-h200/fused-transpose-attempt.json``).
+    Converted Linear layers get contiguous outputs from :func:`to_semi_structured_`'s hooks instead.
     """
-    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+    from torch.sparse import to_sparse_semi_structured
 
-    previous = SparseSemiStructuredTensor._FUSE_TRANSPOSE
-    SparseSemiStructuredTensor._FUSE_TRANSPOSE = True
-    try:
-        return to_sparse_semi_structured(weight)
-    finally:
-        SparseSemiStructuredTensor._FUSE_TRANSPOSE = previous
+    return to_sparse_semi_structured(weight)
 
 
 def _contiguous_input(module, args):
     """Forward pre-hook: a strided input (e.g. ``x[:, 0]``) goes to the 2:4 kernel as a contiguous copy.
 
-    cuSPARSELt reads the dense operand with its own leading dimension; a row-strided view gave
-    wrong results on torch 2.11 (relative error 1.1 at a pooler over ``x[:, 0]``).
+    cuSPARSELt reads the dense operand with its own leading dimension: on torch 2.11 a row-strided
+    view gave wrong results (relative error 1.56 on an H200; 1.10 at a BERT pooler over ``x[:, 0]``).
     """
     x = args[0]
     return None if x.is_contiguous() else (x.contiguous(), *args[1:])
+
+
+def _contiguous_output(module, args, output):
+    """Forward hook: the 2:4 product comes back as a transposed view on torch 2.11; make it ``[M, N]`` contiguous.
+
+    Left strided, everything downstream pays: fused SDPA attention refuses it and falls back to
+    the unfused math path in fp32, reshapes become copies and elementwise kernels run strided
+    (measured on an H200: a BERT-large forward 3x slower than dense). One copy per layer is far
+    cheaper. A no-op where torch already returns a contiguous product (2.13).
+    """
+    return None if output.is_contiguous() else output.contiguous()
 
 
 def to_semi_structured_(model: nn.Module, dtype: str = "float16") -> Conversion:
@@ -107,6 +112,7 @@ def to_semi_structured_(model: nn.Module, dtype: str = "float16") -> Conversion:
         sparse = semi_structured(module.weight.detach())
         module.weight = torch.nn.Parameter(sparse, requires_grad=False)
         module.register_forward_pre_hook(_contiguous_input)
+        module.register_forward_hook(_contiguous_output)
         out.converted.append(name)
         out.sparse_weight_bytes += _tensor_bytes(sparse)
     return out

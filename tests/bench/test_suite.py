@@ -191,3 +191,21 @@ def test_gpu_suite_refuses_cleanly_without_a_gpu(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_unit_past_its_time_limit_abandons_its_job_and_the_suite_goes_on(tmp_path):
+    suite = Suite(tmp_path, "s", budget_seconds=60, stream=open(os.devnull, "w"), max_unit_seconds=30)
+
+    def stuck(j):
+        j.unit("batch 1", lambda: dense_pair(1))
+        j.unit("slow kernel", lambda: [time.sleep(0.05) for _ in range(400)], limit_s=0.5)
+        j.unit("batch 4", lambda: dense_pair(4))  # never reached: the job is abandoned
+
+    doc = suite.run([("stuck", stuck, 0), ("next", lambda j: j.unit("batch 2", lambda: dense_pair(2)), 0)])
+    suite.close()
+    stuck_job, nxt = doc["jobs"]
+    assert [u["status"] for u in stuck_job["units"]] == ["ok", "timed-out"]
+    assert stuck_job["status"] == "failed" and stuck_job["error"]["type"] == "UnitTimeout"
+    assert stuck_job["units"][1]["seconds"] < 5
+    assert nxt["status"] == "ok"
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # handlers restored
