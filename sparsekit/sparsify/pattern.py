@@ -9,6 +9,7 @@ values are exactly zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import permutations
 
 import numpy as np
 
@@ -58,12 +59,28 @@ def group_stats(weight: np.ndarray, axis: int) -> GroupStats:
     return GroupStats(int(zeros.size), int(np.count_nonzero(zeros >= 2)), zero_fraction)
 
 
+def _patterns_2of4(device):
+    """The 6 keep-2-of-4 patterns as a float32 ``[6, 4]`` tensor, in ModelOpt's order.
+
+    ModelOpt enumerates them as ``set(permutations([1, 1, 0, 0]))``; tuples of floats hash the
+    same in every process, so that order is fixed and ties break the same way here as there.
+    """
+    import torch
+
+    return torch.tensor(list(set(permutations([1.0, 1.0, 0.0, 0.0]))), dtype=torch.float32, device=device)
+
+
 def magnitude_mask(weight, axis: int = 1):
     """2:4 mask keeping the 2 largest-magnitude values of every group of 4 along ``axis``.
 
     One implementation for both array kinds: a torch tensor is masked on its own device (GPU
     masks of a large model take milliseconds, and no ModelOpt is involved); a numpy array gets a
-    numpy mask back. Ties keep the lower index (stable sort), so the result is deterministic.
+    numpy mask back. The choice is ModelOpt's ``sparse_magnitude`` rule, rounding included: every
+    group scores the 6 valid patterns by the float32 sum of the magnitudes they keep, and the first
+    best pattern in ModelOpt's pattern order wins. Two sums that round to the same float32 are a
+    tie even when the magnitudes differ, so a plain "top 2" sort can keep a different pair than
+    ModelOpt (rare in random weights, but it happens; ``tests/sparsify/test_direct.py`` builds such
+    groups).
 
     Args:
         weight: ``np.ndarray`` or ``torch.Tensor`` whose ``shape[axis]`` is a multiple of 4
@@ -84,9 +101,14 @@ def magnitude_mask(weight, axis: int = 1):
     if w.shape[axis] % 4:
         raise ValueError(f"axis {axis} of shape {tuple(w.shape)} is not a multiple of 4")
     moved = w.movedim(axis, -1)
-    grouped = moved.abs().reshape(*moved.shape[:-1], moved.shape[-1] // 4, 4)
-    order = torch.argsort(grouped, dim=-1, descending=True, stable=True)
-    keep = torch.zeros(grouped.shape, dtype=torch.bool, device=w.device).scatter_(-1, order[..., :2], True)
+    grouped = moved.abs().reshape(-1, 4)
+    patterns = _patterns_2of4(w.device)
+    # Each score is the float32 sum of two kept magnitudes (what ModelOpt's matmul against the
+    # 0/1 patterns computes), added explicitly so that TF32 matmuls on a GPU cannot round it.
+    pairs = [tuple(int(i) for i in torch.nonzero(p).flatten()) for p in patterns.cpu()]
+    scores = torch.stack([grouped[:, i] + grouped[:, j] for i, j in pairs], dim=1)
+    best = torch.argmax(scores, dim=1)  # the first maximum, as ModelOpt
+    keep = patterns[best].bool()
     mask = keep.reshape(moved.shape).movedim(-1, axis)
     return mask.numpy() if is_numpy else mask
 

@@ -45,3 +45,24 @@ def test_direct_masks_keep_dtype_and_work_in_half_precision():
     assert layer.weight.dtype == torch.float16
     zeros = (layer.weight.view(32, 16, 4) == 0).sum(-1)
     assert bool((zeros >= 2).all())
+
+
+def test_ties_and_rounding_break_the_way_modelopt_breaks_them():
+    """Groups whose best pair sums round to the same float32: ModelOpt picks by pattern order."""
+    from modelopt.torch.sparsity.weight_sparsity.magnitude import create_asp_mask
+
+    from sparsekit.sparsify.pattern import magnitude_mask
+
+    rows = [
+        [1.0, 3e-8, 2e-8, 0.0],  # 1 + 3e-8 == 1 + 2e-8 in float32
+        [0.0, 2e-8, 3e-8, 1.0],  # the same tie, mirrored: ModelOpt keeps the smaller one here
+        [0.5, 0.5, 0.5, 0.5],  # all equal
+        [-0.25, 0.25, 0.0, -0.25],  # equal magnitudes, mixed signs
+        [0.0, 0.0, 0.0, 0.0],
+    ]
+    weight = torch.tensor(rows * 4).reshape(4, 20)  # [out=4, in=20]: 5 groups per row
+    theirs = create_asp_mask(weight, "2:4 sparsity")
+    assert torch.equal(magnitude_mask(weight, axis=1), theirs)
+    assert (magnitude_mask(weight.numpy(), axis=1) == theirs.numpy()).all()
+    # The mirrored row is the case a "keep the two largest" sort gets wrong.
+    assert theirs[0, 4:8].tolist() == [False, True, False, True]
