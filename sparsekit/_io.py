@@ -1,42 +1,124 @@
-"""Atomic file writes and output-path guards: never a half-written or clobbered file."""
+"""Atomic file writes and output-path guards: never a half-written or clobbered file.
+
+Every file the kit writes goes to a hidden temporary next to its target, named
+``.<target name>.<pid>.<8 random characters>.tmp`` (helpers may derive their own temporaries from
+it by appending ``.<what>.tmp``), and is renamed onto the target only when complete. An exception
+(including the ``KeyboardInterrupt`` of Ctrl-C, and SIGTERM/SIGHUP in the CLI, which raise) removes
+it. A process killed outright (``kill -9``) cannot clean up: the next write of the same target
+removes such leftovers (see :func:`remove_stale_temps`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from sparsekit.errors import OutputExistsError, OutputPathError
 
+log = logging.getLogger(__name__)
+
 
 def ensure_writable_target(path: str | os.PathLike, force: bool = False) -> Path:
-    """Check that ``path`` may be (over)written and that its folder can be created.
+    """Check that file ``path`` may be (over)written; create its folder (nothing else).
+
+    The folder is proven writable by creating and removing a temporary file in it.
 
     Args:
-        path: file or folder to be written.
-        force: allow replacing an existing path.
+        path: the file to be written.
+        force: allow replacing an existing file.
 
     Returns:
         The path as a :class:`Path`.
 
     Raises:
         OutputExistsError: ``path`` exists and ``force`` is False.
-        OutputPathError: the parent folder cannot be created or written.
+        OutputPathError: ``path`` is a folder or under a file, or its folder cannot be created or
+            written (read-only file system, no permission).
     """
     target = Path(path)
+    if target.is_dir():
+        raise OutputPathError(f"output '{target}' is a folder, not a file", "give a file path, or remove the folder")
     if target.exists() and not force:
         raise OutputExistsError(f"output '{target}' already exists", "pass --force to replace it, or choose another path")
     parent = target.parent if str(target.parent) else Path(".")
+    _refuse_path_under_file(target)
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputPathError(f"cannot create folder '{parent}': {exc.strerror}", "choose a writable output location") from exc
-    if not os.access(parent, os.W_OK):
-        raise OutputPathError(f"folder '{parent}' is not writable", "choose a writable output location")
+    _probe_writable(parent)
     return target
+
+
+def ensure_writable_folder(path: str | os.PathLike) -> Path:
+    """Check, before any work, that files can be written into folder ``path``; create nothing.
+
+    The folder may not exist yet: then its nearest existing ancestor must be a writable folder.
+
+    Args:
+        path: a folder the caller will write into (creating it if needed).
+
+    Returns:
+        The path as a :class:`Path`.
+
+    Raises:
+        OutputPathError: ``path`` or an ancestor is a file, or the folder cannot be written
+            (read-only file system, no permission).
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(f"output folder '{folder}' is a file", "choose a folder path, or remove the file")
+    _refuse_path_under_file(folder)
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    _probe_writable(existing)
+    return folder
+
+
+def ensure_writable_file(path: str | os.PathLike) -> Path:
+    """Check, before any work, that file ``path`` can be created or replaced; create nothing.
+
+    Raises:
+        OutputPathError: ``path`` is a folder, is under a file, or its folder cannot be written.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputPathError(f"output '{target}' is a folder, not a file", "give a file path, or remove the folder")
+    _refuse_path_under_file(target)
+    ensure_writable_folder(target.parent)
+    return target
+
+
+def _refuse_path_under_file(path: Path) -> None:
+    """Raise when the nearest existing ancestor of ``path`` is not a folder."""
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputPathError(f"output '{path}' is under the file '{ancestor}'", "choose an output location inside a folder")
+            return
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and delete a temporary file in ``folder`` (``os.access`` is wrong for root and ACLs).
+
+    Raises:
+        OutputPathError: the file cannot be created.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".sparsekit-probe.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OutputPathError(f"folder '{folder}' is not writable: {exc.strerror}", "choose a writable output location") from exc
+    os.close(fd)
+    os.unlink(name)
 
 
 def _umask() -> int:
@@ -51,15 +133,104 @@ def _umask() -> int:
     return 0o022
 
 
+def _process_start_time() -> float:
+    """When this process started (epoch seconds); the import time where /proc cannot say."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+RUN_STARTED = _process_start_time()
+"""Start of this process: a temporary file last modified before it belongs to an earlier run."""
+
+
+def _temp_pattern(target: Path) -> re.Pattern:
+    """The kit's own temporary names for ``target``: ``.<name>.[<pid>.]<8 chars>.tmp[.<what>.tmp]``."""
+    return re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.tmp(?:\.[\w.-]+\.tmp)?")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(target: str | os.PathLike, pattern: re.Pattern | None = None, folders: bool = False) -> list[Path]:
+    """Remove temporaries of ``target`` left by runs that were killed outright (``kill -9``).
+
+    Only entries next to ``target`` whose name is the kit's own temporary naming for it, whose
+    recorded process (when the name has one) is gone or is this one, and, for files, that were last
+    modified before this process started, are removed; anything else is left alone. A folder that
+    records its writer's pid (an export's stage) is removed as soon as that process is gone, so a
+    long-lived process (a notebook, the service) also clears what a killed export left.
+
+    Args:
+        target: the file about to be written.
+        pattern: the temporary naming (group 1: the writer's pid, optional); default: the
+            temporary files of :func:`atomic_path`.
+        folders: the temporaries are folders (removed with their contents), not files.
+
+    Returns:
+        The removed paths.
+    """
+    target = Path(target)
+    pattern = pattern or _temp_pattern(target)
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent if str(target.parent) else "."))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1)) if match.group(1) else None
+        try:
+            kind_ok = entry.is_dir(follow_symlinks=False) if folders else entry.is_file(follow_symlinks=False)
+            if not kind_ok:
+                continue
+            owner_known = folders and pid is not None and pid != os.getpid()
+            if not owner_known and entry.stat(follow_symlinks=False).st_mtime >= RUN_STARTED:
+                continue
+            if pid is not None and pid != os.getpid() and pid_alive(pid):
+                continue
+            if folders:
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        removed.append(Path(entry.path))
+        log.warning("removed '%s', left by an earlier run that was killed while writing '%s'", entry.path, target)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception (``KeyboardInterrupt`` included) the temporary file is removed and ``path`` is
+    untouched. Temporaries of ``path`` left by killed earlier runs are removed first
+    (:func:`remove_stale_temps`).
+
+    Raises:
+        OutputPathError: the folder or the temporary file cannot be created (read-only or full disk).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temps(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:

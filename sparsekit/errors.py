@@ -79,3 +79,37 @@ class TrainingDivergedError(SparsekitError):
 
 class TrainingStateError(SparsekitError):
     """A saved training state does not belong to this model or run."""
+
+
+class ExternalDataError(OnnxModelError):
+    """An ONNX file's external-data location is unsafe (outside its folder, a device) or missing."""
+
+
+class EngineBuildError(SparsekitError):
+    """TensorRT or TensorRT-RTX refused to build an engine for this ONNX and target."""
+
+
+class EngineLoadError(SparsekitError):
+    """A built engine cannot be loaded on this machine (wrong GPU, runtime or driver)."""
+
+
+class BuildSpecError(SparsekitError):
+    """A build spec is not JSON, has an unknown field, or a value outside its allowed range."""
+
+
+class ServiceConfigError(SparsekitError):
+    """A build-service setting is outside its allowed range, or an unsafe combination."""
+
+
+class ServiceStateError(SparsekitError):
+    """The build service's state folder cannot be used (another server holds it, or it is unwritable)."""
+
+
+class UnsafeCheckpointError(SparsekitError):
+    """A checkpoint or training state holds something other than tensors and plain data (its pickle
+    would import or call code); it is refused unread, never executed."""
+
+
+class CheckRequirementError(SparsekitError):
+    """A 2:4 check cannot prove anything as asked: a ``--require`` pattern matches no layer, or no
+    layer is required at all."""

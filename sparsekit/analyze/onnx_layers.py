@@ -9,12 +9,45 @@ from sparsekit.analyze.rules import likely_wins, trt_eligible
 from sparsekit.analyze.torch_layers import AnalysisReport, LayerAnalysis
 
 
+def _fix_input_dims(model) -> bool:
+    """Give the graph inputs the sizes the kit exported them at (``sparsekit.inputs`` metadata), so
+    that a dynamic sequence axis counts at its real length (attention grows with its square).
+    The exporter's symbolic intermediate shapes are dropped so that inference recomputes them.
+
+    Returns:
+        Whether any input dimension was fixed.
+    """
+    import json
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "sparsekit.inputs" not in meta:
+        return False
+    shapes = {i["name"]: i["shape"] for i in json.loads(meta["sparsekit.inputs"])}
+    fixed = False
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        want = shapes.get(vi.name)
+        if want is not None and len(want) == len(dims):
+            for d, size in zip(dims, want):
+                if not d.HasField("dim_value"):
+                    d.dim_value = int(size)
+                    fixed = True
+    if fixed:
+        del model.graph.value_info[:]
+        for vo in model.graph.output:
+            for d in vo.type.tensor_type.shape.dim:
+                if not d.HasField("dim_value"):
+                    d.ClearField("dim_param")
+    return fixed
+
+
 def _static_shapes(model) -> dict[str, list[int]]:
-    """Tensor name -> shape with symbolic dims (the dynamic batch) taken as 1."""
+    """Tensor name -> shape with symbolic dims at the exported sizes (else 1)."""
     import onnx
 
+    fixed = _fix_input_dims(model)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=fixed)
     except Exception:  # shape inference is best-effort; FLOPs are then unknown
         inferred = model
     shapes = {}
@@ -41,30 +74,37 @@ def _node_flops(node, shapes: dict[str, list[int]]) -> int | None:
         for d in w[1:]:
             k *= d
         return 2 * numel * k
-    a = shapes.get(node.input[0])
-    if not a:
+    a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+    attrs = {at.name: at.i for at in node.attribute}
+    if b and len(b) >= 2:  # the reduction length from the weight side where it is known
+        k = (b[1] if attrs.get("transB") else b[0]) if node.op_type == "Gemm" else b[-2]
+    elif a:
+        k = a[0] if (node.op_type == "Gemm" and attrs.get("transA")) else a[-1]
+    else:
         return None
-    trans_a = any(at.name == "transA" and at.i for at in node.attribute)
-    k = a[0] if (node.op_type == "Gemm" and trans_a) else a[-1]
     return 2 * numel * k
 
 
 def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
     """Analyse every constant Conv/Gemm/MatMul weight of an ONNX file at batch 1.
 
+    Linear in the graph size: shapes are inferred once and every lookup goes through an index
+    (a 100k-node graph takes seconds, see ``benchmarks/graph_scaling_cpu.py``).
+
     ModelOpt's rules do not apply to ONNX (the weights are already fixed); the ``magnitude`` and
     ``sparsegpt`` columns report "n/a" and count as accepted for the bound.
     """
-    model = load_onnx(path)
+    model = load_onnx(path, load_external_data=False)  # shapes only: weights (maybe external, > 2 GiB) stay on disk
     shapes = _static_shapes(model)
-    node_flops = {n.name: _node_flops(n, shapes) for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}
+    # keyed by each node's first output: unique in a graph, unlike node names (often empty)
+    node_flops = {n.output[0]: _node_flops(n, shapes) for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.output}
     known = [f for f in node_flops.values() if f]
     total = sum(known) if known else None
     na = {"ok": True, "reason": "n/a for ONNX"}
     layers = []
     for ref in find_weights(model):
-        f = node_flops.get(ref.node)
-        out = shapes.get(next((n.output[0] for n in model.graph.node if n.name == ref.node), ""), [])
+        f = node_flops.get(ref.output)
+        out = shapes.get(ref.output, [])
         rows = None
         if out:
             rows = 1
@@ -77,5 +117,6 @@ def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
                 likely_wins(ref.dims, ref.axis).to_dict(), rows, f, round(f / total, 6) if f and total else None,
             )
         )
-    inputs = [{"name": i.name, "shape": shapes.get(i.name, [])} for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [{"name": i.name, "shape": shapes.get(i.name, [])} for i in model.graph.input if i.name not in initializers]
     return AnalysisReport(str(path), inputs, total, layers)

@@ -26,6 +26,8 @@ class WeightRef:
         dtype: stored dtype name (``float32``, ``float16``, ``int8``...).
         via: op types between the stored tensor and the node, nearest first.
         module: PyTorch module path recovered from the node's scope name (``layers.0.ffn_in``), or "".
+        output: the consuming node's first output tensor (unique in the graph, unlike node names).
+        group: the consuming Conv's ``group`` attribute (1 for Gemm/MatMul).
     """
 
     node: str
@@ -37,19 +39,34 @@ class WeightRef:
     dtype: str
     via: tuple[str, ...]
     module: str
+    output: str = ""
+    group: int = 1
 
 
 def load_onnx(path: str | os.PathLike, load_external_data: bool = True):
-    """Load an ONNX model, turning every failure into one clear :class:`OnnxModelError`."""
+    """Load an ONNX model, turning every failure into one clear :class:`OnnxModelError`.
+
+    An empty file, and bytes that happen to parse as a protobuf but carry no IR version, opset or
+    graph, are refused too (protobuf reads an empty file as an empty, valid-looking model).
+
+    Raises:
+        OnnxModelError: the file is missing, empty, unreadable or not an ONNX model.
+    """
     import onnx
 
     p = Path(path)
     if not p.is_file():
         raise OnnxModelError(f"ONNX file '{p}' does not exist", "check the path, or run 'sparsekit export' first")
+    if p.stat().st_size == 0:
+        raise OnnxModelError(f"ONNX file '{p}' is empty", "re-export it; the write that made it did not finish")
     try:
-        return onnx.load(str(p), load_external_data=load_external_data)
+        model = onnx.load(str(p), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError and friends
         raise OnnxModelError(f"'{p}' is not a readable ONNX model ({type(exc).__name__})", "re-export it; the file is corrupt or not ONNX") from exc
+    if not model.ir_version or not model.opset_import or not model.HasField("graph"):
+        missing = "IR version" if not model.ir_version else "opset" if not model.opset_import else "graph"
+        raise OnnxModelError(f"'{p}' is not an ONNX model (it has no {missing})", "pass an .onnx file written by an ONNX exporter, e.g. 'sparsekit export'")
+    return model
 
 
 def module_from_node_name(node_name: str) -> str:
@@ -77,8 +94,15 @@ def _dtype_name(data_type: int) -> str:
     return onnx.helper.tensor_dtype_to_np_dtype(data_type).name if data_type != onnx.TensorProto.BFLOAT16 else "bfloat16"
 
 
+MAX_TRACE_DEPTH = 16
+"""Pass-through nodes followed back from a consumer to its stored weight (real graphs need 1-3)."""
+
+
 def find_weights(model) -> list[WeightRef]:
     """All constant weights of Conv/Gemm/MatMul nodes, in graph order, each once per consumer.
+
+    Time and memory are linear in the graph size: the producer index is built once, and each
+    operand is followed back through at most :data:`MAX_TRACE_DEPTH` pass-through nodes.
 
     Args:
         model: an ``onnx.ModelProto``.
@@ -88,40 +112,83 @@ def find_weights(model) -> list[WeightRef]:
     producer = {out: n for n in graph.node for out in n.output}
     found: list[WeightRef] = []
 
-    def trace(tensor: str, axis: int, node, operand: str, via: tuple[str, ...]) -> None:
-        if tensor in inits:
-            t = inits[tensor]
-            if len(t.dims) > axis:
-                found.append(WeightRef(node.name, node.op_type, operand, tensor, axis, tuple(t.dims), _dtype_name(t.data_type), via, module_from_node_name(node.name)))
-            return
-        prod = producer.get(tensor)
-        if prod is None:
-            return
-        if prod.op_type in _PASS_THROUGH:
-            trace(prod.input[0], axis, node, operand, via + (prod.op_type,))
-        elif prod.op_type == "Transpose":
-            perm = next((list(a.ints) for a in prod.attribute if a.name == "perm"), None)
-            if perm is not None and axis < len(perm):
-                trace(prod.input[0], perm[axis], node, operand, via + ("Transpose",))
+    def trace(tensor: str, axis: int, node, operand: str, group: int = 1) -> None:
+        via: tuple[str, ...] = ()
+        for _ in range(MAX_TRACE_DEPTH + 1):
+            if tensor in inits:
+                t = inits[tensor]
+                if len(t.dims) > axis:
+                    output = node.output[0] if node.output else ""
+                    found.append(WeightRef(node.name, node.op_type, operand, tensor, axis, tuple(t.dims), _dtype_name(t.data_type), via, module_from_node_name(node.name), output, group))
+                return
+            prod = producer.get(tensor)
+            if prod is None or not prod.input:
+                return
+            if prod.op_type == "Transpose":
+                perm = next((list(a.ints) for a in prod.attribute if a.name == "perm"), None)
+                if perm is None or axis >= len(perm):
+                    return
+                axis = perm[axis]
+            elif prod.op_type not in _PASS_THROUGH:
+                return
+            tensor, via = prod.input[0], via + (prod.op_type,)
 
     for node in graph.node:
+        if len(node.input) < 2:
+            continue
         if node.op_type == "Conv":
-            trace(node.input[1], 1, node, "W", ())
+            group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
+            trace(node.input[1], 1, node, "W", group)
         elif node.op_type == "MatMul":
-            trace(node.input[0], 1, node, "A", ())
-            trace(node.input[1], 0, node, "B", ())
+            trace(node.input[0], 1, node, "A")
+            trace(node.input[1], 0, node, "B")
         elif node.op_type == "Gemm":
             attrs = {a.name: a.i for a in node.attribute}
-            trace(node.input[0], 0 if attrs.get("transA") else 1, node, "A", ())
-            trace(node.input[1], 1 if attrs.get("transB") else 0, node, "B", ())
+            trace(node.input[0], 0 if attrs.get("transA") else 1, node, "A")
+            trace(node.input[1], 1 if attrs.get("transB") else 0, node, "B")
     return found
 
 
-def initializer_array(model, name: str):
-    """The numpy array of initializer ``name`` (fp16/int8 kept as stored)."""
-    from onnx import numpy_helper
+def initializer_array(model, name: str, base_dir: str | os.PathLike = ""):
+    """The numpy array of initializer ``name`` (fp16/int8 kept as stored).
 
+    Args:
+        model: an ``onnx.ModelProto`` (loaded with or without its external data).
+        name: the initializer's name.
+        base_dir: the ONNX file's folder, where its external data lives.
+
+    Raises:
+        KeyError: no initializer of that name.
+        ExternalDataError: its external data cannot be read (see :func:`tensor_array`).
+    """
     for t in model.graph.initializer:
         if t.name == name:
-            return numpy_helper.to_array(t)
+            return tensor_array(t, base_dir)
     raise KeyError(name)
+
+
+def tensor_array(tensor, base_dir: str | os.PathLike = ""):
+    """The numpy array of one ``TensorProto``, whether its bytes are inside the ONNX or in an
+    external-data file; only this tensor's bytes are read (memory: one copy of this tensor).
+
+    The location is resolved by ONNX's own reader, which accepts only a regular file inside
+    ``base_dir`` (no absolute path, no ``..``, no link, no device) and an offset/length within it.
+
+    Args:
+        tensor: an ``onnx.TensorProto`` (an initializer of a model loaded without external data).
+        base_dir: the folder of the ONNX file the tensor belongs to.
+
+    Raises:
+        ExternalDataError: the location is unsafe or missing, or the file is too short.
+    """
+    from onnx import numpy_helper
+    from onnx.checker import ValidationError
+
+    from sparsekit.errors import ExternalDataError
+
+    try:
+        return numpy_helper.to_array(tensor, base_dir=str(base_dir))
+    except (ValidationError, ValueError, OSError) as exc:
+        where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExternalDataError(f"cannot read tensor '{tensor.name}' from external data '{where}': {first}", "keep the external-data file next to the ONNX, as export wrote it, or re-export") from exc

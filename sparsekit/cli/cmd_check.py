@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_output_args, emit, out, status, yes_no
-from sparsekit.errors import CheckFailedError
+from sparsekit.cli.common import add_input_args, add_output_args, emit, input_options, out, status, yes_no
 
 
 def add_parser(sub) -> None:
@@ -13,26 +12,23 @@ def add_parser(sub) -> None:
         "check", help="verify 2:4 on TensorRT's axis, layer by layer (exit 3 when a required layer is not)",
         description="Check every Linear/Conv weight of a sparsekit checkpoint, or every constant Conv/Gemm/MatMul weight of an ONNX "
         "file (followed through Q/DQ, Cast and Transpose), for 2:4 along the axis TensorRT groups by 4. "
-        "Exit status 3 when a required layer is not 2:4. A checkpoint requires its sparsified layers by default.",
+        "Exit status 3 when a required layer is not 2:4. Without --require, a checkpoint requires its sparsified (masked) layers and an "
+        "ONNX the layers its export recorded as 2:4 in its metadata; a --require pattern that matches no layer, or a check that requires "
+        "nothing, is an error (exit 2), as is an empty or non-ONNX file.",
     )
     p.add_argument("path", metavar="CKPT_OR_ONNX", help="sparsekit checkpoint (.pt) or ONNX file")
     p.add_argument("--require", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layers (or initializers) that must be 2:4 (repeatable)")
-    p.add_argument("--require-eligible", action="store_true", help="every layer TensorRT could run sparse must be 2:4")
+    p.add_argument("--require-eligible", action="store_true", help="every layer TensorRT could run sparse and 'sparsify' would sparsify (its shape rules) must be 2:4")
+    add_input_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from sparsekit.sparsify.check import ELIGIBLE, SPARSIFIED, check_model, check_onnx
+    from sparsekit.sparsify.check_file import check_file, raise_if_failed
 
-    require = list(args.require) + ([ELIGIBLE] if args.require_eligible else [])
     with status("checking 2:4"):
-        if args.path.endswith(".onnx"):
-            report = check_onnx(args.path, require)
-        else:
-            from sparsekit.models.source import load_model
-
-            report = check_model(load_model(args.path).model, require or [SPARSIFIED], source=args.path)
+        report = check_file(args.path, args.require, args.require_eligible, input_options(args))
     payload = report.to_dict()
     emit(args, payload)
     if not args.json:
@@ -44,8 +40,6 @@ def run(args) -> int:
             t.add_row(layer.name, layer.kind, "x".join(map(str, layer.shape)), str(layer.axis), yes_no(layer.eligible), f"{layer.conforming}/{layer.groups}", f"{100 * layer.zero_fraction:.1f}", yes_no(ok), ("[red]FAIL[/]" if not ok else "[green]ok[/]") if layer.required else "")
         out.print(t)
         s = payload["summary"]
-        out.print(f"{s['sparse_2to4']} of {s['layers']} weights are 2:4; {s['required']} required, {len(s['failures'])} failing")
-    if not report.passed:
-        names = ", ".join(layer.name for layer in report.failures[:5])
-        raise CheckFailedError(f"{len(report.failures)} required layer(s) are not 2:4 on TensorRT's axis: {names}", "re-run 'sparsekit sparsify' (and export without mts.export before quantizing)")
+        out.print(f"{s['sparse_2to4']} of {s['layers']} weights are 2:4; {s['required']} required, {len(s['failures'])} failing" + (f", {len(s['missing'])} recorded layer(s) missing" if s["missing"] else ""))
+    raise_if_failed(report)
     return 0

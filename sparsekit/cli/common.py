@@ -14,9 +14,28 @@ err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() el
 
 
 def add_model_args(p: argparse.ArgumentParser, what: str = "MODEL", nargs: str | None = None) -> None:
-    p.add_argument("model", metavar=what, nargs=nargs, help="zoo name (see 'sparsekit models'), path/file.py:factory, pkg.module:factory, torchvision:NAME, or a sparsekit checkpoint .pt")
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="argument for the zoo entry or factory (repeatable), e.g. --model-arg hidden=512")
-    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME:]DxD[:DTYPE]", help="input shape, batch first (repeat per input), e.g. 1x3x224x224 or input_ids:1x128:int64")
+    p.add_argument("model", metavar=what, nargs=nargs, help="zoo name (see 'sparsekit models'), path/file.py:factory, pkg.module:factory, torchvision:NAME, hf:DIR (a Hugging Face save_pretrained folder), or a sparsekit checkpoint .pt")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="argument for the zoo entry or factory (repeatable; values are read as int, float, true/false or text), e.g. --model-arg hidden=512; for hf:DIR, config overrides and architecture=CLASS, attn_implementation=eager|sdpa")
+    add_input_args(p)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    """The input options: shapes (with integer ranges), sequence length, dynamic axes."""
+    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME:]DxD[:DTYPE][:LOW..HIGH]", help="input shape, batch first (repeat per input; replaces the model's or checkpoint's own), with the value range [LOW, HIGH) of an integer input, e.g. 1x3x224x224 or input_ids:1x128:int64:0..30522")
+    p.add_argument("--seq-len", type=_positive_int, metavar="N", help="size of the input axes labelled 'sequence' (Hugging Face text models: default 128)")
+    p.add_argument("--dynamic-axis", action="append", default=[], metavar="NAME:AXIS[=LABEL]", help="make an input axis dynamic in the ONNX (repeatable), e.g. input_ids:1=sequence; axis 0 (batch) always is, Hugging Face text inputs also have 'sequence'")
+
+
+def input_options(args) -> dict:
+    """``load_model`` keyword arguments from the input options (absent options give defaults)."""
+    return {"input_shapes": getattr(args, "input_shape", None) or None, "seq_len": getattr(args, "seq_len", None), "dynamic_axes": getattr(args, "dynamic_axis", None) or None}
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -27,7 +46,36 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 def load_from_args(args):
     from sparsekit.models.source import load_model, parse_model_args
 
-    return load_model(args.model, parse_model_args(args.model_arg), args.input_shape or None)
+    return load_model(args.model, parse_model_args(args.model_arg), **input_options(args))
+
+
+OUTPUT_FILE_OPTIONS = ("report",)
+"""Options naming a file a command writes when its work is done (replaced if it exists)."""
+OUTPUT_FOLDER_OPTIONS = ("out", "store", "triton", "download")
+"""Options naming a folder a command writes into (created if needed)."""
+
+
+def refuse_unwritable_outputs(args) -> None:
+    """Refuse, before any work starts, output files and folders that cannot be written.
+
+    Covers the options in :data:`OUTPUT_FILE_OPTIONS` and :data:`OUTPUT_FOLDER_OPTIONS` that the
+    command has and that are set; commands check their ``--output`` themselves (with ``--force``).
+    Nothing is created.
+
+    Raises:
+        OutputPathError: a path is under a file, a file where a folder is needed, or on a
+            read-only or otherwise unwritable location.
+    """
+    from sparsekit._io import ensure_writable_file, ensure_writable_folder
+
+    if getattr(args, "show_recipe", False):  # prints and writes nothing
+        return
+    for name in OUTPUT_FILE_OPTIONS:
+        if getattr(args, name, None):
+            ensure_writable_file(getattr(args, name))
+    for name in OUTPUT_FOLDER_OPTIONS:
+        if getattr(args, name, None):
+            ensure_writable_folder(getattr(args, name))
 
 
 def emit(args, payload: dict) -> None:
@@ -63,9 +111,9 @@ def load_task_and_model(args):
 
     task = get_task(args.task, **({"data": args.data} if getattr(args, "data", None) else {}))
     if args.model:
-        loaded = load_model(args.model, parse_model_args(args.model_arg), args.input_shape or None)
+        loaded = load_model(args.model, parse_model_args(args.model_arg), **input_options(args))
     else:
-        loaded = load_model(task.model[0], {**task.model[1], **parse_model_args(args.model_arg)}, args.input_shape or None)
+        loaded = load_model(task.model[0], {**task.model[1], **parse_model_args(args.model_arg)}, **input_options(args))
     task.check_fits(loaded.model)
     return task, loaded
 

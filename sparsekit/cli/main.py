@@ -1,14 +1,18 @@
 """The ``sparsekit`` command: parses arguments, configures output, calls the library.
 
 Errors the kit raises on purpose print as one line with the fix and exit non-zero; anything else
-prints one line too, and the traceback only with ``--debug``.
+prints one line too, and the traceback only with ``--debug``. Output paths are checked before any
+work starts. Ctrl-C, SIGTERM and SIGHUP unwind the command (temporary files removed, no output
+half-written) and exit with 128 + the signal number after one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import warnings
 
 from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_finetune, cmd_models, cmd_run, cmd_select, cmd_sensitivity, cmd_serve, cmd_sparsify
 
@@ -43,24 +47,38 @@ def _configure_logging(verbose: bool, debug: bool) -> None:
     if not debug:  # ModelOpt configures its own loggers at INFO
         for name in ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # printed by every import of modelopt.torch next to a newer transformers; says nothing about the command
+        warnings.filterwarnings("ignore", message=r"transformers .* is not tested with current version of modelopt")
+
+
+SIGNALS_HANDLED_BY_COMMAND = {"serve"}
+"""Commands that stop on SIGTERM/SIGHUP by themselves (the service drains and shuts down)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparsekit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.debug)
+    from sparsekit.cli.common import refuse_unwritable_outputs
+    from sparsekit.cli.signals import Terminated, stop_signals_raise
     from sparsekit.errors import SparsekitError
 
+    signals = contextlib.nullcontext() if args.command in SIGNALS_HANDLED_BY_COMMAND else stop_signals_raise()
     try:
-        return int(args.func(args) or 0)
+        with signals:
+            refuse_unwritable_outputs(args)
+            return int(args.func(args) or 0)
     except SparsekitError as exc:
         if args.debug:
             raise
         print(f"sparsekit: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("sparsekit: interrupted", file=sys.stderr)
+        print("sparsekit: interrupted; unfinished outputs removed", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"sparsekit: stopped by {exc}; unfinished outputs removed", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback with --debug
         if args.debug:
             raise

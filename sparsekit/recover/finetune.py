@@ -21,7 +21,7 @@ from torch import nn
 
 from sparsekit._io import atomic_path
 from sparsekit.config import StrictConfig
-from sparsekit.errors import TrainingDataError, TrainingDivergedError, TrainingStateError
+from sparsekit.errors import SparsekitError, TrainingDataError, TrainingDivergedError, TrainingStateError
 from sparsekit.recover.masks import MaskGuard, masked_parameters
 
 log = logging.getLogger(__name__)
@@ -120,17 +120,29 @@ class TrainingState:
     def load(self) -> dict | None:
         """The saved payload, or None when there is no state file yet.
 
+        The file is read as data only (tensors and plain values, see
+        :func:`sparsekit._safe_load.load_torch_data`); nothing in it is executed.
+
         Raises:
             TrainingStateError: unreadable file, or a state of another model or settings.
+            UnsafeCheckpointError: the file's pickle would import or call code.
         """
+        from sparsekit._safe_load import load_torch_data
+
         if not self.path.is_file():
             return None
         try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+            payload = load_torch_data(self.path, "training state")
+        except SparsekitError:
+            raise
         except Exception as exc:
             raise TrainingStateError(f"training state '{self.path}' is unreadable ({type(exc).__name__})", "delete it to start over") from exc
         if not isinstance(payload, dict) or payload.get("fingerprint") != self.fingerprint:
             raise TrainingStateError(f"training state '{self.path}' belongs to another model or other settings", "resume with the same model and settings, or delete the state to start over")
+        parts = {"step": int, "model": dict, "optimizer": dict, "epoch_loss": list, "running": list}
+        broken = next((key for key, kind in parts.items() if not isinstance(payload.get(key), kind)), None)
+        if broken is not None:
+            raise TrainingStateError(f"training state '{self.path}' is damaged: its '{broken}' part is missing or of the wrong type", "delete it to start over")
         return payload
 
 

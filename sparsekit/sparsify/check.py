@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 from torch import nn
 
-from sparsekit.analyze.rules import trt_eligible
+from sparsekit.analyze.rules import Verdict, trt_eligible
+from sparsekit.errors import CheckRequirementError, OnnxModelError
+from sparsekit.sparsify.methods import METHODS
 from sparsekit.sparsify.pattern import group_stats
 from sparsekit.sparsify.select import layer_kind
 
 SPARSIFIED = "@sparsified"
-"""Requirement token: every layer the kit sparsified (masked) must be 2:4."""
+"""Requirement token: every layer the kit sparsified must be 2:4 (a model: the layers holding a
+2:4 mask; an ONNX: the layers its export recorded in the ``sparsekit.sparse_layers`` metadata)."""
 ELIGIBLE = "@eligible"
-"""Requirement token: every layer TensorRT could run sparse must be 2:4."""
+"""Requirement token: every layer that TensorRT could run sparse AND that ``sparsify`` would
+sparsify (with one of its methods) must be 2:4."""
+SPARSE_LAYERS_KEY = "sparsekit.sparse_layers"
+"""ONNX metadata key under which ``export`` records the module names that were 2:4 (a JSON list)."""
 
 _TORCH_KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -40,6 +47,8 @@ class LayerCheck:
         sparsified: the kit (ModelOpt) put a 2:4 mask on it (PyTorch only; None for ONNX).
         required: a requirement names this layer.
         node: the consuming ONNX node's name (ONNX checks only).
+        sparsifiable: a method of ``sparsify`` would sparsify this layer (ModelOpt's shape rules).
+        sparsify_reason: which methods would, or why none would.
     """
 
     name: str
@@ -57,23 +66,37 @@ class LayerCheck:
     sparsified: bool | None = None
     required: bool = False
     node: str = ""
+    sparsifiable: bool = False
+    sparsify_reason: str = ""
 
 
 @dataclass
 class CheckReport:
-    """Per-layer 2:4 verdicts and whether the requirements hold."""
+    """Per-layer 2:4 verdicts and whether the requirements hold.
+
+    Attributes:
+        source: what was checked (path or label).
+        layers: one verdict per weight.
+        require: the requirements (patterns and tokens) applied.
+        missing: layers required by name (recorded as sparsified) that the file does not have.
+    """
 
     source: str
     layers: list[LayerCheck] = field(default_factory=list)
     require: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[LayerCheck]:
         return [layer for layer in self.layers if layer.required and not layer.is_2to4]
 
     @property
+    def required(self) -> list[LayerCheck]:
+        return [layer for layer in self.layers if layer.required]
+
+    @property
     def passed(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.missing
 
     def sparse_names(self) -> set[str]:
         return {layer.name for layer in self.layers if layer.is_2to4}
@@ -89,22 +112,75 @@ class CheckReport:
                 "sparse_2to4": sum(layer.is_2to4 for layer in self.layers),
                 "required": sum(layer.required for layer in self.layers),
                 "failures": [layer.name for layer in self.failures],
+                "missing": list(self.missing),
             },
             "layers": [asdict(layer) for layer in self.layers],
         }
 
 
-def _mark_required(layers: list[LayerCheck], require: Sequence[str], sparsified_names: Iterable[str] = ()) -> None:
+def sparsify_verdict(kind: str, shape: Sequence[int]) -> Verdict:
+    """Would ``sparsify`` sparsify a layer of this kind and weight shape with one of its methods?
+
+    The rules are those of :data:`sparsekit.sparsify.methods.METHODS` (ModelOpt's shape rules).
+
+    Args:
+        kind: PyTorch layer kind (``Linear``, ``Conv2d``...).
+        shape: the weight shape in PyTorch's layout (``[out, in, ...]``).
+    """
+    verdicts = {name: method.will_sparsify(kind, tuple(shape)) for name, method in METHODS.items()}
+    accepted = [name for name, v in verdicts.items() if v.ok]
+    if accepted:
+        return Verdict(True, f"sparsify --method {' or '.join(accepted)}")
+    reasons = list(dict.fromkeys(v.reason for v in verdicts.values()))
+    return Verdict(False, "; ".join(reasons) if len(reasons) == 1 else "; ".join(f"{n}: {v.reason}" for n, v in verdicts.items()))
+
+
+def _onnx_layer_as_torch(op_type: str, operand: str, dims: Sequence[int], axis: int) -> tuple[str, list[int]] | None:
+    """The PyTorch layer kind and weight shape an ONNX weight was exported from, or None.
+
+    Conv ``[K, C, ...]`` comes from ConvNd; Gemm/MatMul's 2-D second operand from ``nn.Linear``
+    (``[out, in]`` with ``in`` the axis TensorRT groups). A constant first operand or a batched
+    MatMul constant is no layer weight ``sparsify`` touches.
+    """
+    if op_type == "Conv":
+        return f"Conv{len(dims) - 2}d", list(dims)
+    if operand == "B" and len(dims) == 2:
+        return "Linear", [dims[1 - axis], dims[axis]]
+    return None
+
+
+def _unmatched_error(source: str, patterns: Sequence[str], layers: Sequence[LayerCheck]) -> CheckRequirementError:
+    names = list(dict.fromkeys(layer.name for layer in layers))
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+    which = ", ".join(f"'{p}'" for p in patterns)
+    return CheckRequirementError(
+        f"--require {which} matches no layer of {source}; its layers are: {shown or 'none'}",
+        "give fnmatch patterns over these names (or the initializer names), e.g. --require '" + (names[0].split(".")[0] + ".*" if names else "*") + "'",
+    )
+
+
+def _mark_required(layers: list[LayerCheck], require: Sequence[str], sparsified_names: Iterable[str] = (), source: str = "the model") -> None:
+    """Set ``required`` on every layer a requirement names.
+
+    Raises:
+        CheckRequirementError: a pattern (not a token) matches no layer and no weight.
+    """
     sparsified_names = set(sparsified_names)
+    matched: set[str] = set()
     for layer in layers:
         for pattern in require:
             if pattern == SPARSIFIED:
                 hit = bool(layer.sparsified) or layer.name in sparsified_names
             elif pattern == ELIGIBLE:
-                hit = layer.eligible
+                hit = layer.eligible and layer.sparsifiable
             else:
                 hit = fnmatch.fnmatchcase(layer.name, pattern) or fnmatch.fnmatchcase(layer.weight, pattern)
+                if hit:
+                    matched.add(pattern)
             layer.required = layer.required or hit
+    unmatched = [p for p in require if p not in (SPARSIFIED, ELIGIBLE) and p not in matched]
+    if unmatched:
+        raise _unmatched_error(source, unmatched, layers)
 
 
 def _is_masked(module: nn.Module) -> bool:
@@ -119,6 +195,9 @@ def check_model(model: nn.Module, require: Sequence[str] = (SPARSIFIED,), source
         model: a plain or ModelOpt-sparsified module.
         require: fnmatch patterns on layer names, or :data:`SPARSIFIED` / :data:`ELIGIBLE`.
         source: label for the report.
+
+    Raises:
+        CheckRequirementError: a pattern in ``require`` matches no layer.
     """
     layers = []
     for name, module in model.named_modules():
@@ -129,37 +208,73 @@ def check_model(model: nn.Module, require: Sequence[str] = (SPARSIFIED,), source
         kind = layer_kind(module)
         verdict = trt_eligible(kind, weight.shape, axis, getattr(module, "groups", 1))
         stats = group_stats(weight, axis)
-        layers.append(LayerCheck(name, kind, f"{name}.weight", list(weight.shape), axis, "float32", verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4, _is_masked(module)))
-    _mark_required(layers, require)
+        sparsify = sparsify_verdict(kind, weight.shape)
+        layers.append(LayerCheck(
+            name, kind, f"{name}.weight", list(weight.shape), axis, "float32", verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4,
+            _is_masked(module), sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason,
+        ))
+    _mark_required(layers, require, source=source)
     return CheckReport(source, layers, list(require))
 
 
-def check_onnx(path: str | os.PathLike, require: Sequence[str] = (), sparsified_modules: Iterable[str] = ()) -> CheckReport:
+def recorded_sparse_layers(model) -> list[str] | None:
+    """The module names an ONNX's export recorded as 2:4 (:data:`SPARSE_LAYERS_KEY`), or None.
+
+    Raises:
+        OnnxModelError: the metadata entry is not a JSON list of names.
+    """
+    value = next((p.value for p in model.metadata_props if p.key == SPARSE_LAYERS_KEY), None)
+    if value is None:
+        return None
+    try:
+        names = json.loads(value)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise OnnxModelError(f"the ONNX metadata '{SPARSE_LAYERS_KEY}' is not a JSON list of layer names", "re-export the model with 'sparsekit export'")
+    return names
+
+
+def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), sparsified_modules: Iterable[str] | None = None) -> CheckReport:
     """Check every constant Conv/Gemm/MatMul weight of an ONNX file on TensorRT's axis.
 
-    Weights are followed back through Q/DQ, Cast and Transpose nodes.
+    Weights are followed back through Q/DQ, Cast and Transpose nodes. Time is linear in the
+    graph size.
 
     Args:
         path: the ONNX file.
         require: fnmatch patterns on layer names / initializer names, or :data:`SPARSIFIED`
-            (with ``sparsified_modules``) or :data:`ELIGIBLE`.
-        sparsified_modules: PyTorch module names that were sparsified before export.
+            (the ``sparsified_modules``) or :data:`ELIGIBLE`.
+        sparsified_modules: PyTorch module names that were sparsified before export; None reads
+            the names ``export`` recorded in the file's metadata (none when it has no record).
+            Names the graph does not have are listed in ``report.missing`` (a failure).
 
     Raises:
-        OnnxModelError: the file is missing or unreadable.
+        OnnxModelError: the file is missing, unreadable or not ONNX.
+        CheckRequirementError: a pattern in ``require`` matches no layer.
     """
-    from onnx import numpy_helper
+    from sparsekit.analyze.onnx_weights import find_weights, load_onnx, tensor_array
 
-    from sparsekit.analyze.onnx_weights import find_weights, load_onnx
-
-    model = load_onnx(path)
+    # weights are read one at a time (from the file, or from its external data next to it)
+    model = load_onnx(path, load_external_data=False)
+    if sparsified_modules is None:
+        sparsified_modules = recorded_sparse_layers(model) or []
+    sparsified_modules = list(sparsified_modules)
     arrays = {t.name: t for t in model.graph.initializer}
     layers = []
     for ref in find_weights(model):
-        weight = numpy_helper.to_array(arrays[ref.initializer])
-        verdict = trt_eligible(ref.op_type, ref.dims, ref.axis, dtype=ref.dtype)
+        weight = tensor_array(arrays[ref.initializer], os.path.dirname(os.path.abspath(path)))
+        verdict = trt_eligible(ref.op_type, ref.dims, ref.axis, groups=ref.group, dtype=ref.dtype)
         stats = group_stats(weight, ref.axis)
         name = ref.module or ref.node
-        layers.append(LayerCheck(name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4 and verdict.ok, node=ref.node))
-    _mark_required(layers, require, sparsified_modules)
-    return CheckReport(str(path), layers, list(require))
+        torch_layer = _onnx_layer_as_torch(ref.op_type, ref.operand, ref.dims, ref.axis)
+        sparsify = sparsify_verdict(*torch_layer) if torch_layer else Verdict(False, f"constant {ref.operand} operand of {ref.op_type}: not a Linear/Conv weight")
+        layers.append(LayerCheck(
+            name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6),
+            stats.is_2to4 and verdict.ok, node=ref.node, sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason,
+        ))
+    del model, arrays
+    _mark_required(layers, require, sparsified_modules, source=f"'{path}'")
+    found = {layer.name for layer in layers}
+    missing = [name for name in sparsified_modules if name not in found] if SPARSIFIED in require else []
+    return CheckReport(str(path), layers, list(require), missing)
