@@ -20,7 +20,12 @@ def add_parser(sub) -> None:
     p.add_argument("--state-dir", default=".sparsekit-service", help="jobs database, uploads, engine store (default .sparsekit-service)")
     p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b)")
     p.add_argument("--max-upload-mib", type=int, default=2048, help="ONNX upload limit in MiB (default 2048)")
-    p.add_argument("--job-timeout", type=float, default=3600, help="wall-clock limit per build in seconds (default 3600)")
+    p.add_argument("--job-timeout", type=float, default=3600, help="wall-clock limit per build in seconds, ONNX checks and analysis included; a request may ask for less (default 3600)")
+    p.add_argument("--upload-idle-timeout", type=float, default=30, help="drop an upload that sends nothing for this many seconds (408; default 30)")
+    p.add_argument("--upload-timeout", type=float, default=3600, help="an upload must be complete within this many seconds (408; default 3600)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=32, help="uploads received at once; more get 503 with Retry-After (default 32)")
+    p.add_argument("--min-free-mib", type=int, default=256, help="free disk space to keep in the state folder; below it uploads get 507 and /readyz fails (default 256)")
+    p.add_argument("--unhealthy-after", type=float, default=60, help="/healthz fails when a build slot cannot reach the job store for this many seconds (default 60)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=int, default=1, help="concurrent builds: one per GPU (default 1)")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
@@ -35,42 +40,43 @@ def add_parser(sub) -> None:
     s.add_argument("onnx", help="ONNX file")
     s.add_argument("--server", default=os.environ.get("SPARSEKIT_SERVER", "http://127.0.0.1:8700"), help="service URL (default $SPARSEKIT_SERVER or http://127.0.0.1:8700)")
     s.add_argument("--spec", help="build spec: a JSON file or inline JSON (fields as in 'sparsekit build')")
-    s.add_argument("--backend", choices=("tensorrt", "onnxruntime"), help="override the spec's backend")
+    s.add_argument("--backend", help="override the spec's backend (tensorrt, tensorrt-rtx or onnxruntime; see the service's /v1/targets)")
     s.add_argument("--sparse", choices=("off", "on"), help="override the spec's sparse flag")
     s.add_argument("--bench", action="store_true", help="benchmark the engine on the build GPU right after the build")
     s.add_argument("--token", default=os.environ.get("SPARSEKIT_TOKEN"), help="bearer token (default $SPARSEKIT_TOKEN)")
     s.add_argument("--wait", action="store_true", help="wait for the build to finish")
     s.add_argument("--download", metavar="DIR", help="with --wait: download the engine and reports into DIR")
     s.add_argument("--timeout", type=float, default=3600, help="seconds to wait (default 3600)")
+    s.add_argument("--build-timeout", type=float, help="wall-clock limit of this build in seconds (default and maximum: the service's --job-timeout)")
     s.add_argument("--json", action="store_true", help="print the final build record as JSON")
     s.set_defaults(func=run_submit)
 
 
 def run_serve(args) -> int:
-    import uvicorn
-
-    from sparsekit.service.api import create_app
+    from sparsekit.service.server import serve
     from sparsekit.service.settings import ServiceSettings, read_tokens
 
-    settings = ServiceSettings(
+    settings = ServiceSettings.from_options(
         state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file), max_upload_mib=args.max_upload_mib,
         job_timeout_s=args.job_timeout, executor=args.executor, workers=args.workers, ray_address=args.ray_address, ray_accelerator_type=args.ray_accelerator_type,
+        upload_idle_timeout_s=args.upload_idle_timeout, upload_timeout_s=args.upload_timeout, max_concurrent_uploads=args.max_concurrent_uploads,
+        min_free_mib=args.min_free_mib, unhealthy_after_s=args.unhealthy_after,
     )
-    settings.check()
-    app = create_app(settings)
-    err.print(f"sparsekit build service on http://{args.host}:{args.port} ({args.executor} executor, {args.workers} slot(s), state in {args.state_dir})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(settings, on_ready=lambda: err.print(f"sparsekit build service on http://{args.host}:{args.port} ({args.executor} executor, {args.workers} slot(s), state in {args.state_dir})"))
     return 0
 
 
 def run_submit(args) -> int:
+    from sparsekit._io import ensure_writable_target
     from sparsekit.service.client import BuildClient, load_spec
 
     spec = load_spec(args.spec, args.backend)
     if args.sparse:
         spec = spec.with_sparse(args.sparse == "on")
+    if args.download:
+        ensure_writable_target(Path(args.download) / "metadata.json", force=True)  # refuse before uploading
     client = BuildClient(args.server, args.token)
-    answer = client.submit(args.onnx, spec, args.bench)
+    answer = client.submit(args.onnx, spec, args.bench, timeout_s=args.build_timeout)
     build = answer["build"]
     if not args.json:
         out.print(f"build {build['id']}: {answer['how']} ({build['state']})")

@@ -1,6 +1,8 @@
 """The engine build service's HTTP API (FastAPI). The ONNX is the raw request body, streamed to
-disk with a byte counter (413 past the limit, nothing kept); the build spec travels in the
-``X-Build-Spec`` header as JSON. The API never parses ONNX or runs builds: workers do."""
+disk with a byte counter (413 past the limit, 408 when it stalls, 503 when too many arrive at
+once, 507 when the disk is full; nothing kept in any case); the build spec travels in the
+``X-Build-Spec`` header as JSON and a refusal names the field and its range. The API never parses
+ONNX or runs builds: workers do. Answers never contain the server's absolute paths."""
 
 from __future__ import annotations
 
@@ -10,18 +12,25 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import threading
-import uuid
+from collections import Counter
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
+from sparsekit.service.disk import MIB, DiskGuard
 from sparsekit.service.jobs import CANCELLED, QUEUED, RUNNING, TERMINAL, JobStore
+from sparsekit.service.public import PathScrubber, public_job
 from sparsekit.service.settings import ServiceSettings
+from sparsekit.service.uploads import UPLOADS_ROLE, UploadGate, UploadRefused, check_declared_size, receive_upload
 
 log = logging.getLogger(__name__)
 
+STATE_ROLE, STORE_ROLE = "state folder", "engine store"
+REJECT_REASONS = ("size", "empty", "timeout", "busy", "disconnected", "disk_full", "storage")
+MIN_BUILD_TIMEOUT_S = 1.0
 ARTIFACTS = {"engine": None, "report.json": "report.json", "report.md": "report.md", "metadata.json": "metadata.json", "build.log": "build.log", "benchmark.json": None}
 
 
@@ -33,11 +42,21 @@ class Metrics:
         self.cache_hits = 0
         self.joins = 0
         self.submits = 0
-        self.rejected_uploads = 0
+        self.rejected_uploads: Counter[str] = Counter()
 
     def bump(self, name: str) -> None:
         with self.lock:
             setattr(self, name, getattr(self, name) + 1)
+
+    def reject(self, reason: str) -> None:
+        with self.lock:
+            self.rejected_uploads[reason] += 1
+
+
+def refusal(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
+    """The answer to an upload whose body was not (all) read: the connection closes after it, so a
+    client that keeps sending holds nothing."""
+    return HTTPException(status, detail, headers={**(headers or {}), "Connection": "close"})
 
 
 def targets(settings: ServiceSettings) -> list[dict]:
@@ -57,20 +76,41 @@ def targets(settings: ServiceSettings) -> list[dict]:
 
 
 def create_app(settings: ServiceSettings, start_executor: bool = True):
-    """Build the FastAPI app: job store recovery, executor start, routes."""
-    from sparsekit.backends.spec import BuildSpec
+    """Build the FastAPI app: state-folder lock and recovery, executor start, routes.
+
+    Raises:
+        ServiceStateError: another server holds the state folder, or its job database cannot be
+            opened.
+    """
     from sparsekit.backends.store import engine_key, target_of
+    from sparsekit.errors import BuildSpecError, ServiceStateError
     from sparsekit.recipe.runner import kit_version
     from sparsekit.service.executors import make_executor
+    from sparsekit.service.recovery import lock_state_dir, recover_state
+    from sparsekit.service.validation import build_spec_from
 
-    for folder in (settings.state_dir, settings.uploads, settings.store, settings.results):
-        folder.mkdir(parents=True, exist_ok=True)
-    jobs = JobStore(settings.db_path)
-    recovered = jobs.recover(settings.max_attempts)
+    state_lock = lock_state_dir(settings.state_dir)
+    try:
+        for folder in (settings.uploads, settings.store, settings.results):
+            folder.mkdir(parents=True, exist_ok=True)
+        jobs = JobStore(settings.db_path)
+        recovered = recover_state(settings, jobs)
+    except (OSError, sqlite3.Error) as exc:
+        state_lock.close()
+        raise ServiceStateError(f"cannot open the service state in '{settings.state_dir}': {exc}", "check that folder's disk and permissions") from exc
     metrics = Metrics()
-    executor = make_executor(settings, jobs)
+    scrub = PathScrubber(settings.state_dir)
+    disk = DiskGuard({STATE_ROLE: settings.state_dir, UPLOADS_ROLE: settings.uploads, STORE_ROLE: settings.store}, settings.min_free_mib * MIB)
+    gate = UploadGate(settings.max_concurrent_uploads)
+
+    def on_finish(job, result: dict) -> None:
+        if (result.get("error") or {}).get("stage") == "storage":  # the worker found the store's disk full
+            disk.note_full(STORE_ROLE, 2 * int(job.request.get("onnx_bytes") or 0))
+
+    executor = make_executor(settings, jobs, on_finish)
     target_list = targets(settings)
     available = {t["backend"]: t for t in target_list if t["available"]}
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         if start_executor:
@@ -79,11 +119,18 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
             yield
         finally:
             executor.stop()
+            state_lock.close()
 
     app = FastAPI(title="sparsekit engine build service", version=kit_version(), lifespan=lifespan, description="Builds dense and 2:4-sparse engines from ONNX, caches them by content, and returns them with their sparse-kernel report.")
-    app.state.jobs, app.state.executor, app.state.metrics, app.state.settings = jobs, executor, metrics, settings
-    if recovered["requeued"] or recovered["failed"]:
-        log.warning("recovered jobs after restart: %s", recovered)
+    app.state.jobs, app.state.executor, app.state.metrics, app.state.settings, app.state.disk = jobs, executor, metrics, settings, disk
+    app.state.recovered = recovered
+
+    @app.exception_handler(sqlite3.Error)
+    async def job_store_error(_request: Request, exc: sqlite3.Error):
+        if disk.explains(STATE_ROLE, exc):
+            disk.note_full(STATE_ROLE)
+            return JSONResponse({"detail": disk.problem() or "disk full in the state folder"}, status_code=507)
+        return JSONResponse({"detail": scrub(f"the job store is unavailable ({exc}); retry shortly")}, status_code=503, headers={"Retry-After": "5"})
 
     def auth(authorization: str | None = Header(default=None)) -> None:
         if not settings.tokens:
@@ -103,16 +150,28 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
 
     @app.get("/healthz")
     def healthz():
+        problems = executor.health()
+        if problems:
+            return JSONResponse({"status": "failing", "problems": scrub.value(problems)}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/readyz")
     def readyz():
         try:
             jobs.counts()
-        except Exception as exc:  # database unreadable
-            return JSONResponse({"ready": False, "reason": f"job store: {exc}"}, status_code=503)
+        except sqlite3.Error as exc:  # database unreadable
+            if disk.explains(STATE_ROLE, exc):
+                disk.note_full(STATE_ROLE)
+                return JSONResponse({"ready": False, "reason": disk.problem() or "disk full in the state folder"}, status_code=503)
+            return JSONResponse({"ready": False, "reason": scrub(f"job store: {exc}")}, status_code=503)
         if not executor.alive():
             return JSONResponse({"ready": False, "reason": "executor stopped"}, status_code=503)
+        problems = executor.health()
+        if problems:
+            return JSONResponse({"ready": False, "reason": scrub(problems[0])}, status_code=503)
+        full = disk.problem()
+        if full:
+            return JSONResponse({"ready": False, "reason": full}, status_code=503)
         return {"ready": True}
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -125,68 +184,73 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
         lines += ["# HELP sparsekit_build_seconds Wall time of succeeded builds.", "# TYPE sparsekit_build_seconds summary", f"sparsekit_build_seconds_sum {sum(seconds):.3f}", f"sparsekit_build_seconds_count {len(seconds)}"]
         lines += ["# HELP sparsekit_cache_hits_total Submissions served from the cache.", "# TYPE sparsekit_cache_hits_total counter", f"sparsekit_cache_hits_total {metrics.cache_hits}"]
         lines += ["# HELP sparsekit_joins_total Submissions that joined an identical build in flight.", "# TYPE sparsekit_joins_total counter", f"sparsekit_joins_total {metrics.joins}"]
-        lines += ["# HELP sparsekit_rejected_uploads_total Uploads refused (size).", "# TYPE sparsekit_rejected_uploads_total counter", f"sparsekit_rejected_uploads_total {metrics.rejected_uploads}"]
+        lines += ["# HELP sparsekit_rejected_uploads_total Uploads refused, by reason.", "# TYPE sparsekit_rejected_uploads_total counter"]
+        lines += [f'sparsekit_rejected_uploads_total{{reason="{r}"}} {metrics.rejected_uploads[r]}' for r in REJECT_REASONS]
+        lines += ["# HELP sparsekit_uploads_in_progress Uploads being received.", "# TYPE sparsekit_uploads_in_progress gauge", f"sparsekit_uploads_in_progress {gate.active}"]
+        lines += ["# HELP sparsekit_build_slots_unhealthy Build slots failing or stopped.", "# TYPE sparsekit_build_slots_unhealthy gauge", f"sparsekit_build_slots_unhealthy {len(executor.health())}"]
         return "\n".join(lines) + "\n"
 
     @app.get("/v1/targets", dependencies=[Depends(auth)])
     def list_targets():
-        return {"targets": target_list}
+        return {"targets": scrub.value(target_list)}
 
     @app.post("/v1/builds", dependencies=[Depends(auth)], status_code=202)
-    async def submit(request: Request, x_build_spec: str = Header(..., description="build spec JSON (see BuildSpec)"), bench: bool = False):
+    async def submit(request: Request, x_build_spec: str = Header(..., description="build spec JSON (see BuildSpec)"), bench: bool = False, timeout_s: float | None = None):
         try:
-            spec = BuildSpec.model_validate_json(x_build_spec)
-        except ValueError as exc:
-            raise HTTPException(422, f"invalid build spec: {str(exc).splitlines()[0]}")
+            spec = build_spec_from(x_build_spec)
+        except BuildSpecError as exc:
+            raise refusal(422, str(exc)) from exc
         if spec.backend not in available:
-            raise HTTPException(422, f"backend '{spec.backend}' is not available on this service; see /v1/targets")
-        limit = settings.max_upload_mib << 20
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            metrics.bump("rejected_uploads")
-            raise HTTPException(413, f"upload larger than {settings.max_upload_mib} MiB")
-        tmp = settings.uploads / f".upload-{uuid.uuid4().hex}"
-        digest, size = hashlib.sha256(), 0
+            raise refusal(422, f"backend '{spec.backend}' is not available on this service; see /v1/targets")
+        if timeout_s is not None and not MIN_BUILD_TIMEOUT_S <= timeout_s <= settings.job_timeout_s:
+            raise refusal(422, f"timeout_s = {timeout_s:g} is not allowed (allowed: a number from {MIN_BUILD_TIMEOUT_S:g} to {settings.job_timeout_s:g} s, this service's --job-timeout)")
+        length = request.headers.get("content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
         try:
-            with open(tmp, "wb") as fh:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise HTTPException(413, f"upload larger than {settings.max_upload_mib} MiB")
-                    digest.update(chunk)
-                    fh.write(chunk)
-            if size == 0:
-                raise HTTPException(422, "empty upload: send the ONNX file as the request body")
-            sha = digest.hexdigest()
-            final = settings.uploads / f"{sha}.onnx"  # safe name: content address, never the client's
-            os.replace(tmp, final)
-        except HTTPException as exc:
-            if exc.status_code == 413:
-                metrics.bump("rejected_uploads")
-            raise
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            check_declared_size(declared, settings.max_upload_mib * MIB, disk)
+            with gate.enter():
+                upload = await receive_upload(request, settings.uploads, settings.max_upload_mib * MIB, settings.upload_idle_timeout_s, settings.upload_timeout_s, disk, declared)
+        except UploadRefused as exc:
+            metrics.reject(exc.reason)
+            raise refusal(exc.status, exc.detail, exc.headers) from exc
+        sha = upload.sha256
+        final = settings.uploads / f"{sha}.onnx"  # safe name: content address, never the client's
         target = target_of(available[spec.backend]["environment"])
         ekey = engine_key(hashlib.sha256(sha.encode()).hexdigest(), spec, target, kit_version())
         key = hashlib.sha256(f"{ekey}+bench".encode()).hexdigest() if bench else ekey  # a benchmarked build is a different product
-        job, how = jobs.submit(key, {"spec": spec.model_dump(mode="json"), "bench": bench, "target": target, "onnx_sha256": sha, "onnx_bytes": size, "engine_key": ekey}, str(final))
+        record = {"spec": spec.model_dump(mode="json"), "bench": bench, "target": target, "onnx_sha256": sha, "onnx_bytes": upload.size, "engine_key": ekey}
+        if timeout_s is not None:
+            record["timeout_s"] = timeout_s
+        existed = final.exists()  # no await from here to the job: no other request interleaves
+        try:
+            os.replace(upload.path, final)
+            job, how = jobs.submit(key, record, str(final))
+        except (OSError, sqlite3.Error) as exc:  # never an upload without a job
+            upload.path.unlink(missing_ok=True)
+            if not existed:
+                final.unlink(missing_ok=True)
+            if disk.explains(STATE_ROLE, exc):
+                disk.note_full(STATE_ROLE)
+                metrics.reject("disk_full")
+                raise HTTPException(507, disk.problem() or "disk full in the state folder") from exc
+            metrics.reject("storage")
+            raise HTTPException(503, scrub(f"the job store is unavailable ({exc}); retry shortly"), headers={"Retry-After": "5"}) from exc
         metrics.bump("submits")
         if how == "cached":
             metrics.bump("cache_hits")
-            return JSONResponse({"build": job.to_dict(), "how": how}, status_code=200)
+            return JSONResponse({"build": public_job(job, scrub), "how": how}, status_code=200)
         if how == "joined":
             metrics.bump("joins")
         executor.notify()
-        return {"build": job.to_dict(), "how": how}
+        return {"build": public_job(job, scrub), "how": how}
 
     @app.get("/v1/builds", dependencies=[Depends(auth)])
     def list_builds(limit: int = 100):
-        return {"builds": [j.to_dict() for j in jobs.list(min(max(limit, 1), 1000))]}
+        return {"builds": [public_job(j, scrub) for j in jobs.list(min(max(limit, 1), 1000))]}
 
     @app.get("/v1/builds/{job_id}", dependencies=[Depends(auth)])
     def get_build(job_id: str):
-        return {"build": job_or_404(job_id).to_dict()}
+        return {"build": public_job(job_or_404(job_id), scrub)}
 
     @app.get("/v1/builds/{job_id}/logs", dependencies=[Depends(auth)], response_class=PlainTextResponse)
     def get_logs(job_id: str):
@@ -199,7 +263,7 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
             build_log = Path(job.result["folder"]) / "build.log"
             if build_log.is_file():
                 parts.append(build_log.read_text(errors="replace"))
-        return "\n".join(parts)
+        return scrub("\n".join(parts))
 
     @app.get("/v1/builds/{job_id}/artifacts/{name}", dependencies=[Depends(auth)])
     def get_artifact(job_id: str, name: str):
@@ -212,7 +276,7 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
         if name == "benchmark.json":
             if not job.result.get("bench"):
                 raise HTTPException(404, "this build was submitted without a benchmark (bench=true)")
-            return JSONResponse(job.result["bench"])
+            return JSONResponse(scrub.value(job.result["bench"]))
         path = folder / (job.result["artifact"] if name == "engine" else ARTIFACTS[name])
         if not path.is_file():
             raise HTTPException(410, f"artifact '{name}' is no longer in the store")
@@ -226,10 +290,10 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
     def cancel(job_id: str):
         job = job_or_404(job_id)
         if job.state in TERMINAL:
-            return JSONResponse({"build": job.to_dict(), "cancelled": False, "reason": f"already {job.state}"}, status_code=409)
+            return JSONResponse({"build": public_job(job, scrub), "cancelled": False, "reason": f"already {job.state}"}, status_code=409)
         jobs.finish(job.id, CANCELLED, error={"stage": "cancel", "message": "cancelled by request", "hint": ""})
         if job.state == RUNNING:
             executor.cancel(job.id)
-        return {"build": jobs.get(job.id).to_dict(), "cancelled": True}
+        return {"build": public_job(jobs.get(job.id), scrub), "cancelled": True}
 
     return app

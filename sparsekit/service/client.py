@@ -11,6 +11,7 @@ from typing import Callable
 from sparsekit._io import atomic_path
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.errors import SparsekitError
+from sparsekit.service.validation import build_spec_from
 
 
 class ServiceError(SparsekitError):
@@ -43,15 +44,25 @@ class BuildClient:
                 detail = resp.json().get("detail", resp.text)
             except ValueError:
                 detail = resp.text
-            fixes = {401: "pass a valid --token (or SPARSEKIT_TOKEN)", 413: "the ONNX exceeds the service's upload limit", 422: "check the build spec and backend (GET /v1/targets)"}
+            fixes = {
+                401: "pass a valid --token (or SPARSEKIT_TOKEN)", 408: "the upload stalled; check the connection and submit again", 413: "the ONNX exceeds the service's upload limit",
+                422: "check the build spec and backend (GET /v1/targets)", 503: "the service is busy or not ready; submit again shortly", 507: "the service's disk is full; ask its operator to free space",
+            }
             raise ServiceError(f"service answered {resp.status_code}: {detail}", fixes.get(resp.status_code, "see the service logs"))
         return resp
 
     def targets(self) -> list[dict]:
         return self._check(self._call("get", "/v1/targets")).json()["targets"]
 
-    def submit(self, onnx_path: str | os.PathLike, spec: BuildSpec, bench: bool = False) -> dict:
-        """Upload the ONNX and the spec. Returns ``{"build": {...}, "how": created|joined|cached}``."""
+    def submit(self, onnx_path: str | os.PathLike, spec: BuildSpec, bench: bool = False, timeout_s: float | None = None) -> dict:
+        """Upload the ONNX and the spec. Returns ``{"build": {...}, "how": created|joined|cached}``.
+
+        Args:
+            onnx_path: the ONNX file (streamed, never read whole).
+            spec: the build spec.
+            bench: benchmark the engine right after the build.
+            timeout_s: wall-clock limit of this build in seconds (the service's limit if None).
+        """
         path = Path(onnx_path)
         if not path.is_file():
             raise ServiceError(f"ONNX file '{path}' does not exist", "check the path")
@@ -61,7 +72,8 @@ class BuildClient:
                 while chunk := fh.read(1 << 20):
                     yield chunk
 
-        resp = self._call("post", "/v1/builds", params={"bench": str(bench).lower()}, headers={"X-Build-Spec": spec.canonical_json(), "Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}, content=body())
+        params = {"bench": str(bench).lower(), **({"timeout_s": str(timeout_s)} if timeout_s is not None else {})}
+        resp = self._call("post", "/v1/builds", params=params, headers={"X-Build-Spec": spec.canonical_json(), "Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}, content=body())
         return self._check(resp).json()
 
     def status(self, build_id: str) -> dict:
@@ -127,9 +139,8 @@ def load_spec(text: str | None, backend: str | None = None) -> BuildSpec:
             data = json.loads(p.read_text() if p.is_file() else text)
         except ValueError as exc:
             raise ServiceError(f"build spec '{text}' is neither a JSON file nor JSON", "give a file with a BuildSpec JSON or inline JSON") from exc
+    if not isinstance(data, dict):
+        raise ServiceError(f"build spec '{text}' is not a JSON object", "give a BuildSpec as a JSON object, e.g. '{\"backend\": \"onnxruntime\"}'")
     if backend:
         data["backend"] = backend
-    try:
-        return BuildSpec.model_validate(data)
-    except ValueError as exc:
-        raise ServiceError(f"invalid build spec: {str(exc).splitlines()[0]}", "see 'sparsekit build --help' for the fields") from exc
+    return build_spec_from(data, fix="see 'sparsekit build --help' for the fields and their ranges")

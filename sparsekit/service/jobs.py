@@ -7,6 +7,7 @@ SUCCEEDED job is a cache hit; one whose key matches a QUEUED/RUNNING job joins i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
     worker_pid INTEGER,
+    worker_start INTEGER,
     error TEXT,
     result TEXT
 );
@@ -48,6 +50,8 @@ class Job:
         request: ``{"spec": ..., "bench": bool, "target": ...}`` as submitted.
         error: ``{"stage", "message", "hint"}`` for FAILED/CANCELLED jobs.
         result: ``{"record": folder, "artifacts": {...}}`` for SUCCEEDED jobs.
+        worker_pid / worker_start: the build process of a RUNNING job and its start time (clock
+            ticks after boot, from ``/proc``), so a later server can tell it from a reused pid.
     """
 
     id: str
@@ -62,16 +66,17 @@ class Job:
     worker_pid: int | None
     error: dict | None
     result: dict | None
+    worker_start: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("onnx_path")
-        d.pop("worker_pid")
+        for private in ("onnx_path", "worker_pid", "worker_start"):
+            d.pop(private)
         return d
 
 
 def _row(r: sqlite3.Row) -> Job:
-    return Job(r["id"], r["key"], r["state"], json.loads(r["request"]), r["onnx_path"], r["created"], r["started"], r["finished"], r["attempts"], r["worker_pid"], json.loads(r["error"]) if r["error"] else None, json.loads(r["result"]) if r["result"] else None)
+    return Job(r["id"], r["key"], r["state"], json.loads(r["request"]), r["onnx_path"], r["created"], r["started"], r["finished"], r["attempts"], r["worker_pid"], json.loads(r["error"]) if r["error"] else None, json.loads(r["result"]) if r["result"] else None, r["worker_start"])
 
 
 class JobStore:
@@ -85,6 +90,9 @@ class JobStore:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+            if "worker_start" not in columns:  # a database from before worker start times were kept
+                db.execute("ALTER TABLE jobs ADD COLUMN worker_start INTEGER")
             db.commit()
         finally:
             db.close()
@@ -99,7 +107,9 @@ class JobStore:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # BEGIN itself may have failed (disk full, I/O error)
+                    with contextlib.suppress(sqlite3.Error):  # the error that got us here is re-raised
+                        db.execute("ROLLBACK")
                 raise
             finally:
                 db.close()
@@ -142,9 +152,27 @@ class JobStore:
                 return _row(db.execute("SELECT * FROM jobs WHERE id=?", (job.id,)).fetchone())
         return None
 
-    def set_worker(self, job_id: str, pid: int | None) -> None:
+    def set_worker(self, job_id: str, pid: int | None, start: int | None = None) -> None:
+        """Record the build process of a RUNNING job (``start``: its start time, see :class:`Job`)."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET worker_pid=? WHERE id=?", (pid, job_id))
+            db.execute("UPDATE jobs SET worker_pid=?, worker_start=? WHERE id=?", (pid, start, job_id))
+
+    def release(self, job_id: str) -> bool:
+        """Put a RUNNING job back in the queue without counting the attempt (the service stopped,
+        or could not start its worker). False if the job was no longer RUNNING."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE jobs SET state=?, started=NULL, worker_pid=NULL, worker_start=NULL, attempts=MAX(attempts - 1, 0) WHERE id=? AND state=?", (QUEUED, job_id, RUNNING))
+            return cur.rowcount == 1
+
+    def running_workers(self) -> list[tuple[str, int, int | None]]:
+        """``(job id, worker pid, worker start time)`` of every RUNNING job with a recorded worker."""
+        with self._tx() as db:
+            return [(r["id"], r["worker_pid"], r["worker_start"]) for r in db.execute("SELECT id, worker_pid, worker_start FROM jobs WHERE state=? AND worker_pid IS NOT NULL", (RUNNING,)).fetchall()]
+
+    def onnx_paths(self) -> set[str]:
+        """The upload files any job refers to."""
+        with self._tx() as db:
+            return {r[0] for r in db.execute("SELECT DISTINCT onnx_path FROM jobs").fetchall()}
 
     def finish(self, job_id: str, state: str, result: dict | None = None, error: dict | None = None) -> bool:
         """Move a non-terminal job to a terminal ``state``; False if it was already terminal."""
@@ -152,24 +180,24 @@ class JobStore:
             raise ValueError(state)
         with self._tx() as db:
             cur = db.execute(
-                f"UPDATE jobs SET state=?, finished=?, result=?, error=?, worker_pid=NULL WHERE id=? AND state NOT IN ({','.join('?' * len(TERMINAL))})",
+                f"UPDATE jobs SET state=?, finished=?, result=?, error=?, worker_pid=NULL, worker_start=NULL WHERE id=? AND state NOT IN ({','.join('?' * len(TERMINAL))})",
                 (state, time.time(), json.dumps(result) if result else None, json.dumps(error) if error else None, job_id, *TERMINAL),
             )
             return cur.rowcount == 1
 
     def recover(self, max_attempts: int = 2) -> dict[str, int]:
-        """After a restart: RUNNING jobs (their worker died with the process) are re-queued while
-        attempts remain, else FAILED. Never left stuck."""
+        """After a restart: RUNNING jobs are re-queued while attempts remain, else FAILED. Never left
+        stuck. Their workers must be gone first (see ``sparsekit.service.recovery``)."""
         with self._tx() as db:
             rows = db.execute("SELECT id, attempts FROM jobs WHERE state=?", (RUNNING,)).fetchall()
             requeued = failed = 0
             for r in rows:
                 if r["attempts"] < max_attempts:
-                    db.execute("UPDATE jobs SET state=?, started=NULL, worker_pid=NULL WHERE id=?", (QUEUED, r["id"]))
+                    db.execute("UPDATE jobs SET state=?, started=NULL, worker_pid=NULL, worker_start=NULL WHERE id=?", (QUEUED, r["id"]))
                     requeued += 1
                 else:
                     err = {"stage": "worker", "message": "the service stopped while this build ran, too many times", "hint": "submit again; check the service logs"}
-                    db.execute("UPDATE jobs SET state=?, finished=?, error=?, worker_pid=NULL WHERE id=?", (FAILED, time.time(), json.dumps(err), r["id"]))
+                    db.execute("UPDATE jobs SET state=?, finished=?, error=?, worker_pid=NULL, worker_start=NULL WHERE id=?", (FAILED, time.time(), json.dumps(err), r["id"]))
                     failed += 1
         return {"requeued": requeued, "failed": failed}
 

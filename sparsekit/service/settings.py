@@ -7,10 +7,20 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
 from sparsekit.config import StrictConfig
-from sparsekit.errors import SparsekitError
+from sparsekit.errors import ServiceConfigError, SparsekitError
+
+DAY_S = 86400.0
+
+# The CLI flag of each setting, so a refusal names what the user typed.
+FLAGS = {
+    "state_dir": "--state-dir", "host": "--host", "port": "--port", "max_upload_mib": "--max-upload-mib", "job_timeout_s": "--job-timeout",
+    "executor": "--executor", "workers": "--workers", "ray_address": "--ray-address", "ray_accelerator_type": "--ray-accelerator-type",
+    "upload_idle_timeout_s": "--upload-idle-timeout", "upload_timeout_s": "--upload-timeout", "max_concurrent_uploads": "--max-concurrent-uploads",
+    "min_free_mib": "--min-free-mib", "unhealthy_after_s": "--unhealthy-after",
+}
 
 
 class ServiceSettings(StrictConfig):
@@ -21,30 +31,64 @@ class ServiceSettings(StrictConfig):
         host / port: bind address (loopback by default).
         tokens: accepted bearer tokens; empty disables auth, which is allowed on loopback only.
         max_upload_mib: ONNX upload limit, enforced while streaming (413 beyond it).
-        job_timeout_s: wall-clock limit of one build (+ benchmark).
+        job_timeout_s: wall-clock limit of one build (+ benchmark), everything the worker does
+            included (ONNX checks, graph analysis, build); a request may ask for less.
         executor: ``local`` (subprocess per build, one build per slot) or ``ray``.
         workers: build slots of the local executor (one per GPU; 0 accepts jobs but runs none).
         ray_address: Ray cluster address (None starts a local Ray).
         ray_accelerator_type: Ray accelerator type builds are routed to (e.g. ``H100``).
         max_attempts: a build interrupted by a restart is retried until this many attempts.
+        upload_idle_timeout_s: an upload that sends no byte for this long is dropped (408).
+        upload_timeout_s: an upload must be complete within this many seconds (408).
+        max_concurrent_uploads: uploads received at once; more are answered 503 (retry later).
+        min_free_mib: free space the state folder's disks must keep; below it the service is
+            not ready and refuses uploads (507).
+        unhealthy_after_s: a build slot that cannot reach the job store for this long makes
+            ``/healthz`` fail (it retries with back-off meanwhile).
     """
 
     state_dir: Path = Path(".sparsekit-service")
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=0, le=65535)
     tokens: tuple[str, ...] = ()
-    max_upload_mib: int = Field(2048, ge=1)
-    job_timeout_s: float = Field(3600, gt=0)
+    max_upload_mib: int = Field(2048, ge=1, le=1 << 16)
+    job_timeout_s: float = Field(3600, ge=1, le=7 * DAY_S)
     executor: Literal["local", "ray"] = "local"
-    workers: int = Field(1, ge=0)
+    workers: int = Field(1, ge=0, le=64)
     ray_address: str | None = None
     ray_accelerator_type: str | None = None
-    max_attempts: int = Field(2, ge=1)
+    max_attempts: int = Field(2, ge=1, le=10)
+    upload_idle_timeout_s: float = Field(30, ge=0.1, le=3600)
+    upload_timeout_s: float = Field(3600, ge=1, le=DAY_S)
+    max_concurrent_uploads: int = Field(32, ge=1, le=1024)
+    min_free_mib: int = Field(256, ge=0, le=1 << 20)
+    unhealthy_after_s: float = Field(60, ge=0.1, le=DAY_S)
+
+    @field_validator("state_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.absolute()  # jobs keep paths into it; they must not depend on the working folder
+
+    @classmethod
+    def from_options(cls, **options) -> "ServiceSettings":
+        """Settings from CLI options, refusing bad values with the flag and its allowed range.
+
+        Raises:
+            ServiceConfigError: a value outside its range, or an unsafe combination.
+        """
+        from sparsekit.service.validation import describe_validation_error
+
+        try:
+            settings = cls(**options)
+        except ValidationError as exc:
+            raise ServiceConfigError(f"invalid service setting: {describe_validation_error(cls, exc, FLAGS)}", "see 'sparsekit serve --help'") from exc
+        settings.check()
+        return settings
 
     def check(self) -> None:
         """Refuse unsafe combinations (no tokens on a non-loopback address)."""
         if not self.tokens and not _is_loopback(self.host):
-            raise SparsekitError(f"refusing to serve on {self.host} without bearer tokens", "pass --token-file FILE (one token per line) or bind to 127.0.0.1")
+            raise ServiceConfigError(f"refusing to serve on {self.host} without bearer tokens", "pass --token-file FILE (one token per line) or bind to 127.0.0.1")
 
     @property
     def db_path(self) -> Path:

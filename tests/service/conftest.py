@@ -1,4 +1,5 @@
-"""A real `sparsekit serve` on loopback, in its own process, per test that needs one."""
+"""A real `sparsekit serve` on loopback, in its own process, per test that needs one; helpers to
+watch its workers through the job store and /proc."""
 
 from __future__ import annotations
 
@@ -23,16 +24,23 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, state: Path, *extra: str, token: bool = True) -> None:
-        self.state, self.extra, self.token = state, extra, token
+    """``sparsekit serve`` as users start it. ``wrap`` is a command prefix (``prlimit ...``,
+    ``unshare ... sh -c ...``) that ends by exec-ing the server, so ``proc.pid`` is the server."""
+
+    def __init__(self, state: Path, *extra: str, token: bool = True, wrap: tuple[str, ...] = ()) -> None:
+        self.state, self.extra, self.token, self.wrap = state, extra, token, wrap
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
+    @property
+    def log_path(self) -> Path:
+        return self.state.parent / f"server-{self.port}.log"
+
     def start(self) -> "Server":
         env = {**os.environ, "SPARSEKIT_TOKENS": TOKEN if self.token else ""}
-        cmd = [sys.executable, "-m", "sparsekit", "serve", "--port", str(self.port), "--state-dir", str(self.state), *self.extra]
-        self.log = open(self.state.parent / f"server-{self.port}.log", "ab")
+        cmd = [*self.wrap, sys.executable, "-m", "sparsekit", "serve", "--port", str(self.port), "--state-dir", str(self.state), *self.extra]
+        self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         end = time.monotonic() + 60
         while time.monotonic() < end:
@@ -42,12 +50,23 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.state.parent / f'server-{self.port}.log').read_text()}")
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             time.sleep(0.2)
         raise RuntimeError("server did not become ready")
 
+    def view(self, path: Path) -> Path:
+        """``path`` as this server sees it (through its mount namespace when it has its own)."""
+        return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/") if self.wrap else path
+
+    def signal(self, sig: int, timeout: float = 60) -> int:
+        """Send ``sig`` to the server process alone (as systemd or docker do) and wait for its exit."""
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
@@ -60,6 +79,39 @@ class Server:
         from sparsekit.service.client import BuildClient
 
         return BuildClient(self.url, token)
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def wait_until(predicate, timeout: float = 60, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds passed (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def worker_of(state: Path, job_id: str, timeout: float = 60) -> int:
+    """The pid of the job's build process, as the server recorded it in the job store."""
+    from sparsekit.service.jobs import JobStore
+
+    store = JobStore(state / "jobs.db")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pid = store.get(job_id).worker_pid
+        if pid:
+            return pid
+        time.sleep(0.01)
+    raise AssertionError(f"the worker of job {job_id} never started")
 
 
 @pytest.fixture

@@ -126,6 +126,28 @@ def test_corrupt_onnx_fails_with_the_parser_reason(server, tmp_path):
     assert err["stage"] == "validate" and "ONNX" in err["message"]
 
 
+def test_an_upload_that_references_external_data_is_refused_unread(server, small_onnx, tmp_path):
+    """An upload is one file: a location (here the server's /etc/passwd) is never resolved."""
+    import onnx
+
+    model = onnx.load(str(small_onnx[0]))
+    onnx.save_model(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
+    pointing = onnx.load(str(tmp_path / "ext.onnx"), load_external_data=False)
+    for tensor in pointing.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "/etc/passwd"
+    upload = tmp_path / "upload.onnx"
+    upload.write_bytes(pointing.SerializeToString())
+    c = server.client()
+    job = c.submit(upload, ORT)["build"]
+    with pytest.raises(ServiceError, match="validate"):
+        c.wait(job["id"], timeout=60)
+    err = c.status(job["id"])["error"]
+    assert err["stage"] == "validate" and "external data" in err["message"] and "passwd" in err["message"]
+    assert "/etc/" not in err["message"]  # the service names no server path, not even the one asked for
+
+
 def test_oversized_upload_is_413_and_nothing_is_stored(tmp_path, small_onnx):
     server = Server(tmp_path / "state", "--max-upload-mib", "1").start()
     try:
