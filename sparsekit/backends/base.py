@@ -21,12 +21,14 @@ class BuildOutput:
         report: per-layer sparse-kernel report.
         log: the build log lines worth keeping.
         environment: versions and device facts the artifact is tied to.
+        data_files: files the artifact needs next to it (an ONNX artifact's external data).
     """
 
     artifact: Path
     report: SparseKernelReport
     log: list[str] = field(default_factory=list)
     environment: dict = field(default_factory=dict)
+    data_files: list[Path] = field(default_factory=list)
 
 
 class Runner(Protocol):

@@ -25,19 +25,29 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
         store: the engine store (folder or :class:`EngineStore`).
         force: rebuild even when the store holds this key.
 
+    A cache hit is served only when the stored artifact still has the sha256 its metadata records;
+    a damaged entry is rebuilt (with a warning) and replaced, and ``force`` replaces an intact one,
+    each in one atomic swap.
+
     Raises:
         MissingDependencyError: the backend's runtime (e.g. TensorRT) is not installed.
+        ExternalDataError: an external-data location is absolute, has ``..``, leads out of the
+            ONNX's folder, is not a regular file or is missing (checked before anything reads it).
         SparsekitError: the machine or ONNX cannot do this build (no GPU, pre-Ampere GPU for a
-            sparse build, fp32 ONNX asked to build sparse, parser errors per node).
+            sparse build, fp32 ONNX asked to build sparse, parser errors per node, a precision
+            a target GPU lacks).
     """
+    from sparsekit.backends.onnx_external import external_data_files
     from sparsekit.recipe.runner import kit_version
 
     onnx_path = Path(onnx_path)
-    load_onnx(onnx_path, load_external_data=False)  # clear error for missing/corrupt files
+    model = load_onnx(onnx_path, load_external_data=False)  # clear error for missing/corrupt files
+    external_data_files(model, onnx_path)  # unsafe external data is refused before anything reads or hashes it
+    del model
     store = store if isinstance(store, EngineStore) else EngineStore(store)
     backend = get_backend(spec.backend)
-    env = backend.environment()
     backend.validate(onnx_path, spec)
+    env = backend.environment()
     digest = onnx_digest(onnx_path)
     target = target_of(env)
     key = engine_key(digest, spec, target, kit_version())
@@ -47,7 +57,7 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
         return cached
     start = time.perf_counter()
     with store.staging(key) as staged:
-        if spec.backend == "tensorrt" and spec.timing_cache:
+        if spec.timing_cache and getattr(backend, "uses_timing_cache", False):
             with store.timing_cache(target) as cache:
                 out = backend.build(onnx_path, spec, staged, timing_cache=cache)
         else:
@@ -56,8 +66,8 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
             "key": key, "onnx": str(onnx_path), "onnx_sha256": digest, "spec": spec.model_dump(mode="json"), "spec_sha256": spec.sha256(),
             "target": target, "environment": out.environment, "kit_version": kit_version(), "build_seconds": round(time.perf_counter() - start, 3),
         }
-        store.write_record(staged, out.artifact, meta, out.report, out.log)
-        folder = store.commit(key, staged)
+        store.write_record(staged, out.artifact, meta, out.report, out.log, out.data_files)
+        folder = store.commit(key, staged, replace=force)
     record = store.get(key)
     record.cached = False
     log.info("built %s into %s", onnx_path, folder)

@@ -60,13 +60,23 @@ class OnnxRuntimeBackend:
             raise SparsekitError(f"shape profile names input(s) {unknown} that the ONNX does not have", f"use the ONNX input names: {sorted(names)}")
 
     def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path) -> BuildOutput:
+        """Optimize the graph into ``out_dir/model.ort.onnx``. An ONNX with external data gets its
+        weights written to ``model.ort.onnx.data`` beside the artifact, so the store entry loads
+        without the source folder."""
         import onnxruntime as ort
+
+        from sparsekit.analyze.onnx_weights import load_onnx
+        from sparsekit.backends.onnx_external import external_refs
 
         artifact = out_dir / self.artifact_name
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         opts.optimized_model_filepath = str(artifact)
+        data_files = []
+        if external_refs(load_onnx(onnx_path, load_external_data=False)):
+            data_files = [out_dir / f"{self.artifact_name}.data"]
+            opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_files[0].name)
         try:
             ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT's InvalidGraph / Fail / NotImplemented
@@ -76,7 +86,7 @@ class OnnxRuntimeBackend:
         for layer in report.layers:
             layer.eligible = False
             layer.sparse_kernel = False
-        return BuildOutput(artifact, report, [], self.environment())
+        return BuildOutput(artifact, report, [], self.environment(), [f for f in data_files if f.is_file()])
 
     def load(self, artifact: Path) -> OrtRunner:
         return OrtRunner(artifact)

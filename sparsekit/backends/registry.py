@@ -8,6 +8,7 @@ from sparsekit.errors import SparsekitError
 _BACKENDS = {
     "onnxruntime": ("sparsekit.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
     "tensorrt": ("sparsekit.backends.tensorrt_backend", "TensorRTBackend"),
+    "tensorrt-rtx": ("sparsekit.backends.tensorrt_backend", "TensorRTRTXBackend"),
 }
 
 

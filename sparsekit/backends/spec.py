@@ -5,23 +5,31 @@ Dense and sparse builds of a comparison use the same spec except ``sparse``.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from sparsekit.backends.trt_flavours import RTX_COMPUTE_CAPABILITIES
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError
 
 SPEC_VERSION = 1
+MAX_DIM = 1 << 20  # one profile dimension (batch, sequence, pixels)
+MAX_RANK = 8  # TensorRT's Dims.MAX_DIMS
+MAX_VOLUME = 1 << 38  # elements of one max shape: 512 GiB at 2 bytes, more than any GPU holds
+MAX_WORKSPACE_MIB = 1 << 20  # 1 TiB
+
+Dim = Annotated[int, Field(ge=1, le=MAX_DIM)]
 
 
 class ShapeProfile(StrictConfig):
     """Optimization profile of one input: min/opt/max shapes (batch first)."""
 
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
+    min: tuple[Dim, ...] = Field(min_length=1, max_length=MAX_RANK)
+    opt: tuple[Dim, ...] = Field(min_length=1, max_length=MAX_RANK)
+    max: tuple[Dim, ...] = Field(min_length=1, max_length=MAX_RANK)
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -29,6 +37,8 @@ class ShapeProfile(StrictConfig):
             raise ValueError("min, opt and max must have the same rank")
         if any(not (a <= b <= c) for a, b, c in zip(self.min, self.opt, self.max)) or any(d <= 0 for d in self.min):
             raise ValueError("shapes must satisfy 0 < min <= opt <= max in every dimension")
+        if math.prod(self.max) > MAX_VOLUME:
+            raise ValueError(f"max shape has {math.prod(self.max)} elements; at most {MAX_VOLUME} are allowed")
         return self
 
 
@@ -36,7 +46,7 @@ class BuildSpec(StrictConfig):
     """How to build an engine from an ONNX file.
 
     Attributes:
-        backend: ``tensorrt`` or ``onnxruntime``.
+        backend: ``tensorrt``, ``tensorrt-rtx`` or ``onnxruntime``.
         sparse: allow 2:4 sparse kernels (TensorRT ``SPARSE_WEIGHTS``); the only field that may
             differ between the two builds of a dense/sparse comparison.
         shapes: optimization profile per dynamic input (TensorRT); empty = the ONNX's static shapes.
@@ -44,18 +54,28 @@ class BuildSpec(StrictConfig):
         opt_level: TensorRT builder optimization level 0-5 (default 3).
         hardware_compat: ``none`` or ``ampere_plus`` (portable across Ampere+ GPUs, fewer tactics).
         detailed_profiling: DETAILED profiling verbosity, needed for per-layer tactics in the report.
-        timing_cache: load and save the store's timing cache for this GPU/TensorRT.
+        timing_cache: load and save the store's timing cache for this GPU/TensorRT (TensorRT-RTX
+            has none: not passed).
+        compute_capabilities: GPUs a TensorRT-RTX engine is compiled for, e.g. ``("8.6", "8.9")``;
+            empty means TensorRT-RTX's default (8.0, 8.6, 8.9, 12.0). Sorted and de-duplicated, so
+            the order given does not change the engine key. Regular TensorRT builds for its GPU.
     """
 
     version: Literal[1] = SPEC_VERSION
-    backend: Literal["tensorrt", "onnxruntime"] = "tensorrt"
+    backend: Literal["tensorrt", "tensorrt-rtx", "onnxruntime"] = "tensorrt"
     sparse: bool = False
     shapes: dict[str, ShapeProfile] = Field(default_factory=dict)
-    workspace_mib: int = Field(4096, ge=16)
+    workspace_mib: int = Field(4096, ge=16, le=MAX_WORKSPACE_MIB)
     opt_level: int = Field(3, ge=0, le=5)
     hardware_compat: Literal["none", "ampere_plus"] = "none"
     detailed_profiling: bool = True
     timing_cache: bool = True
+    compute_capabilities: tuple[Literal[RTX_COMPUTE_CAPABILITIES], ...] = ()
+
+    @field_validator("compute_capabilities", mode="after")
+    @classmethod
+    def _canonical_targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(value), key=lambda cc: tuple(int(p) for p in cc.split("."))))
 
     def with_sparse(self, sparse: bool) -> "BuildSpec":
         """The same spec with only the sparse-weights flag changed."""

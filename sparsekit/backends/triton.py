@@ -32,14 +32,21 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
         The model folder.
 
     Raises:
-        SparsekitError: mixed backends, or two plans for the same compute capability.
+        SparsekitError: mixed backends, two plans for the same compute capability, or TensorRT-RTX
+            engines (Triton's ``tensorrt_plan`` backend loads regular TensorRT plans only).
     """
     from sparsekit.analyze.onnx_weights import load_onnx
+    from sparsekit.backends.trt_flavours import FLAVOURS
 
     backends = {r.metadata["spec"]["backend"] for r in records}
     if len(backends) != 1 or not records:
         raise SparsekitError("a Triton model takes builds of one backend", "export TensorRT and ONNX Runtime builds as separate models")
     backend = backends.pop()
+    if backend in FLAVOURS and not FLAVOURS[backend].triton:
+        raise SparsekitError(
+            f"Triton cannot serve {FLAVOURS[backend].title} engines: its tensorrt_plan backend loads regular TensorRT plans, and a {FLAVOURS[backend].title} engine is a different format compiled on the target GPU at load time",
+            "build with --backend tensorrt for Triton, or load the engine with the TensorRT-RTX runtime in your application",
+        )
     folder = Path(repo) / model_name
     version_dir = folder / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +69,8 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
     else:
         lines.insert(1, 'platform: "onnxruntime_onnx"')
         shutil.copyfile(records[0].artifact, version_dir / "model.onnx")
+        for data in records[0].data_files:  # external data keeps its name: the artifact refers to it
+            shutil.copyfile(data, version_dir / data.name)
     lines += _io_block("input", [i for i in onnx_model.graph.input if i.name not in init_names])
     lines += _io_block("output", list(onnx_model.graph.output))
     write_text_atomic(folder / "config.pbtxt", "\n".join(lines) + "\n")

@@ -47,7 +47,8 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
     onnx_path = Path(onnx_path)
     inputs = input_spec_of(onnx_path)
     shapes = {}
-    if backend == "tensorrt":
+    gpu = backend in ("tensorrt", "tensorrt-rtx")
+    if gpu:
         lo, hi = min(batches), max(batches)
         opt = sorted(batches)[len(batches) // 2]
         shapes = {t.name: ShapeProfile(min=(lo, *t.shape[1:]), opt=(opt, *t.shape[1:]), max=(hi, *t.shape[1:])) for t in inputs.tensors}
@@ -56,11 +57,11 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
     results, memory = [], {"dense_artifact_bytes": pair.dense.metadata["artifact_bytes"], "sparse_artifact_bytes": pair.sparse.metadata["artifact_bytes"]}
     for batch in batches:
         spec = inputs.with_batch(batch)
-        if backend == "tensorrt":
+        if gpu:
             from sparsekit.bench.trt_runner import TrtTimedRunner
 
-            dense = TrtTimedRunner(pair.dense.artifact, spec, config.buffers, graphs, transfers, "dense", config.seed)
-            sparse = TrtTimedRunner(pair.sparse.artifact, spec, config.buffers, graphs, transfers, "sparse", config.seed)
+            dense = TrtTimedRunner(pair.dense.artifact, spec, config.buffers, graphs, transfers, "dense", config.seed, backend)
+            sparse = TrtTimedRunner(pair.sparse.artifact, spec, config.buffers, graphs, transfers, "sparse", config.seed, backend)
             memory.setdefault("device_memory_bytes", {})[batch] = {"dense": dense.device_memory_bytes(), "sparse": sparse.device_memory_bytes()}
         else:
             from sparsekit.bench.ort_runner import OrtTimedRunner
@@ -75,8 +76,8 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
         notes.append("ONNX Runtime on CPU has no 2:4 kernels: dense and sparse run the same computation, so this is an A/A check of the harness; a ratio away from 1.0 is noise.")
     return {
         "benchmark": "pair", "backend": backend, "model": str(onnx_path), "precision": _precision(onnx_path),
-        "settings": {**config.model_dump(), "graphs": graphs if backend == "tensorrt" else None, "transfers": transfers if backend == "tensorrt" else None, "timer": "cuda-events" if backend == "tensorrt" else "perf_counter", "threads": threads},
-        "machine": machine_facts(gpu=backend == "tensorrt"), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {**config.model_dump(), "graphs": graphs if gpu else None, "transfers": transfers if gpu else None, "timer": "cuda-events" if gpu else "perf_counter", "threads": threads},
+        "machine": machine_facts(gpu=gpu), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "amdahl": _amdahl_from_onnx(onnx_path), "evidence": evidence, "memory": memory, "results": results, "notes": notes,
         "engines": {"dense": pair.dense.key, "sparse": pair.sparse.key},
     }

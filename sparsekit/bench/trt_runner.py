@@ -1,14 +1,13 @@
-"""TensorRT timed runner: device buffers from torch, ``execute_async_v3`` on a torch stream, CUDA
-events around the work, optional CUDA-graph capture of the whole inference, transfers excluded
-by default (included on request)."""
+"""TensorRT / TensorRT-RTX timed runner: device buffers from torch, ``execute_async_v3`` on a torch
+stream, CUDA events around the work, optional CUDA-graph capture of the whole inference, transfers
+excluded by default (included on request). torch is the only CUDA layer (one context; see
+:mod:`sparsekit.backends.trt_runtime`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from sparsekit.models.spec import InputSpec
-
-_TORCH_DTYPE = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64", "BOOL": "bool", "BF16": "bfloat16"}
 
 
 class TrtTimedRunner:
@@ -20,19 +19,19 @@ class TrtTimedRunner:
         buffers: distinct random input sets (host copies, pinned, when transfers are timed).
         graphs: capture ``execute_async_v3`` into a CUDA graph.
         transfers: include host-to-device input and device-to-host output copies in the timing.
+        backend: ``tensorrt`` or ``tensorrt-rtx`` (whose kernels are compiled for this GPU here).
     """
 
-    def __init__(self, engine_path: Path, inputs: InputSpec, buffers: int = 8, graphs: bool = True, transfers: bool = False, label: str = "tensorrt", seed: int = 0) -> None:
+    def __init__(self, engine_path: Path, inputs: InputSpec, buffers: int = 8, graphs: bool = True, transfers: bool = False, label: str = "tensorrt", seed: int = 0, backend: str = "tensorrt") -> None:
         import torch
 
-        from sparsekit.backends.tensorrt_backend import CapturingTrtLogger, import_tensorrt
+        from sparsekit.backends.trt_runtime import load_engine, torch_dtype
         from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
 
-        trt = import_tensorrt()
+        self.loaded = load_engine(engine_path, backend)
+        trt = self.loaded.trt
         self.label = label
-        self._logger = CapturingTrtLogger.create()
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.engine = self.loaded.engine
         self.context = self.engine.create_execution_context()
         self._stream = torch.cuda.current_stream()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -41,17 +40,17 @@ class TrtTimedRunner:
         self._static_in = {}
         for name in in_names:
             t = host_sets[0][name]
-            want = getattr(torch, _TORCH_DTYPE[self.engine.get_tensor_dtype(name).name])
+            want = torch_dtype(self.engine.get_tensor_dtype(name))
             self._static_in[name] = t.to("cuda", want)
             self.context.set_input_shape(name, tuple(t.shape))
             self.context.set_tensor_address(name, self._static_in[name].data_ptr())
-        self._host = [{n: (s[n].to(getattr(torch, _TORCH_DTYPE[self.engine.get_tensor_dtype(n).name])).pin_memory() if transfers else s[n].to("cuda", getattr(torch, _TORCH_DTYPE[self.engine.get_tensor_dtype(n).name]))) for n in in_names} for s in host_sets]
+        self._host = [{n: (s[n].to(torch_dtype(self.engine.get_tensor_dtype(n))).pin_memory() if transfers else s[n].to("cuda", torch_dtype(self.engine.get_tensor_dtype(n)))) for n in in_names} for s in host_sets]
         self._outputs = {}
         for name in names:
             if name in self._static_in:
                 continue
             shape = tuple(self.context.get_tensor_shape(name))
-            self._outputs[name] = torch.empty(shape, device="cuda", dtype=getattr(torch, _TORCH_DTYPE[self.engine.get_tensor_dtype(name).name]))
+            self._outputs[name] = torch.empty(shape, device="cuda", dtype=torch_dtype(self.engine.get_tensor_dtype(name)))
             self.context.set_tensor_address(name, self._outputs[name].data_ptr())
         self._host_out = {n: torch.empty(t.shape, dtype=t.dtype).pin_memory() for n, t in self._outputs.items()} if transfers else {}
         self._i = 0

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
         "onnxruntime (CPU reference: no 2:4 kernels, so it checks the harness; expect ~1.0x).",
     )
     p.add_argument("input", metavar="INPUT", help="ONNX file or run folder (tensorrt, onnxruntime); model name or checkpoint .pt (torch_sparse)")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch_sparse"), default="onnxruntime", help="default onnxruntime")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "tensorrt-rtx", "torch_sparse"), default="onnxruntime", help="default onnxruntime")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant taken from a run folder (default fp16)")
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")

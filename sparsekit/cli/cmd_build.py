@@ -6,8 +6,9 @@ from pathlib import Path
 
 from rich.table import Table
 
+from sparsekit.backends.trt_flavours import RTX_COMPUTE_CAPABILITIES, RTX_DEFAULT_TARGETS
 from sparsekit.cli.common import add_output_args, emit, out, status, yes_no
-from sparsekit.errors import OnnxModelError
+from sparsekit.errors import OnnxModelError, SparsekitError
 
 
 def add_parser(sub) -> None:
@@ -16,12 +17,15 @@ def add_parser(sub) -> None:
         description="Build engines from a typed ONNX file (or a run folder, picking model.<precision>.onnx). With --sparse both, the dense and "
         "sparse builds use identical settings except TensorRT's sparse-weights flag, and the per-layer report shows, for each ONNX layer, "
         "whether its weight is 2:4, whether TensorRT found it eligible, and whether a sparse kernel was picked. Engines go to a "
-        "content-addressed store; an identical request is served from it.",
+        "content-addressed store; an identical request is served from it after its sha256 is re-checked. tensorrt-rtx builds ahead of time "
+        "on any machine (no GPU needed) for the compute capabilities given; its kernels, sparse ones included, are chosen when the engine "
+        "is first loaded on the target GPU, so its report cannot say which layers run sparse.",
     )
     p.add_argument("input", metavar="ONNX_OR_RUN_DIR", help="ONNX file, or a run folder from 'sparsekit run'/'demo'")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant to take from a run folder (default fp16)")
     p.add_argument("--sparse", choices=("off", "on", "both"), default="both", help="sparse-weights flag: off, on, or both builds for comparison (default both)")
-    p.add_argument("--backend", default="tensorrt", choices=("tensorrt", "onnxruntime"), help="build backend (default tensorrt; onnxruntime runs on CPU, without sparse kernels)")
+    p.add_argument("--backend", default="tensorrt", choices=("tensorrt", "tensorrt-rtx", "onnxruntime"), help="build backend (default tensorrt; tensorrt-rtx builds on CPU for RTX GPUs; onnxruntime runs on CPU, without sparse kernels)")
+    p.add_argument("--compute-capability", action="append", default=[], metavar="CC", help=f"tensorrt-rtx target GPU(s), repeatable or comma-separated, from {', '.join(RTX_COMPUTE_CAPABILITIES)} (default: TensorRT-RTX's {', '.join(RTX_DEFAULT_TARGETS)})")
     p.add_argument("--shapes", action="append", default=[], metavar="NAME:MIN,OPT,MAX", help="optimization profile per input, dims joined by x (repeatable), e.g. input:1x3x224x224,8x3x224x224,32x3x224x224")
     p.add_argument("--workspace-mib", type=int, default=4096, help="builder workspace limit in MiB (default 4096)")
     p.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5", help="TensorRT builder optimization level (default 3)")
@@ -45,6 +49,15 @@ def resolve_onnx(path: str, precision: str) -> Path:
     return p
 
 
+def parse_compute_capabilities(items: list[str]) -> tuple[str, ...]:
+    """``--compute-capability`` values (repeatable, comma-separated) as a tuple, checked."""
+    ccs = tuple(cc.strip() for item in items for cc in item.split(",") if cc.strip())
+    unknown = [cc for cc in ccs if cc not in RTX_COMPUTE_CAPABILITIES]
+    if unknown:
+        raise SparsekitError(f"unknown compute capability {', '.join(unknown)}", f"use values from {', '.join(RTX_COMPUTE_CAPABILITIES)} (TensorRT-RTX targets; H100/H200 at 9.0 need --backend tensorrt)")
+    return ccs
+
+
 def _print_report(title: str, report: dict) -> None:
     s = report["summary"]
     t = Table(title=title)
@@ -54,7 +67,10 @@ def _print_report(title: str, report: dict) -> None:
         share = "-" if layer["flop_share"] is None else f"{100 * layer['flop_share']:.1f}"
         t.add_row(layer["name"], yes_no(layer["onnx_2to4"]), yes_no(layer["eligible"]), yes_no(layer["sparse_kernel"]), layer["tactic"] or "-", share)
     out.print(t)
-    out.print(f"{s['onnx_2to4']} of {s['layers']} layers 2:4 in the ONNX; {s['eligible']} eligible; sparse kernels in {s['sparse_kernel']} ({100 * s['sparse_kernel_flop_share']:.1f}% of FLOPs)")
+    if report.get("known", True):
+        out.print(f"{s['onnx_2to4']} of {s['layers']} layers 2:4 in the ONNX; {s['eligible']} eligible; sparse kernels in {s['sparse_kernel']} ({100 * s['sparse_kernel_flop_share']:.1f}% of FLOPs)")
+    else:
+        out.print(f"{s['onnx_2to4']} of {s['layers']} layers 2:4 in the ONNX ({100 * s['onnx_2to4_flop_share']:.1f}% of FLOPs); sparse kernels: chosen on the target GPU, unknown at this build")
     if report.get("note"):
         out.print(f"[dim]{report['note']}[/]")
 
@@ -64,7 +80,10 @@ def run(args) -> int:
     from sparsekit.backends.spec import BuildSpec, parse_shapes
 
     onnx_path = resolve_onnx(args.input, args.precision)
-    spec = BuildSpec(backend=args.backend, sparse=args.sparse == "on", shapes=parse_shapes(args.shapes), workspace_mib=args.workspace_mib, opt_level=args.opt_level, hardware_compat=args.hardware_compat, timing_cache=not args.no_timing_cache)
+    spec = BuildSpec(
+        backend=args.backend, sparse=args.sparse == "on", shapes=parse_shapes(args.shapes), workspace_mib=args.workspace_mib, opt_level=args.opt_level,
+        hardware_compat=args.hardware_compat, timing_cache=not args.no_timing_cache, compute_capabilities=parse_compute_capabilities(args.compute_capability),
+    )
     records = {}
     with status(f"building {onnx_path} with {args.backend}"):
         if args.sparse == "both":
@@ -89,6 +108,8 @@ def run(args) -> int:
         d, s = records["dense"].metadata, records["sparse"].metadata
         diff = {k for k in d["spec"] if d["spec"][k] != s["spec"][k]}
         out.print(f"dense vs sparse specs differ only in: {', '.join(sorted(diff))}; sizes {d['artifact_bytes'] / 1e6:.2f} MB vs {s['artifact_bytes'] / 1e6:.2f} MB")
+        if d["artifact_sha256"] == s["artifact_sha256"] and not records["sparse"].report.get("known", True):
+            out.print("the dense and sparse engines are byte-identical: the sparse-weights flag does not change this ahead-of-time plan; kernels, sparse or dense, are chosen on the target GPU")
     for label, folder in triton.items():
         out.print(f"Triton model ({label}): {folder}")
     return 0

@@ -1,4 +1,7 @@
-"""TensorRT builds for real: marked `tensorrt`, skipped with the reason where TensorRT or an Ampere+ GPU is missing."""
+"""TensorRT builds for real: marked `tensorrt`, skipped with the reason where TensorRT or an Ampere+ GPU is missing.
+
+The build path itself (the Polygraphy child process with POLYGRAPHY_USE_TENSORRT_RTX off) runs
+everywhere: without TensorRT it ends in one typed error, which the tests below check."""
 
 import importlib.util
 
@@ -36,6 +39,32 @@ def test_missing_tensorrt_is_one_clear_error(exported, tmp_path):
 
     with pytest.raises(SparsekitError, match="TensorRT|GPU"):
         build_engine(exported[("cnn", "fp16")].path, BuildSpec(), tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here: the real builds below run instead")
+def test_regular_tensorrt_runs_the_same_build_process_with_the_variable_off(exported, tmp_path):
+    """The shared child process starts, imports Polygraphy for regular TensorRT, and reports the
+    missing module as a typed error (the same path that builds where TensorRT exists)."""
+    from sparsekit.backends.trt_build import run_trt_build
+    from sparsekit.backends.trt_flavours import TENSORRT
+    from sparsekit.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError) as info:
+        run_trt_build(TENSORRT, exported[("cnn", "fp16")].path, BuildSpec(), tmp_path)
+    assert info.value.problem.startswith("TensorRT is not usable here") and "tensorrt-rtx" in info.value.fix
+    assert (tmp_path / "build.log").is_file() and not (tmp_path / "engine.plan").exists()
+
+
+def test_a_process_imported_for_the_other_flavour_refuses(tmp_path):
+    """Polygraphy reads its flavour once, at import (here: regular TensorRT, the variable unset), so
+    the build code checks that it got the flavour it was asked for."""
+    from sparsekit.backends.trt_build import build_from_request
+    from sparsekit.errors import EngineBuildError
+
+    request = {"backend": "tensorrt-rtx", "spec": {"backend": "tensorrt-rtx"}, "onnx": str(tmp_path / "x.onnx"), "out_dir": str(tmp_path), "timing_cache": None, "inspect": False}
+    with pytest.raises(EngineBuildError, match="wrong TensorRT flavour") as info:
+        build_from_request(request, lambda line: None)
+    assert "POLYGRAPHY_USE_TENSORRT_RTX=1" in info.value.fix
 
 
 @pytest.fixture(scope="module")
