@@ -7,7 +7,8 @@ Typical use::
 
     import sparsekit as sk
 
-    loaded = sk.load_model("bert")                       # zoo name, file.py:factory, checkpoint...
+    loaded = sk.load_model("bert")                       # zoo name, file.py:factory, hf:DIR, checkpoint...
+    loaded = sk.wrap(my_model, ["input_ids:1x128:int64:0..30522"])  # or an in-memory model
     print(sk.analyze_model(loaded).summary)              # eligibility, FLOP shares, Amdahl bound
     loaded.model, report = sk.sparsify_(loaded.model, "magnitude", exclude=["head"])
     sk.save_checkpoint(loaded, "bert.sparse.pt")
@@ -47,6 +48,9 @@ _API = {
     "Recipe": "sparsekit.recipe.schema",
     "run_recipe": "sparsekit.recipe.runner",
     "SparsekitError": "sparsekit.errors",
+    "wrap": "sparsekit.models.source",
+    "flatten_outputs": "sparsekit.models.outputs",
+    "load_text_calibration": "sparsekit.models.calib",
 }
 
 __all__ = sorted(_API)

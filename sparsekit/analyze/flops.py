@@ -12,7 +12,11 @@ def _attention_flop_tally():
 
     torch's FlopCounterMode counts the fused attention ops of CUDA but not the CPU one that
     SDPA dispatches to, so on CPU attention would vanish from the total (and the Amdahl bound
-    would rise to 2.0x). Two matmuls of ``[.., Sq, D] x [.., D, Sk]`` and ``[.., Sq, Sk] x [.., Sk, Dv]``.
+    would rise to 2.0x). Two matmuls of ``[.., Sq, D] x [.., D, Sk]`` and ``[.., Sq, Sk] x [.., Sk, Dv]``,
+    whether ``query``/``key``/``value`` come by position or by keyword, and whatever the mask or
+    causality (a causal kernel may skip half the scores; the dense count is what a 2:4 GEMM
+    speedup cannot touch, so it is kept). Eager attention (``torch.matmul`` of scores) is counted by
+    FlopCounterMode itself.
     """
     import torch
     from torch.overrides import TorchFunctionMode
@@ -23,7 +27,9 @@ def _attention_flop_tally():
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             if func is torch.nn.functional.scaled_dot_product_attention:
-                q, k, v = args[:3]
+                named = dict(zip(("query", "key", "value"), args))
+                named.update({k: kwargs[k] for k in ("query", "key", "value") if k in kwargs})
+                q, k, v = named["query"], named["key"], named["value"]
                 batch_heads = q.numel() // (q.shape[-2] * q.shape[-1])
                 self.flops += 2 * batch_heads * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
             return func(*args, **kwargs)

@@ -25,6 +25,7 @@ class LayerAnalysis:
         likely_win: heuristic verdict on whether sparse kernels beat dense here.
         gemm_rows: the GEMM's M dimension at the analysed batch (small M rarely gains).
         flops: FLOPs at the analysed input shape; ``flop_share`` of the model total (0..1).
+        tied_to: the parameter this layer's weight is shared with (kept dense unless untied), if any.
     """
 
     name: str
@@ -39,6 +40,7 @@ class LayerAnalysis:
     gemm_rows: int | None
     flops: int | None
     flop_share: float | None
+    tied_to: str | None = None
 
 
 @dataclass
@@ -76,25 +78,34 @@ def analyze_model(loaded) -> AnalysisReport:
     """Analyse every Linear/Conv of a :class:`~sparsekit.models.source.LoadedModel` at its input shape.
 
     The Amdahl bound assumes the sparsifiable layers (TensorRT-eligible and accepted by ModelOpt's
-    magnitude rule) run 2x faster and everything else is unchanged.
+    magnitude rule) run 2x faster and everything else is unchanged. A layer whose weight is tied to
+    another parameter (a language model's head and its token embedding) counts as dense, as
+    ``sparsify`` keeps it unless told to untie it.
     """
+    from sparsekit.models.ties import tied_weights
+
     model = loaded.model
     flops, rows, total = layer_flops(model, loaded.inputs.random(seed=0))
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))}
+    ties = tied_weights(model, modules)
     layers = []
-    for name, module in model.named_modules():
-        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            continue
+    for name, module in modules.items():
         shape = tuple(module.weight.shape)
         kind = layer_kind(module)
         f = flops.get(name)
+        magnitude, sparsegpt = modelopt_magnitude(kind, shape).to_dict(), modelopt_sparsegpt(kind, shape).to_dict()
+        tie = ties.get(name)
+        if tie is not None:
+            dense = {"ok": False, "reason": f"weight tied to '{tie.tied_to}': kept dense unless sparsify --untie-tied (+{tie.extra_bytes / 1e6:.2f} MB)"}
+            magnitude, sparsegpt = (dense if m["ok"] else m for m in (magnitude, sparsegpt))
         layers.append(
             LayerAnalysis(
                 name, kind, list(shape), 1, shape[1],
                 trt_eligible(kind, shape, 1, getattr(module, "groups", 1)).to_dict(),
-                modelopt_magnitude(kind, shape).to_dict(),
-                modelopt_sparsegpt(kind, shape).to_dict(),
+                magnitude, sparsegpt,
                 likely_wins(shape, 1).to_dict(),
                 rows.get(name), f, round(f / total, 6) if f is not None and total else None,
+                tie.tied_to if tie else None,
             )
         )
     return AnalysisReport(loaded.name, loaded.inputs.to_dict(), total, layers)

@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    notes: list[str] = []
     with status("analysing"):
         if args.model.endswith(".onnx"):
             from sparsekit.analyze.onnx_layers import analyze_onnx
@@ -28,8 +29,10 @@ def run(args) -> int:
         else:
             from sparsekit.analyze.torch_layers import analyze_model
 
-            report = analyze_model(load_from_args(args))
-    payload = report.to_dict()
+            loaded = load_from_args(args)
+            notes = loaded.notes
+            report = analyze_model(loaded)
+    payload = {**report.to_dict(), "model_notes": notes}
     emit(args, payload)
     if args.json:
         return 0
@@ -46,6 +49,11 @@ def run(args) -> int:
         f"Amdahl bound [bold]{s['amdahl_bound']:.2f}x[/] if they all ran 2x faster; "
         f"[bold]{s['amdahl_bound_likely_win']:.2f}x[/] if only the {s['likely_win']} wide ones likely to win did."
     )
+    for note in notes:
+        out.print(f"[dim]model: {note}[/]")
+    for layer in report.layers:
+        if layer.tied_to:
+            out.print(f"  {layer.name}: {layer.magnitude['reason']}")
     reasons = [(layer.name, layer.trt["reason"]) for layer in report.layers if not layer.trt["ok"]]
     for name, reason in reasons[:10]:
         out.print(f"  [dim]{name}: not eligible: {reason}[/]")

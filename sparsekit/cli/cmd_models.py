@@ -26,5 +26,5 @@ def run(args) -> int:
     for name, e in ZOO.items():
         t.add_row(name, e.description, " ".join(f"{k}={v}" for k, v in e.defaults.items()))
     out.print(t)
-    out.print("Also: path/to/file.py:factory, pkg.module:factory, torchvision:NAME (needs torchvision), or a checkpoint .pt")
+    out.print("Also: path/to/file.py:factory, pkg.module:factory, hf:DIR (a Hugging Face save_pretrained folder; needs transformers), torchvision:NAME (needs torchvision), or a checkpoint .pt")
     return 0

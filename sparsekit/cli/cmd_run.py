@@ -16,10 +16,12 @@ def add_parser(sub) -> None:
         description="Execute the stages of a recipe (analyze -> sparsify -> export -> report) into a run folder with a manifest. "
         "A stage whose settings and input files did not change is skipped.",
     )
-    p.add_argument("recipe", help="recipe YAML file (see 'sparsekit demo --show-recipe')")
+    p.add_argument("recipe", nargs="?", help="recipe YAML file (see 'sparsekit demo --show-recipe'); relative paths in it are read from its folder")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<recipe name>)")
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.add_argument("--report", metavar="FILE", help="also write the run summary JSON (stages, summary) to FILE (atomically)")
+    p.add_argument("--schema", action="store_true", help="print the recipe schema (JSON Schema, every field described) and exit")
     p.set_defaults(func=run)
 
     d = sub.add_parser(
@@ -38,7 +40,7 @@ def demo_recipe_path() -> Path:
     return Path(str(files("sparsekit") / "recipes" / "demo.yaml"))
 
 
-def _execute(recipe, run_dir: Path, force: bool, as_json: bool) -> int:
+def _execute(recipe, run_dir: Path, force: bool, as_json: bool, report: str | None = None) -> int:
     import json
 
     from sparsekit.recipe.runner import run_recipe
@@ -46,8 +48,8 @@ def _execute(recipe, run_dir: Path, force: bool, as_json: bool) -> int:
     say = (lambda msg: None) if as_json else (lambda msg: err.print(f"[dim]{msg}[/]"))
     result = run_recipe(recipe, run_dir, force, say)
     summary = json.loads((run_dir / "summary.json").read_text())
+    emit(type("A", (), {"json": as_json, "report": report})(), {"run_dir": str(run_dir), "stages": [s.__dict__ for s in result.stages], "summary": summary})
     if as_json:
-        emit(type("A", (), {"json": True})(), {"run_dir": str(run_dir), "stages": [s.__dict__ for s in result.stages], "summary": summary})
         return 0
     _print_summary(summary, run_dir)
     return 0
@@ -84,10 +86,19 @@ def _print_summary(s: dict, run_dir: Path) -> None:
 
 
 def run(args) -> int:
-    from sparsekit.recipe.schema import load_recipe
+    import json
+    import sys
 
+    from sparsekit.errors import RecipeError
+    from sparsekit.recipe.schema import load_recipe, recipe_schema
+
+    if args.schema:
+        sys.stdout.write(json.dumps(recipe_schema(), indent=2) + "\n")
+        return 0
+    if not args.recipe:
+        raise RecipeError("no recipe file given", "run 'sparsekit run RECIPE.yaml' ('sparsekit run --schema' prints the format)")
     recipe = load_recipe(args.recipe)
-    return _execute(recipe, Path(args.out or Path("runs") / recipe.name), args.force, args.json)
+    return _execute(recipe, Path(args.out or Path("runs") / recipe.name), args.force, args.json, args.report)
 
 
 def run_demo(args) -> int:

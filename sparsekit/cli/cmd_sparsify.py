@@ -22,10 +22,13 @@ def add_parser(sub) -> None:
     p.add_argument("--include-from", metavar="FILE", help="layers to sparsify from a file: the JSON of 'sparsekit select' (its include list) or one name/pattern per line")
     p.add_argument("--exclude-from", metavar="FILE", help="layers to keep dense from a file: a JSON with an 'exclude' list (e.g. from sensitivity analysis) or one name/pattern per line")
     p.add_argument("--calib", metavar="DATA", help="calibration data for sparsegpt: .pt/.npy/.npz with [N, ...] samples, or module:function; default: random inputs")
-    p.add_argument("--calib-samples", type=int, default=64, metavar="N", help="random calibration samples when --calib is not given (default 64)")
+    p.add_argument("--calib-text", metavar="FILE", help="calibrate on real text, one sample per line, tokenized by the tokenizer of the hf:DIR model folder (padded/truncated to --seq-len)")
+    p.add_argument("--calib-samples", type=int, default=64, metavar="N", help="random calibration samples when --calib is not given, or lines of --calib-text used (default 64)")
     p.add_argument("--permute", action="store_true", help="first search channel permutations (producer outputs + consumer inputs reordered together: "
                    "the dense function is unchanged) so that 2:4 keeps more weight magnitude; reported per layer")
     p.add_argument("--permute-sweeps", type=int, default=100, metavar="N", help="permutation search sweeps per layer (default 100; more keeps a little more, slower)")
+    p.add_argument("--untie-tied", action="store_true", help="also sparsify layers whose weight is tied to another parameter (a language model's head and its "
+                   "token embedding): each gets its own 2:4 copy, which adds its size (stated in the report); by default they stay dense")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -33,7 +36,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from sparsekit._io import ensure_writable_target
-    from sparsekit.models.calib import load_calibration
+    from sparsekit.models.calib import calibration_for
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.sparsify.sparsify import sparsify_
 
@@ -42,11 +45,12 @@ def run(args) -> int:
     ensure_writable_target(args.output, args.force)
     include, exclude = resolve_layer_patterns(args.include, args.exclude, args.include_from, args.exclude_from)
     loaded = load_from_args(args)
-    calib = load_calibration(args.calib, loaded.inputs, args.calib_samples) if (args.method == "sparsegpt" or args.calib) else None
+    needs = args.method == "sparsegpt" or args.calib or args.calib_text
+    calib = calibration_for(loaded, args.calib, args.calib_text, args.calib_samples) if needs else None
     with status(f"sparsifying with {args.method}"):
-        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_sweeps=args.permute_sweeps)
+        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_sweeps=args.permute_sweeps, untie_tied=args.untie_tied)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
-    payload = {**report.to_dict(), "checkpoint": str(args.output)}
+    payload = {**report.to_dict(), "checkpoint": str(args.output), "model_notes": loaded.notes}
     emit(args, payload)
     if args.json:
         return 0
@@ -66,5 +70,10 @@ def run(args) -> int:
         for x in report.permutation.layers:
             pt.add_row(x.consumer, x.producer, str(x.block or "-"), f"{x.retained_before:.4f}", f"{x.retained_after:.4f}")
         out.print(pt if report.permutation.layers else "channel permutation: no producer/consumer pair found among the selected layers")
+    for note in loaded.notes:
+        out.print(f"[dim]model: {note}[/]")
+    for tie in report.tied:
+        cost = f"{tie.extra_bytes / 1e6:.2f} MB (fp32)"
+        out.print(f"{tie.layer}: weight tied to {tie.tied_to}; " + (f"untied and sparsified: +{cost} in the checkpoint and ONNX" if tie.action == "untied" else f"kept dense (--untie-tied sparsifies it for +{cost})"))
     out.print(f"{len(report.sparsified)} of {len(report.layers)} layers are 2:4 in {report.seconds:.1f} s; checkpoint: {args.output}")
     return 0

@@ -1,8 +1,10 @@
 """Calibration data for SparseGPT and INT8 calibration: the model's own random inputs, a tensor
-file, or a user loader, always checked against the model's input spec."""
+file, a user loader, or text tokenized by a Hugging Face model folder's tokenizer, always checked
+against the model's input spec."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -44,7 +46,9 @@ def _check_batch(batch: tuple, spec: InputSpec) -> None:
         raise CalibrationDataError(f"a calibration batch has {len(batch)} tensors, the model takes {len(spec.tensors)}", f"yield tuples ordered as {spec.names}")
     for tensor, want in zip(batch, spec.tensors):
         got = tuple(tensor.shape[1:])
-        if got != tuple(want.shape[1:]):
+        dynamic = set(want.axes)
+        fits = len(got) == len(want.shape) - 1 and all(g == w or axis in dynamic for axis, (g, w) in enumerate(zip(got, want.shape[1:]), start=1))
+        if not fits:
             raise CalibrationDataError(
                 f"calibration input '{want.name}' has sample shape {list(got)}, the model expects {list(want.shape[1:])}",
                 "reshape the data to [N, " + ", ".join(map(str, want.shape[1:])) + "]",
@@ -92,16 +96,54 @@ def load_calibration(source: str | None, spec: InputSpec, samples: int = 64, bat
             raise CalibrationDataError(f"cannot read calibration file '{path}' ({type(exc).__name__})", "save it with torch.save or numpy.save") from exc
         return _as_batches(data, spec, batch_size)
     if ":" in source:
-        from sparsekit.models.source import _load_callable
+        from sparsekit.models.build import load_callable
 
         try:
-            data = _load_callable(source)()
+            data = load_callable(source)()
         except CalibrationDataError:
             raise
         except Exception as exc:
             raise CalibrationDataError(f"calibration loader '{source}' failed: {exc}", "fix the loader") from exc
         return _as_batches(data, spec, batch_size)
     raise CalibrationDataError(f"cannot use '{source}' as calibration data", "give a .pt/.npy/.npz file or module:function")
+
+
+def load_text_calibration(loaded, path: str | os.PathLike, samples: int = 64, batch_size: int = 8) -> list[tuple]:
+    """Calibration batches from a text file (one text per line), tokenized by the tokenizer saved
+    in the model's Hugging Face folder, padded/truncated to the model's sequence length.
+
+    Args:
+        loaded: a :class:`~sparsekit.models.loaded.LoadedModel` from ``hf:DIR`` (or a checkpoint of one).
+        path: the text file.
+        samples: at most this many lines are used.
+        batch_size: texts per batch.
+
+    Raises:
+        CalibrationDataError: the model has no Hugging Face folder, the folder no tokenizer, or the file no text.
+    """
+    from sparsekit.models import hf
+
+    spec = str(loaded.source.get("spec", ""))
+    if loaded.source.get("kind") != "hf" or not spec.startswith(hf.PREFIX):
+        raise CalibrationDataError(f"--calib-text needs a tokenizer, and '{loaded.name}' is not a Hugging Face model folder", "load the model as hf:DIR (a save_pretrained folder with its tokenizer), or calibrate with --calib")
+    batches = hf.text_batches(hf.hf_folder(spec), loaded.inputs, path, samples, batch_size)
+    for b in batches:
+        _check_batch(b, loaded.inputs)
+    return batches
+
+
+def calibration_for(loaded, calib: str | None = None, calib_text: str | os.PathLike | None = None, samples: int = 64, batch_size: int = 8) -> list[tuple]:
+    """Calibration batches for ``loaded``: from text (``calib_text``, tokenized by its Hugging Face
+    folder's tokenizer), from ``calib`` (see :func:`load_calibration`), or its random inputs.
+
+    Raises:
+        CalibrationDataError: both sources given, or the chosen one is unusable.
+    """
+    if calib and calib_text:
+        raise CalibrationDataError("both --calib and --calib-text were given", "give one calibration source")
+    if calib_text:
+        return load_text_calibration(loaded, calib_text, samples, batch_size)
+    return load_calibration(calib, loaded.inputs, samples, batch_size)
 
 
 def forward_loop(batches: Iterable[tuple]):

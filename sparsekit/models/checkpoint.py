@@ -18,13 +18,26 @@ SCHEMA = 1
 
 
 def save_checkpoint(loaded, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``loaded`` (a :class:`~sparsekit.models.source.LoadedModel`) to ``path`` atomically.
+    """Write ``loaded`` (a :class:`~sparsekit.models.loaded.LoadedModel`) to ``path`` atomically.
+
+    The payload holds the model's source (how to rebuild the architecture: zoo entry, factory,
+    ``hf:`` folder, or a Hugging Face class + config), its input spec, ModelOpt's state and the
+    weights; everything but the weights and ModelOpt's state is plain JSON-like data.
 
     Args:
         loaded: the model, its inputs and source.
         path: target ``.pt`` file (the caller checks overwrite rules).
         meta: extra metadata (e.g. the sparsify report), JSON-serialisable.
+
+    Raises:
+        ModelSourceError: the model was given in memory and its architecture cannot be rebuilt
+            (nothing is written).
     """
+    if not loaded.rebuildable:
+        raise ModelSourceError(
+            f"cannot checkpoint the in-memory model {loaded.name}: a checkpoint rebuilds the architecture from its source, and this model has none",
+            "wrap it with the factory or zoo name that builds it (sk.wrap(model, inputs, source='file.py:factory')), or use a Hugging Face model (rebuilt from its config)",
+        )
     import modelopt.torch.opt as mto
     import torch
 
@@ -43,47 +56,94 @@ def save_checkpoint(loaded, path: str | os.PathLike, meta: dict[str, Any] | None
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint file's payload (without building the model)."""
-    import torch
+    """Read and validate a checkpoint file's payload (without building the model).
+
+    The file is read as data only (:func:`sparsekit._safe_load.load_torch_data`): tensors, numbers,
+    strings, lists and dicts. A checkpoint whose pickle asks for anything else (a class, a function
+    to call) is refused without executing any of it.
+
+    Raises:
+        ModelSourceError: the file is missing, unreadable, not a sparsekit checkpoint, of another
+            schema, or lacks a part of the payload.
+        UnsafeCheckpointError: the pickle would import or call code.
+    """
+    from sparsekit._safe_load import load_torch_data
+    from sparsekit.errors import SparsekitError
 
     p = Path(path)
     if not p.is_file():
         raise ModelSourceError(f"checkpoint '{p}' does not exist", "check the path, or run 'sparsekit sparsify' to create it")
+    if p.stat().st_size == 0:
+        raise ModelSourceError(f"checkpoint '{p}' is empty", "re-create it with 'sparsekit sparsify'; the write that made it did not finish")
     try:
-        # Checkpoints hold ModelOpt's state (plain Python objects), so full unpickling is needed:
-        # load only checkpoints you created or trust.
-        payload = torch.load(p, map_location="cpu", weights_only=False)
+        payload = load_torch_data(p, "checkpoint")
+    except SparsekitError:
+        raise
     except Exception as exc:
         raise ModelSourceError(f"'{p}' is not a readable checkpoint ({type(exc).__name__})", "re-create it with 'sparsekit sparsify'") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelSourceError(f"'{p}' is not a sparsekit checkpoint", "pass a file written by 'sparsekit sparsify', or a model name")
     if payload.get("schema") != SCHEMA:
         raise ModelSourceError(f"'{p}' has checkpoint schema {payload.get('schema')}, this sparsekit reads {SCHEMA}", "re-create the checkpoint with this version")
+    _check_payload(p, payload)
     return payload
 
 
+_PARTS = {"source": dict, "inputs": (list, dict), "meta": dict, "modelopt_state": dict, "state_dict": dict}
+"""The parts of a checkpoint payload and their types (``meta`` may be absent in old files)."""
+
+
+def _check_payload(path: Path, payload: dict[str, Any]) -> None:
+    """Refuse a payload with a missing or mistyped part (instead of failing later on a key)."""
+    import torch
+
+    for key, kind in _PARTS.items():
+        if key == "meta" and key not in payload:
+            continue
+        if not isinstance(payload.get(key), kind):
+            raise ModelSourceError(f"checkpoint '{path}' is damaged: its '{key}' part is {'missing' if key not in payload else type(payload[key]).__name__}", "re-create it with 'sparsekit sparsify'")
+    if not isinstance(payload["source"].get("spec"), str):
+        raise ModelSourceError(f"checkpoint '{path}' is damaged: it does not record the model's source", "re-create it with 'sparsekit sparsify'")
+    bad = next((k for k, v in payload["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise ModelSourceError(f"checkpoint '{path}' is damaged: weight entry '{bad}' is not a tensor", "re-create it with 'sparsekit sparsify'")
+
+
 def load_checkpoint(path: str | os.PathLike):
-    """Rebuild the model a checkpoint describes and restore its sparsity state and weights.
+    """Rebuild the model a checkpoint describes and restore its sparsity state, weights and inputs.
+
+    The architecture comes from the recorded source (without reading its inputs from it: the
+    checkpoint's own input spec is used), ``transformers.Conv1D`` layers are converted as at load
+    time, and layers whose tied weight was untied before sparsifying are untied again.
 
     Returns:
-        A :class:`~sparsekit.models.source.LoadedModel` whose ``checkpoint`` holds the metadata.
+        A :class:`~sparsekit.models.loaded.LoadedModel` whose ``checkpoint`` holds the metadata
+        (its calling convention is set by :func:`sparsekit.models.source.prepare_`).
+
+    Raises:
+        ModelSourceError: the source cannot be rebuilt, or the weights do not fit it.
     """
+    payload = read_checkpoint(path)  # first: a bad file is refused before the slow ModelOpt import
+
+    from sparsekit._memory import import_cleanly
+
+    import_cleanly("modelopt.torch")  # not on this stack: the import would keep `payload` alive (see import_cleanly)
     import modelopt.torch.opt as mto
 
-    from sparsekit.models.source import load_model
+    from sparsekit.models.build import rebuild_from_source
+    from sparsekit.models.hf import conv1d_to_linear_
+    from sparsekit.models.loaded import LoadedModel
     from sparsekit.models.spec import InputSpec
+    from sparsekit.models.ties import untie_like_
 
-    payload = read_checkpoint(path)
     source = payload["source"]
-    base = load_model(source["spec"], source.get("args", {}), None)
-    model = base.model
+    model = rebuild_from_source(source)
+    conv1d_to_linear_(model)
+    untie_like_(model, payload["state_dict"])
     if payload["modelopt_state"].get("modelopt_state_dict"):
         model = mto.restore_from_modelopt_state(model, payload["modelopt_state"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise ModelSourceError(f"checkpoint '{path}' does not fit the model '{source['spec']}': {str(exc).splitlines()[0]}", "the model source changed since the checkpoint was written; re-run sparsify") from exc
-    base.model = model.eval()
-    base.inputs = InputSpec.from_dict(payload["inputs"])
-    base.checkpoint = {"path": str(path), **payload.get("meta", {})}
-    return base
+    return LoadedModel(model.eval(), InputSpec.from_dict(payload["inputs"]), source, {"path": str(path), **payload.get("meta", {})})

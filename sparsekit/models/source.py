@@ -1,111 +1,45 @@
-"""Turn a model name into a model: zoo entry, ``file.py:factory``, ``pkg.module:factory``,
-``torchvision:NAME``, or a saved sparsekit checkpoint."""
+"""Turn a model name (zoo entry, ``file.py:factory``, ``pkg.module:factory``, ``torchvision:NAME``,
+``hf:DIR``, a sparsekit checkpoint) or an in-memory module into a model ready for the pipeline:
+inputs complete (shapes, integer ranges, dynamic axes) and a calling convention every stage can use
+(see :mod:`sparsekit.models.adapter`)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
 from typing import Any, Sequence
 
 from torch import nn
 
 from sparsekit.errors import InputShapeError, ModelSourceError
-from sparsekit.models.spec import InputSpec, InputTensor, parse_input_shape, parse_input_shapes
+from sparsekit.models.build import HF_CONFIG, MEMORY, build_model, declared_inputs, resolve_factory_spec
+from sparsekit.models.loaded import LoadedModel
+from sparsekit.models.spec import InputSpec, apply_dynamic_axes, parse_input_shapes
 
 
-@dataclass
-class LoadedModel:
-    """A model ready for the pipeline.
-
-    Attributes:
-        model: the module, in eval mode.
-        inputs: its input spec (batch dimension first).
-        source: how to rebuild it: ``{"kind", "spec", "args"}`` (JSON-serialisable).
-        checkpoint: metadata of the sparsekit checkpoint it came from, if any.
-    """
-
-    model: nn.Module
-    inputs: InputSpec
-    source: dict[str, Any]
-    checkpoint: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return str(self.source.get("spec"))
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
 
-def _load_callable(spec: str):
-    target, _, attr = spec.rpartition(":")
-    if target.endswith(".py"):
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise ModelSourceError(f"model file '{target}' does not exist", "check the path before ':factory'")
-        mod_name = f"sparsekit_user_{path.stem}_{abs(hash(str(path)))}"
-        mod_spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[mod_name] = module
-        try:
-            mod_spec.loader.exec_module(module)
-        except Exception as exc:  # user code: report whatever it raised
-            raise ModelSourceError(f"importing '{target}' failed: {type(exc).__name__}: {exc}", "fix the error in that file") from exc
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise ModelSourceError(f"cannot import module '{target}': {exc}", "check the module name and that its package is installed") from exc
-    fn = getattr(module, attr, None)
-    if fn is None or not callable(fn):
-        raise ModelSourceError(f"'{target}' has no callable named '{attr}'", "name a function that returns an nn.Module")
-    return fn
-
-
-def _spec_from_factory_result(result: Any) -> tuple[nn.Module, InputSpec | None]:
-    model, shapes = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
-    if not isinstance(model, nn.Module):
-        raise ModelSourceError(f"the factory returned {type(model).__name__}, not an nn.Module", "return a torch.nn.Module (optionally with its input shapes as a tuple)")
-    if shapes is None or isinstance(shapes, InputSpec):
-        return model, shapes
-    tensors = []
-    for i, s in enumerate(shapes):
-        if isinstance(s, str):
-            tensors.append(parse_input_shape(s, i))
-        else:
-            tensors.append(InputTensor("input" if i == 0 else f"input{i}", tuple(int(d) for d in s)))
-    return model, InputSpec(tuple(tensors))
-
-
-def _from_factory(spec: str, args: dict[str, Any]) -> tuple[nn.Module, InputSpec | None]:
-    fn = _load_callable(spec)
-    try:
-        result = fn(**args)
-    except Exception as exc:  # user code
-        raise ModelSourceError(f"factory '{spec}' raised {type(exc).__name__}: {exc}", "fix the factory or its --model-arg values") from exc
-    return _spec_from_factory_result(result)
-
-
-def _from_torchvision(name: str, args: dict[str, Any]) -> tuple[nn.Module, InputSpec]:
-    try:
-        import torchvision.models as tvm
-    except Exception as exc:
-        raise ModelSourceError(f"torchvision cannot be imported ({type(exc).__name__})", "install a torchvision build that matches your torch, or use a zoo model") from exc
-    try:
-        model = tvm.get_model(name, weights=None, **args)
-    except ValueError as exc:
-        raise ModelSourceError(f"torchvision has no model '{name}'", "see torchvision.models.list_models()") from exc
-    return model, InputSpec((InputTensor("input", (1, 3, 224, 224)),))
+def parse_scalar(text: str) -> int | float | bool | str:
+    """``"512"`` -> 512, ``"0.1"`` / ``"1e-3"`` -> float, ``"true"``/``"false"`` (any case) -> bool, else the string."""
+    value = text.strip()
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
 
 
 def parse_model_args(pairs: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings (CLI ``--model-arg``) into a dict of strings."""
+    """Parse ``key=value`` strings (CLI ``--model-arg``) into typed scalars (int, float, bool, str)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ModelSourceError(f"model argument '{pair}' is not key=value", "write it as --model-arg hidden=512")
-        out[key.strip()] = value.strip()
+        out[key.strip()] = parse_scalar(value)
     return out
 
 
@@ -113,63 +47,134 @@ def is_checkpoint_path(spec: str) -> bool:
     return spec.endswith((".pt", ".pth")) and ":" not in spec
 
 
-def load_model(spec: str, args: dict[str, Any] | None = None, input_shapes: Sequence[str] | None = None) -> LoadedModel:
-    """Build the model that ``spec`` names.
+def load_model(
+    spec: str,
+    args: dict[str, Any] | None = None,
+    input_shapes: Sequence[str] | None = None,
+    seq_len: int | None = None,
+    dynamic_axes: Sequence[str] | None = None,
+) -> LoadedModel:
+    """Build the model that ``spec`` names, with complete inputs and a plain calling convention.
 
     Args:
         spec: a zoo name (``cnn``), ``path/file.py:factory``, ``pkg.module:factory``,
-            ``torchvision:resnet50``, or a sparsekit checkpoint ``*.pt``.
-        args: keyword arguments for the zoo entry or factory.
-        input_shapes: ``--input-shape`` strings overriding the model's own input spec.
+            ``torchvision:resnet50``, ``hf:DIR`` (a ``save_pretrained`` folder) or a sparsekit
+            checkpoint ``*.pt`` (which restores its inputs unless they are given here).
+        args: keyword arguments for the zoo entry or factory (config overrides for ``hf:DIR``).
+        input_shapes: ``--input-shape`` strings replacing the model's own input spec.
+        seq_len: size of every input axis labelled ``sequence`` (Hugging Face text inputs).
+        dynamic_axes: ``NAME:AXIS[=LABEL]`` strings marking more input axes dynamic.
 
     Raises:
         ModelSourceError: the model cannot be built.
-        InputShapeError: no input shape is known, or the model rejects it.
+        InputShapeError: no input shape is known, an input is not a ``forward`` parameter, or the
+            model rejects the inputs.
     """
-    args = dict(args or {})
-    ckpt: dict[str, Any] = {}
     if is_checkpoint_path(spec):
         from sparsekit.models.checkpoint import load_checkpoint
 
-        return _with_inputs(load_checkpoint(spec), input_shapes)
-    if spec.startswith("torchvision:"):
-        model, inputs = _from_torchvision(spec.split(":", 1)[1], args)
-        kind = "torchvision"
-    elif ":" in spec:
-        model, inputs = _from_factory(spec, args)
-        kind = "factory"
-        if spec.split(":")[0].endswith(".py"):
-            spec = f"{Path(spec.rpartition(':')[0]).expanduser().resolve()}:{spec.rpartition(':')[2]}"
+        loaded = load_checkpoint(spec)
     else:
-        from sparsekit.models.zoo import build_zoo_model
-
-        model, inputs, args = build_zoo_model(spec, **args)
-        kind = "zoo"
-    loaded = LoadedModel(model.eval(), inputs or InputSpec(), {"kind": kind, "spec": spec, "args": args}, ckpt)
-    return _with_inputs(loaded, input_shapes)
+        model, inputs, source = build_model(spec, args)
+        loaded = LoadedModel(model, inputs or InputSpec(), source)
+    return prepare_(loaded, input_shapes, seq_len, dynamic_axes)
 
 
-def _with_inputs(loaded: LoadedModel, input_shapes: Sequence[str] | None) -> LoadedModel:
-    if input_shapes:
-        loaded.inputs = parse_input_shapes(input_shapes)
-    if not loaded.inputs.tensors:
-        raise InputShapeError(f"model '{loaded.name}' does not declare its input shape", "pass --input-shape, e.g. --input-shape 1x3x224x224")
-    validate_inputs(loaded)
-    return loaded
+def wrap(
+    model: nn.Module,
+    inputs: Any = None,
+    source: str | None = None,
+    args: dict[str, Any] | None = None,
+    seq_len: int | None = None,
+    dynamic_axes: Sequence[str] | None = None,
+) -> LoadedModel:
+    """Make an in-memory model ready for the pipeline, without wrapper code.
 
+    The module is adapted in place (Conv1D layers become the equal Linear; ``forward`` takes the
+    inputs in order and returns plain tensors when called positionally; see
+    :mod:`sparsekit.models.adapter`).
 
-def validate_inputs(loaded: LoadedModel) -> None:
-    """Run one forward pass on random inputs to prove the input spec fits the model.
+    Args:
+        model: any ``nn.Module`` (a Hugging Face ``PreTrainedModel`` included).
+        inputs: an :class:`InputSpec`, or a list of shapes, ``"name:DxD:dtype[:LOW..HIGH]"``
+            strings or ``(name, shape, dtype[, range])`` tuples; None for a Hugging Face model's
+            defaults.
+        source: how to rebuild the architecture for checkpoints: a zoo name or ``file.py:factory``
+            (with ``args``) that builds this model. Hugging Face models are rebuilt from their
+            class and config without it; other models without it cannot be checkpointed.
+        args: the factory / zoo arguments that built it.
+        seq_len: size of axes labelled ``sequence``.
+        dynamic_axes: ``NAME:AXIS[=LABEL]`` strings.
 
     Raises:
-        InputShapeError: the model raised on inputs of this shape.
+        InputShapeError: no inputs known, or they do not fit the model.
     """
-    import torch
+    from sparsekit.models import hf
 
-    try:
-        with torch.no_grad():
-            loaded.model(*loaded.inputs.random(seed=0))
-    except Exception as exc:  # the model's own error is the message
-        shapes = ", ".join(f"{t.name}:{'x'.join(map(str, t.shape))}" for t in loaded.inputs.tensors)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputShapeError(f"model '{loaded.name}' rejects inputs {shapes}: {first}", "pass the right --input-shape for this model") from exc
+    args = dict(args or {})
+    if source is not None:
+        recorded: dict[str, Any] = {"kind": _source_kind(source), "spec": resolve_factory_spec(source), "args": args}
+    elif hf.is_hf_model(model):
+        recorded = {"kind": HF_CONFIG, "spec": type(model).__name__, "args": {}, "hf": hf.hf_record(model)}
+    else:
+        recorded = {"kind": MEMORY, "spec": type(model).__name__, "args": {}}
+    loaded = LoadedModel(model.eval(), declared_inputs(inputs) or InputSpec(), recorded)
+    return prepare_(loaded, None, seq_len, dynamic_axes)
+
+
+def _source_kind(spec: str) -> str:
+    from sparsekit.models.hf import PREFIX
+
+    if spec.startswith(PREFIX):
+        return "hf"
+    if spec.startswith("torchvision:"):
+        return "torchvision"
+    return "factory" if ":" in spec else "zoo"
+
+
+def _resolve_inputs(loaded: LoadedModel, input_shapes, seq_len, dynamic_axes) -> InputSpec:
+    from sparsekit.models import hf
+
+    is_hf = hf.is_hf_model(loaded.model)
+    spec = parse_input_shapes(input_shapes) if input_shapes else loaded.inputs
+    if not spec.tensors and is_hf:
+        spec = hf.default_inputs(loaded.model, seq_len) or spec
+    if not spec.tensors:
+        raise InputShapeError(f"model '{loaded.name}' does not declare its input shape", "pass --input-shape, e.g. --input-shape 1x3x224x224")
+    if is_hf:
+        spec = hf.complete_inputs(loaded.model, spec)
+    if dynamic_axes:
+        spec = apply_dynamic_axes(spec, dynamic_axes)
+    if seq_len:
+        if hf.SEQUENCE not in spec.dynamic_sizes():
+            raise InputShapeError(f"--seq-len sets the axes labelled '{hf.SEQUENCE}', and no input of '{loaded.name}' has one", "mark the axis with --dynamic-axis NAME:1=sequence, or give --input-shape")
+        spec = spec.resized(sizes={hf.SEQUENCE: int(seq_len)})
+    return spec
+
+
+def prepare_(loaded: LoadedModel, input_shapes: Sequence[str] | None = None, seq_len: int | None = None, dynamic_axes: Sequence[str] | None = None) -> LoadedModel:
+    """Complete ``loaded``'s inputs and adapt its model so that every stage can call it.
+
+    Converts ``transformers.Conv1D`` layers to the equal ``nn.Linear``, resolves the inputs
+    (given shapes, else declared ones, else a Hugging Face model's defaults; ranges and dynamic axes
+    from its config), and runs one forward pass to check them and read the output names.
+
+    Raises:
+        InputShapeError: no inputs, a name that is not a ``forward`` parameter, or the model rejects them.
+    """
+    from sparsekit.models import hf
+    from sparsekit.models.adapter import adapt_
+
+    converted = hf.conv1d_to_linear_(loaded.model)
+    if converted:
+        loaded.notes.append(f"{len(converted)} transformers Conv1D layers run as the equal nn.Linear (weight transposed)")
+    loaded.inputs = _resolve_inputs(loaded, input_shapes, seq_len, dynamic_axes)
+    fixed, ones_like = hf.call_conventions(loaded.model, loaded.inputs) if hf.is_hf_model(loaded.model) else ({}, {})
+    call = adapt_(loaded.model, loaded.inputs, fixed, ones_like)
+    loaded.inputs.warn_unknown_ranges(loaded.name)
+    if call.adapted:
+        how = "by keyword" if call.by_keyword else "by position"
+        extra = ", ".join([f"{k}={v}" for k, v in call.fixed] + [f"{k}=ones" for k, _ in call.ones_like])
+        loaded.notes.append(f"inputs passed {how} ({', '.join(call.names)}){'; ' + extra if extra else ''}; outputs {', '.join(call.outputs)}")
+    return loaded
+

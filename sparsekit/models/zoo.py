@@ -94,12 +94,19 @@ def _coerce(entry: ZooEntry, key: str, value: Any) -> Any:
         known = ", ".join(sorted(entry.defaults))
         raise ModelSourceError(f"zoo model '{entry.name}' has no argument '{key}'", f"use one of: {known}")
     default = entry.defaults[key]
-    if isinstance(value, str) and not isinstance(default, str):
+    want = type(default)
+    if isinstance(value, want) and (want is bool) == isinstance(value, bool):
+        return value
+    if want is str:
+        return str(value)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and want is not bool:
         try:
-            return type(default)(value)
-        except ValueError as exc:
-            raise ModelSourceError(f"argument {key}={value!r} of '{entry.name}' is not a {type(default).__name__}", f"give {key} as a {type(default).__name__}, e.g. {key}={default}") from exc
-    return value
+            return want(value)
+        except ValueError:
+            pass
+    raise ModelSourceError(f"argument {key}={value!r} of '{entry.name}' is not a {want.__name__}", f"give {key} as a {want.__name__}, e.g. {key}={default}")
 
 
 def build_zoo_model(name: str, **overrides: Any) -> tuple[nn.Module, InputSpec, dict[str, Any]]:

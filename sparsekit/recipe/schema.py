@@ -23,33 +23,38 @@ _Strict = StrictConfig
 
 
 class ModelConfig(_Strict):
-    """Where the model comes from (see ``sparsekit models``)."""
+    """Where the model comes from (see ``sparsekit models``) and what its inputs are."""
 
-    source: str = Field(description="zoo name, path/file.py:factory, pkg.module:factory or torchvision:NAME")
-    args: dict[str, str | int | float | bool] = Field(default_factory=dict, description="keyword arguments of the zoo entry / factory")
-    input_shapes: list[str] = Field(default_factory=list, description="override input shapes, [name:]DxD[:dtype]")
+    source: str = Field(description="zoo name, path/file.py:factory, pkg.module:factory, torchvision:NAME, hf:DIR (a Hugging Face save_pretrained folder) or a checkpoint .pt; relative paths are read from the recipe's folder")
+    args: dict[str, str | int | float | bool] = Field(default_factory=dict, description="keyword arguments of the zoo entry / factory (for hf:DIR: config overrides, architecture, attn_implementation)")
+    input_shapes: list[str] = Field(default_factory=list, description="inputs replacing the model's own, [name:]DxD[:dtype][:LOW..HIGH] (LOW..HIGH: value range of an integer input, HIGH excluded)")
+    seq_len: int | None = Field(None, ge=1, description="size of the input axes labelled 'sequence' (Hugging Face text models: default 128)")
+    dynamic_axes: list[str] = Field(default_factory=list, description="more dynamic input axes, NAME:AXIS[=LABEL] (axis 0, the batch, always is)")
 
 
 class SparsifyConfig(_Strict):
     """2:4 sparsification through ModelOpt."""
 
-    method: Literal["magnitude", "sparsegpt"] = "magnitude"
-    include: list[str] = Field(default_factory=lambda: ["*"])
-    exclude: list[str] = Field(default_factory=list)
+    method: Literal["magnitude", "sparsegpt"] = Field("magnitude", description="magnitude (no data) or sparsegpt (calibrated, Hessian-based)")
+    include: list[str] = Field(default_factory=lambda: ["*"], description="fnmatch patterns of layer names to sparsify")
+    exclude: list[str] = Field(default_factory=list, description="fnmatch patterns of layer names to keep dense")
     include_from: str | None = Field(None, description="JSON from 'sparsekit select' (include list) or a text file of layer names")
     exclude_from: str | None = Field(None, description="JSON with an 'exclude' list (sensitivity analysis) or a text file of layer names")
     calib: str | None = Field(None, description="calibration data (.pt/.npy/.npz or module:fn); null = random inputs")
-    calib_samples: int = Field(64, ge=1)
+    calib_text: str | None = Field(None, description="calibration text file, one sample per line, tokenized by the hf:DIR model's tokenizer")
+    calib_samples: int = Field(64, ge=1, description="random calibration samples (or lines of calib_text used)")
     permute: bool = Field(False, description="search channel permutations first (same dense function, more magnitude kept by 2:4)")
+    untie_tied: bool = Field(False, description="also sparsify layers whose weight is tied to another parameter (e.g. lm_head and the token embedding), each with its own copy (+ its size)")
 
 
 class ExportConfig(_Strict):
     """Typed ONNX variants, each verified (2:4 + ONNX Runtime parity)."""
 
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"])
-    opset: int = Field(17, ge=13, le=23)
-    calib: str | None = None
-    calib_samples: int = Field(128, ge=1)
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], description="ONNX variants to write, each verified")
+    opset: int = Field(17, ge=13, le=23, description="ONNX opset (raised where a variant needs more)")
+    calib: str | None = Field(None, description="INT8 calibration data (.pt/.npy/.npz or module:fn); null = random inputs")
+    calib_text: str | None = Field(None, description="INT8 calibration text file, one sample per line, tokenized by the hf:DIR model's tokenizer")
+    calib_samples: int = Field(128, ge=1, description="random INT8 calibration samples (or lines of calib_text used)")
 
     @field_validator("precisions")
     @classmethod
@@ -62,15 +67,55 @@ class ExportConfig(_Strict):
 class Recipe(_Strict):
     """A whole run: model -> analyze -> sparsify -> export (-> later stages)."""
 
-    version: Literal[1] = RECIPE_VERSION
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.\-]+$")
-    model: ModelConfig
-    sparsify: SparsifyConfig | None = SparsifyConfig()
-    export: ExportConfig | None = ExportConfig()
+    version: Literal[1] = Field(RECIPE_VERSION, description="recipe schema version")
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; the default run folder is runs/<name>")
+    model: ModelConfig = Field(description="the model and its inputs")
+    sparsify: SparsifyConfig | None = Field(SparsifyConfig(), description="2:4 sparsification; null exports the dense model")
+    export: ExportConfig | None = Field(ExportConfig(), description="ONNX variants; null stops after sparsify")
+
+
+def recipe_schema() -> dict:
+    """The recipe's JSON Schema (every field with its description)."""
+    return Recipe.model_json_schema()
+
+
+_PATH_FIELDS = {"sparsify": ("calib", "calib_text", "include_from", "exclude_from"), "export": ("calib", "calib_text")}
+
+
+def _resolve(value: str, base: Path) -> str:
+    """``value`` read from ``base`` when it is a relative file path (``file.py:fn``, ``hf:DIR``, a data
+    file); names (zoo entries, ``pkg.module:fn``) are left alone."""
+    from sparsekit.models.hf import PREFIX
+
+    def rel(path: str) -> str:
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else (base / p).resolve())
+
+    if value.startswith(PREFIX):
+        return PREFIX + rel(value[len(PREFIX):])
+    target, sep, attr = value.rpartition(":")
+    if sep and target.endswith(".py"):
+        return f"{rel(target)}:{attr}"
+    if sep or "/" not in value and not Path(value).suffix:
+        return value  # module:function, torchvision:NAME, or a zoo name
+    return rel(value)
+
+
+def resolve_paths(data: dict, base: Path) -> dict:
+    """A copy of a parsed recipe with its relative paths read from the recipe's folder ``base``."""
+    out = dict(data)
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("source"), str):
+        out["model"] = {**model, "source": _resolve(model["source"], base)}
+    for section, keys in _PATH_FIELDS.items():
+        part = out.get(section)
+        if isinstance(part, dict):
+            out[section] = {**part, **{k: _resolve(part[k], base) for k in keys if isinstance(part.get(k), str)}}
+    return out
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read and validate a recipe YAML file.
+    """Read and validate a recipe YAML file; relative paths in it are read from its folder.
 
     Raises:
         RecipeError: missing file, bad YAML, or a setting the schema forbids (named in the message).
@@ -84,15 +129,23 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe '{p}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
-    return recipe_from_dict(data, str(p))
+    return recipe_from_dict(data, str(p), base=p.resolve().parent)
 
 
-def recipe_from_dict(data, label: str = "recipe") -> Recipe:
-    """Validate a parsed recipe mapping (see :func:`load_recipe`)."""
+def recipe_from_dict(data, label: str = "recipe", base: Path | None = None) -> Recipe:
+    """Validate a parsed recipe mapping (see :func:`load_recipe`).
+
+    Args:
+        data: the parsed YAML.
+        label: how errors name the recipe.
+        base: the recipe file's folder: relative paths in the recipe are read from there.
+    """
     if not isinstance(data, dict):
         raise RecipeError(f"{label} must be a mapping with 'version' and 'model'", "see 'sparsekit demo --show-recipe'")
     if data.get("version") not in (None, RECIPE_VERSION):
         raise RecipeError(f"{label} has version {data.get('version')!r}; this sparsekit reads version {RECIPE_VERSION}", f"set 'version: {RECIPE_VERSION}'")
+    if base is not None:
+        data = resolve_paths(data, base)
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:

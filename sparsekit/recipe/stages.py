@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from sparsekit._io import write_json_atomic
-from sparsekit.recipe.schema import Recipe
+from sparsekit.recipe.fingerprint import data_fingerprint, source_fingerprint
+from sparsekit.recipe.schema import ModelConfig, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,19 @@ class StageContext:
 
         if self.recipe.sparsify is not None:
             return load_model(str(self.run_dir / "sparse.pt"))
-        m = self.recipe.model
-        return load_model(m.source, dict(m.args), m.input_shapes or None)
+        return load_source_model(self.recipe.model)
+
+
+def load_source_model(m: ModelConfig):
+    """The recipe's model, with its input options."""
+    from sparsekit.models.source import load_model
+
+    return load_model(m.source, dict(m.args), m.input_shapes or None, seq_len=m.seq_len, dynamic_axes=m.dynamic_axes or None)
+
+
+def model_settings(r: Recipe) -> dict:
+    """The model section and the content of what its source reads (a factory file, an hf: folder)."""
+    return {**r.model.model_dump(mode="json"), "content": source_fingerprint(r.model.source)}
 
 
 @dataclass(frozen=True)
@@ -58,54 +70,55 @@ class Stage:
 
 def _analyze(ctx: StageContext) -> dict:
     from sparsekit.analyze.torch_layers import analyze_model
-    from sparsekit.models.source import load_model
 
-    m = ctx.recipe.model
-    report = analyze_model(load_model(m.source, dict(m.args), m.input_shapes or None))
+    report = analyze_model(load_source_model(ctx.recipe.model))
     write_json_atomic(ctx.run_dir / "analysis.json", report.to_dict())
     return report.summary
 
 
 def _sparsify(ctx: StageContext) -> dict:
-    from sparsekit.models.calib import load_calibration
+    from sparsekit.models.calib import calibration_for
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.models.source import load_model
     from sparsekit.bench.select import resolve_layer_patterns
     from sparsekit.sparsify.sparsify import sparsify_
 
-    m, s = ctx.recipe.model, ctx.recipe.sparsify
-    loaded = load_model(m.source, dict(m.args), m.input_shapes or None)
-    calib = load_calibration(s.calib, loaded.inputs, s.calib_samples) if (s.method == "sparsegpt" or s.calib) else None
+    s = ctx.recipe.sparsify
+    loaded = load_source_model(ctx.recipe.model)
+    needs = s.method == "sparsegpt" or s.calib or s.calib_text
+    calib = calibration_for(loaded, s.calib, s.calib_text, s.calib_samples) if needs else None
     include, exclude = resolve_layer_patterns(s.include, s.exclude, s.include_from, s.exclude_from)
-    loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib, permute=s.permute)
+    loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib, permute=s.permute, untie_tied=s.untie_tied)
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     return {"sparsified": len(report.sparsified), "layers": len(report.layers), "seconds": round(report.seconds, 2)}
 
 
 def _list_contents(r: Recipe) -> dict:
-    """Contents of include/exclude list files: a changed list must re-run sparsify."""
+    """Contents of include/exclude list files and calibration data: a change must re-run sparsify."""
     from sparsekit.bench.select import read_layer_list
 
     s = r.sparsify
-    return {k: read_layer_list(path, k) for k, path in (("include", s.include_from), ("exclude", s.exclude_from)) if path}
+    lists = {k: read_layer_list(path, k) for k, path in (("include", s.include_from), ("exclude", s.exclude_from)) if path}
+    data = {k: data_fingerprint(v) for k, v in (("calib", s.calib), ("calib_text", s.calib_text)) if v}
+    return {**lists, **({"data": data} if data else {})}
 
 
 def _export_stage(precision: str) -> Stage:
     def run(ctx: StageContext) -> dict:
         from sparsekit.export.export import export_
-        from sparsekit.models.calib import load_calibration
+        from sparsekit.models.calib import calibration_for
 
         e = ctx.recipe.export
         loaded = ctx.model()
-        calib = load_calibration(e.calib, loaded.inputs, e.calib_samples) if precision == "int8" else None
-        result = export_(loaded, precision, ctx.run_dir / f"model.{precision}.onnx", calib, force=True, opset=e.opset)
+        calib = calibration_for(loaded, e.calib, e.calib_text, e.calib_samples) if precision == "int8" else None
+        result = export_(loaded, precision, ctx.run_dir / f"model.{precision}.onnx", calib, force=True, opset=e.opset, progress=lambda msg: ctx.say(f"export.{msg}"))
         return {"size_bytes": result.size_bytes, "sparse_layers_verified": len(result.sparsified), "max_rel_err": result.parity.max_rel, "seconds": round(result.seconds, 2)}
 
     def settings(r: Recipe):
         if r.export is None or precision not in r.export.precisions:
             return None
-        return {"export": r.export.model_dump(mode="json", exclude={"precisions"}), "precision": precision, "model": None if r.sparsify else r.model.model_dump(mode="json")}
+        data = {k: data_fingerprint(v) for k, v in (("calib", r.export.calib), ("calib_text", r.export.calib_text)) if v and precision == "int8"}
+        return {"export": r.export.model_dump(mode="json", exclude={"precisions"}), "precision": precision, "model": None if r.sparsify else model_settings(r), **({"data": data} if data else {})}
 
     return Stage(
         f"export.{precision}", settings,
@@ -122,10 +135,10 @@ def _report(ctx: StageContext) -> dict:
 
 
 STAGES: list[Stage] = [
-    Stage("analyze", lambda r: {"model": r.model.model_dump(mode="json")}, lambda r: [], lambda r: ["analysis.json"], _analyze),
+    Stage("analyze", lambda r: {"model": model_settings(r)}, lambda r: [], lambda r: ["analysis.json"], _analyze),
     Stage(
         "sparsify",
-        lambda r: None if r.sparsify is None else {"model": r.model.model_dump(mode="json"), "sparsify": r.sparsify.model_dump(mode="json"), "lists": _list_contents(r)},
+        lambda r: None if r.sparsify is None else {"model": model_settings(r), "sparsify": r.sparsify.model_dump(mode="json"), "lists": _list_contents(r)},
         lambda r: [], lambda r: ["sparse.pt", "sparsify.json"], _sparsify,
     ),
     *[_export_stage(p) for p in ("fp32", "fp16", "int8")],

@@ -17,6 +17,7 @@ from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.pattern import magnitude_mask, retained_magnitude
 from sparsekit.sparsify.permute import PermutationReport, permute_channels_
 from sparsekit.sparsify.select import candidate_layers, select_layers
+from sparsekit.models.ties import TiedWeight, tied_weights, untie_
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class LayerDecision:
             method's own), ``skipped`` (ModelOpt's shape rules refuse it) or ``excluded`` (by pattern).
         reason: why.
         retained: share of the weight's L1 magnitude the mask keeps (0..1), for sparsified layers.
+        tied_to: the parameter this layer's weight is shared with (e.g. a token embedding), if any.
     """
 
     name: str
@@ -41,6 +43,7 @@ class LayerDecision:
     status: str
     reason: str
     retained: float | None = None
+    tied_to: str | None = None
 
 
 @dataclass
@@ -53,6 +56,7 @@ class SparsifyReport:
     unmatched_patterns: list[str] = field(default_factory=list)
     check: CheckReport | None = None
     permutation: PermutationReport | None = None
+    tied: list[TiedWeight] = field(default_factory=list)
 
     @property
     def sparsified(self) -> list[str]:
@@ -67,6 +71,7 @@ class SparsifyReport:
             "layers": [asdict(d) for d in self.layers],
             "check": self.check.to_dict() if self.check else None,
             "permutation": self.permutation.to_dict() if self.permutation else None,
+            "tied": [t.to_dict() for t in self.tied],
         }
 
 
@@ -75,12 +80,43 @@ def _modelopt_config(selected: Sequence[str]) -> dict:
     return {"nn.Linear": rules, "nn.Conv2d": rules}
 
 
-def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib) -> nn.Module:
+def _without_hessian_hooks(loop, layers: set[str]):
+    """``loop`` run after removing SparseGPT's Hessian hooks from ``layers``.
+
+    Used for k x k convs, whose SparseGPT mask the kit replaces anyway: ModelOpt 0.47 unfolds their
+    inputs without the conv's padding, which fails outright on feature maps smaller than the kernel
+    (the digits CNN's 2x2 maps) and costs a ``(C*R*S)^2`` Hessian for nothing. A layer left
+    without samples gets an all-zero mask from ModelOpt, which the fallback then overwrites.
+    """
+    from modelopt.torch.sparsity.weight_sparsity.sparsegpt import SparseGPTSearcher
+
+    hessian_hook = SparseGPTSearcher._hook_compute_hessian.__func__
+
+    def run(model: nn.Module) -> None:
+        for name, module in model.named_modules():
+            if name in layers:
+                for key, hook in list(module._forward_hooks.items()):
+                    if getattr(hook, "__func__", None) is hessian_hook:
+                        del module._forward_hooks[key]
+        loop(model)
+
+    return run
+
+
+def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, replaced: Sequence[str] = ()) -> nn.Module:
+    """ModelOpt's ``mode`` on the ``selected`` layers (calibrated on ``calib`` where it needs data);
+    layers in ``replaced`` get their masks from the kit afterwards, so they collect no statistics."""
+    from sparsekit._memory import import_cleanly
+
+    import_cleanly("modelopt.torch")  # not on this stack: the import would keep sparsify_'s weight copies alive
     import modelopt.torch.sparsity as mts
 
     from sparsekit.models.calib import forward_loop
 
-    search = {"forward_loop": forward_loop(calib)} if calib is not None else {}
+    search = {}
+    if calib is not None:
+        loop = forward_loop(calib)
+        search["forward_loop"] = _without_hessian_hooks(loop, set(replaced)) if replaced and mode == "sparsegpt" else loop
     with quiet_modelopt():
         return mts.sparsify(model, [(mode, _modelopt_config(selected))], config=search)
 
@@ -104,6 +140,7 @@ def sparsify_(
     calib: list[tuple] | None = None,
     permute: bool = False,
     permute_sweeps: int = 100,
+    untie_tied: bool = False,
 ) -> tuple[nn.Module, SparsifyReport]:
     """2:4-sparsify ``model`` in place through ModelOpt.
 
@@ -121,6 +158,9 @@ def sparsify_(
         permute: first reorder the input channels of selected layers (with their producers'
             outputs; the dense function is unchanged) to raise the magnitude 2:4 keeps.
         permute_sweeps: permutation search sweeps per layer (deterministic; see :func:`permute_channels_`).
+        untie_tied: sparsify layers whose weight is tied to another parameter (a language model's
+            head and its token embedding) by giving them their own copy first; the report states the
+            size cost. By default they are kept dense.
 
     Returns:
         ``(model, report)``; the report includes a 2:4 check of every sparsified layer.
@@ -135,24 +175,36 @@ def sparsify_(
         raise CalibrationDataError(f"method '{method}' needs calibration data", "pass --calib FILE, or use the model's own random inputs")
     layers = candidate_layers(model)
     selected, unmatched = select_layers(list(layers), include, exclude)
+    ties = tied_weights(model, layers)
     decisions: dict[str, LayerDecision] = {}
     accepted = []
     for name, module in layers.items():
         kind, shape = type(module).__name__, list(module.weight.shape)
         verdict = spec.will_sparsify(kind, tuple(shape))
+        tie = ties.get(name)
         if name not in selected:
             decisions[name] = LayerDecision(name, kind, shape, "excluded", "excluded by pattern")
         elif not verdict.ok:
             decisions[name] = LayerDecision(name, kind, shape, "skipped", verdict.reason)
+        elif tie is not None and not untie_tied:
+            reason = f"weight tied to '{tie.tied_to}': kept dense (a 2:4 copy would add {tie.extra_bytes / 1e6:.2f} MB in fp32); sparsify it with --untie-tied"
+            decisions[name] = LayerDecision(name, kind, shape, "skipped", reason)
         else:
             accepted.append(name)
             decisions[name] = LayerDecision(name, kind, shape, "sparsified", verdict.reason)
+        if tie is not None:
+            decisions[name].tied_to = tie.tied_to
+    for name in accepted:
+        if name in ties:
+            untie_(layers[name])
+            ties[name].action = "untied"
+            log.warning("untied %s from %s to sparsify it: +%.2f MB (fp32) in the checkpoint and the ONNX", name, ties[name].tied_to, ties[name].extra_bytes / 1e6)
     if not accepted:
         raise NoEligibleLayersError(f"no layer of this model can be 2:4-sparsified by '{method}' ({len(layers)} Linear/Conv2d layers, {len(selected)} selected)", "check --include/--exclude, or see 'sparsekit analyze' for the shape rules")
     permutation = permute_channels_(model, accepted, sweeps=permute_sweeps) if permute else None
     fallbacks = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted if not spec.trt_layout_convs and decisions[n].kind == "Conv2d" and tuple(decisions[n].shape[2:]) != (1, 1)}
     originals = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted}
-    model = _run_modelopt(model, spec.modelopt_mode, accepted, calib)
+    model = _run_modelopt(model, spec.modelopt_mode, accepted, calib, replaced=list(fallbacks))
     modules = dict(model.named_modules())
     for name in accepted:
         module = modules[name]
@@ -163,7 +215,7 @@ def sparsify_(
         else:
             mask = module._weight_mask.detach().cpu().numpy().astype(bool)
             decisions[name].retained = round(retained_magnitude(originals[name], mask), 4)
-    report = SparsifyReport(method, time.perf_counter() - start, list(decisions.values()), unmatched, permutation=permutation)
+    report = SparsifyReport(method, time.perf_counter() - start, list(decisions.values()), unmatched, permutation=permutation, tied=list(ties.values()))
     report.check = check_model(model, source="sparsified model")
     log.info("sparsified %d of %d layers with %s", len(report.sparsified), len(layers), method)
     return model, report

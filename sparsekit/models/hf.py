@@ -1,0 +1,333 @@
+"""The Hugging Face adapter: everything the kit knows about ``transformers`` models lives here.
+
+What it does, so that no stage below the model layer knows about transformers:
+
+* loads a ``save_pretrained`` folder offline with the class its config names (``hf:DIR``), and
+  rebuilds a model from a stored class name + config (checkpoints of in-memory models);
+* declares default inputs from the config, as Hugging Face Optimum's per-architecture ONNX configs
+  do: ``input_ids`` / ``attention_mask`` / ``token_type_ids`` ``[B, S]`` with a dynamic ``sequence``
+  axis and ids in ``[0, vocab_size)``, ``pixel_values`` ``[B, C, H, W]`` from the image size;
+* gives integer inputs their value ranges from the config (vocabulary, token types, positions);
+* says how to call the model: ``use_cache=False`` (a cache is not a tensor output),
+  ``return_dict=True`` where ``forward`` takes it (named outputs) and, for a text model given no
+  ``attention_mask``, a mask of ones (without one, transformers' mask code traces to ``aten::diff``,
+  which the ONNX exporter cannot write);
+* converts ``transformers.Conv1D`` (GPT-2's attention and MLP projections, ``x @ W + b`` with
+  ``W [in, out]``) exactly into ``nn.Linear`` (``W.T``), so analysis, ModelOpt and the ONNX checks
+  see the Linear layer it is;
+* tokenizes a text file for calibration with the folder's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from torch import nn
+
+from sparsekit.errors import CalibrationDataError, MissingDependencyError, ModelSourceError
+from sparsekit.models.spec import InputSpec, InputTensor
+
+log = logging.getLogger(__name__)
+
+PREFIX = "hf:"
+DEFAULT_SEQ_LEN = 128
+SEQUENCE = "sequence"
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_FIX_INSTALL = "pip install transformers (or the kit's 'minilm' extra, which brings it)"
+# config attribute -> which integer inputs it bounds
+_RANGES = {"input_ids": ("vocab_size",), "token_type_ids": ("type_vocab_size",), "position_ids": ("max_position_embeddings", "n_positions")}
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError("Hugging Face models need 'transformers', which is not installed", _FIX_INSTALL) from exc
+    return transformers
+
+
+def is_hf_model(model: nn.Module) -> bool:
+    """Whether ``model`` is a ``transformers`` ``PreTrainedModel`` (never imports transformers)."""
+    tf = sys.modules.get("transformers")
+    return tf is not None and isinstance(model, tf.PreTrainedModel)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """transformers' INFO/WARNING chatter (unused weights, config notes) and progress bars off."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def hf_folder(spec: str) -> Path:
+    """The folder of an ``hf:DIR`` spec, checked to hold a config and weights.
+
+    Raises:
+        ModelSourceError: missing folder, no ``config.json`` or no weights file.
+    """
+    path = Path(spec[len(PREFIX):] if spec.startswith(PREFIX) else spec).expanduser()
+    if not path.is_dir():
+        raise ModelSourceError(f"Hugging Face model folder '{path}' does not exist", "give a folder written by model.save_pretrained(DIR) after 'hf:'")
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(f"'{path}' has no config.json, so it is not a Hugging Face model folder", "save the model with model.save_pretrained(DIR)")
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        raise ModelSourceError(f"'{path}' has a config.json but no weights ({', '.join(_WEIGHT_FILES[::2])})", "save the model with model.save_pretrained(DIR), which writes the weights too")
+    return path.resolve()
+
+
+def _model_class(tf, name: str):
+    cls = getattr(tf, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, tf.PreTrainedModel)):
+        raise ModelSourceError(f"'{name}' is not a model class of transformers {tf.__version__}", "name a transformers model class, e.g. --model-arg architecture=BertModel")
+    return cls
+
+
+def load_hf_folder(spec: str, args: dict[str, Any]) -> nn.Module:
+    """Load the model of a ``save_pretrained`` folder, offline, with the class its config names.
+
+    Args:
+        spec: ``hf:DIR`` (or the folder itself).
+        args: ``architecture`` (a transformers class name, overriding the config's), ``attn_implementation``
+            (``eager``/``sdpa``), and any config attribute to override (e.g. ``num_labels``).
+
+    Raises:
+        ModelSourceError: not a model folder, unknown class, or transformers cannot load it.
+        MissingDependencyError: transformers is not installed.
+    """
+    tf = _transformers()
+    path = hf_folder(spec)
+    args = dict(args)
+    arch = args.pop("architecture", None)
+    with _quiet():
+        try:
+            config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise ModelSourceError(f"cannot read the config of '{path}': {_first_line(exc)}", "check config.json (it must be written by save_pretrained)") from exc
+        names = [arch] if arch else list(getattr(config, "architectures", None) or [])
+        if not names:
+            raise ModelSourceError(f"the config of '{path}' names no model class ('architectures' is empty)", "pass --model-arg architecture=CLASS, e.g. architecture=BertModel")
+        cls = _model_class(tf, str(names[0]))
+        try:
+            model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **args)
+        except Exception as exc:
+            raise ModelSourceError(f"transformers cannot load '{path}' as {cls.__name__}: {_first_line(exc)}", "check the folder and the --model-arg values (config attributes)") from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        log.warning("%s: %d weight(s) are not in '%s' and were initialised at random (%s)", cls.__name__, len(missing), path, ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else ""))
+    return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def hf_record(model: nn.Module) -> dict[str, Any]:
+    """Class name, full config (plain JSON types) and attention implementation: enough to rebuild it."""
+    config = model.config
+    return {
+        "class": type(model).__name__,
+        "config": json.loads(config.to_json_string(use_diff=False)),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+    }
+
+
+def build_from_record(record: dict[str, Any]) -> nn.Module:
+    """A freshly initialised model from :func:`hf_record` (weights come from a checkpoint).
+
+    Raises:
+        ModelSourceError: the class is unknown to the installed transformers or the config is rejected.
+    """
+    tf = _transformers()
+    cls = _model_class(tf, record["class"])
+    with _quiet():
+        try:
+            config = cls.config_class.from_dict(dict(record["config"]))
+            kwargs = {"attn_implementation": record["attn_implementation"]} if record.get("attn_implementation") else {}
+            model = cls._from_config(config, **kwargs)
+        except Exception as exc:
+            raise ModelSourceError(f"transformers cannot rebuild {cls.__name__} from the stored config: {_first_line(exc)}", "use the transformers version the checkpoint was written with") from exc
+    return model.eval()
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+
+
+def _config_int(config, *names: str) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _params(model: nn.Module) -> list[str]:
+    from sparsekit.models.adapter import forward_parameters
+
+    return forward_parameters(model)[1]
+
+
+def input_ranges(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Value ranges ``[low, high)`` of the model's integer inputs that its config bounds."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return {}
+    out = {"attention_mask": (0, 2)}
+    for name, attrs in _RANGES.items():
+        high = _config_int(config, *attrs)
+        if high:
+            out[name] = (0, high)
+    return out
+
+
+def default_inputs(model: nn.Module, seq_len: int | None = None, batch: int = 1) -> InputSpec | None:
+    """The inputs a Hugging Face model takes by default, from its ``forward`` and config.
+
+    Text models: ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` where the config has
+    token types) ``[batch, seq_len]`` int64 with a dynamic ``sequence`` axis; ``seq_len`` defaults
+    to 128, or the model's maximum positions if fewer. Vision models:
+    ``pixel_values [batch, num_channels, image_size, image_size]``. None when neither applies.
+    """
+    config = model.config
+    params = _params(model)
+    ranges = input_ranges(model)
+    seq = int(seq_len or min(DEFAULT_SEQ_LEN, _config_int(config, "max_position_embeddings", "n_positions") or DEFAULT_SEQ_LEN))
+    if "input_ids" in params:
+        names = ["input_ids"] + [n for n in ("attention_mask",) if n in params]
+        if "token_type_ids" in params and _config_int(config, "type_vocab_size"):
+            names.append("token_type_ids")
+        return InputSpec(tuple(
+            InputTensor(n, (batch, seq), "int64", ranges[n][1] if n in ranges else None, 0, ((1, SEQUENCE),)) for n in names
+        ))
+    if "pixel_values" in params:
+        vision = getattr(config, "vision_config", None) or config
+        size = getattr(vision, "image_size", None)
+        height, width = (size, size) if isinstance(size, int) else tuple(size or (224, 224))
+        channels = _config_int(vision, "num_channels") or 3
+        return InputSpec((InputTensor("pixel_values", (batch, channels, int(height), int(width))),))
+    return None
+
+
+_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def complete_inputs(model: nn.Module, spec: InputSpec) -> InputSpec:
+    """``spec`` with what the config knows added: integer ranges where none was given, and a
+    dynamic ``sequence`` axis on 2-D text inputs (``input_ids``, ``attention_mask``...)."""
+    ranges = input_ranges(model)
+    for t in spec.tensors:
+        new = t
+        if t.is_integer and t.high is None and t.name in ranges:
+            new = new.with_range(*ranges[t.name])
+        if t.name in _TEXT_INPUTS and len(t.shape) == 2 and not t.dynamic:
+            new = new.with_dynamic(1, SEQUENCE)
+        if new is not t:
+            spec = spec.replace(new)
+    return spec
+
+
+def call_conventions(model: nn.Module, spec: InputSpec) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(fixed keyword arguments, ones_like)`` for :func:`sparsekit.models.adapter.adapt_`."""
+    params = _params(model)
+    fixed = {k: v for k, v in (("use_cache", False), ("return_dict", True)) if k in params}  # no cache; named outputs
+    ones_like = {"attention_mask": "input_ids"} if "input_ids" in spec.names and "attention_mask" in params and "attention_mask" not in spec.names else {}
+    return fixed, ones_like
+
+
+# ---- Conv1D -> Linear ----------------------------------------------------------------------------
+
+
+def conv1d_to_linear_(model: nn.Module) -> list[str]:
+    """Replace every ``transformers.Conv1D`` in ``model`` by the equal ``nn.Linear``, in place.
+
+    ``Conv1D(nf, nx)`` computes ``x @ W + b`` with ``W [nx, nf]``; the Linear gets ``W.T`` (made
+    contiguous) and the same bias, so the model computes the same function and the weight sits
+    ``[out, in]`` as TensorRT's Gemm/MatMul checks expect.
+
+    Returns:
+        The module paths converted.
+    """
+    tf = sys.modules.get("transformers")
+    if tf is None:
+        return []
+    from transformers.pytorch_utils import Conv1D
+    import torch
+
+    converted = []
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if not isinstance(child, Conv1D):
+                continue
+            nx, nf = child.weight.shape
+            linear = nn.Linear(nx, nf, bias=child.bias is not None, device=child.weight.device, dtype=child.weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(child.weight.t())
+                if child.bias is not None:
+                    linear.bias.copy_(child.bias)
+            linear.train(child.training)
+            setattr(module, child_name, linear)
+            converted.append(f"{name}.{child_name}" if name else child_name)
+    if converted:
+        log.info("converted %d transformers Conv1D layers to nn.Linear", len(converted))
+    return converted
+
+
+# ---- calibration text ----------------------------------------------------------------------------
+
+
+def load_tokenizer(folder: str | Path):
+    """The tokenizer saved in a Hugging Face folder.
+
+    Raises:
+        CalibrationDataError: the folder has no tokenizer.
+    """
+    tf = _transformers()
+    with _quiet():
+        try:
+            return tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:
+            raise CalibrationDataError(f"the model folder '{folder}' has no usable tokenizer ({_first_line(exc)})", "save the tokenizer next to the model (tokenizer.save_pretrained(DIR)), or calibrate with --calib") from exc
+
+
+def text_batches(folder: str | Path, spec: InputSpec, path: str | Path, samples: int, batch_size: int) -> list[tuple]:
+    """Tokenize a text file (one text per line) into calibration batches that follow ``spec``.
+
+    Texts are padded / truncated to the spec's sequence length; the first ``samples`` non-empty
+    lines are used.
+
+    Raises:
+        CalibrationDataError: missing/empty file, no tokenizer, or inputs the tokenizer cannot make.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CalibrationDataError(f"calibration text file '{p}' does not exist", "give a text file with one sample per line")
+    lines = [line.strip() for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()][:samples]
+    if not lines:
+        raise CalibrationDataError(f"calibration text file '{p}' has no text", "give at least one non-empty line")
+    tokenizer = load_tokenizer(folder)
+    first = spec.tensors[0]
+    if first.name != "input_ids" or len(first.shape) != 2:
+        raise CalibrationDataError(f"--calib-text feeds token ids, and the model's first input is '{first.name}' {list(first.shape)}", "use --calib-text with text models (input_ids [B, S])")
+    seq = first.shape[1]
+    enc = tokenizer(lines, padding="max_length", truncation=True, max_length=seq, return_tensors="pt")
+    missing = [n for n in spec.names if n not in enc]
+    if missing:
+        raise CalibrationDataError(f"the tokenizer does not produce input(s) {missing}", f"declare only inputs the tokenizer makes ({', '.join(enc.keys())})")
+    columns = [enc[n].to(getattr(torch, spec.get(n).dtype)) for n in spec.names]
+    return [tuple(c[i : i + batch_size] for c in columns) for i in range(0, len(lines), batch_size)]
