@@ -8,13 +8,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from sparsekit._io import atomic_path, ensure_writable_target, write_json_atomic
-from sparsekit._memory import release_memory
+from sparsekit._io import ensure_writable_target, write_json_atomic
+from sparsekit._memory import release_memory, releaser_for
 from sparsekit.errors import ExportError
+from sparsekit.export.external_data import PROTOBUF_LIMIT, compact, data_file_name, embedded_size, move_weights_, write_onnx
 from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
 from sparsekit.export.precisions import get_precision
+from sparsekit.export.staging import data_target, staged_onnx
 from sparsekit.export.torch_to_onnx import DEFAULT_OPSET
 from sparsekit.sparsify.check import SPARSIFIED, CheckReport, check_model, check_onnx
 
@@ -28,11 +30,13 @@ class ExportResult:
     Attributes:
         precision: the variant.
         path: where it was written.
-        size_bytes: file size.
+        size_bytes: bytes on disk, the external-data file included.
         seconds: wall time of export + verification.
         sparsified: PyTorch layers that were 2:4 before export.
         check: 2:4 check of the ONNX (every sparsified layer required).
         parity: ONNX Runtime vs PyTorch.
+        data_path: the external-data file next to ``path`` (``<name>.data``), or None when the
+            ONNX holds its weights.
     """
 
     precision: str
@@ -42,11 +46,13 @@ class ExportResult:
     sparsified: list[str]
     check: CheckReport
     parity: ParityReport
+    data_path: Path | None = None
 
     def to_dict(self) -> dict:
         return {
             "precision": self.precision,
             "path": str(self.path),
+            "external_data": str(self.data_path) if self.data_path else None,
             "size_bytes": self.size_bytes,
             "seconds": round(self.seconds, 3),
             "sparsified": self.sparsified,
@@ -73,18 +79,55 @@ def _verify(tmp: Path, sparsified: Sequence[str]) -> CheckReport:
     return check
 
 
-def _stamp(path: Path, props: dict[str, str]) -> None:
-    """Record the input spec and precision in the ONNX's metadata (read back by build and bench)."""
-    import onnx
-
-    model = onnx.load(str(path))
+def _stamp(model, props: dict[str, str]) -> None:
+    """Record the input spec and precision in an ONNX ``ModelProto``'s metadata (read back by
+    build, bench and check)."""
     existing = {p.key: p for p in model.metadata_props}
     for key, value in props.items():
         if key in existing:
             existing[key].value = value
         else:
             model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+
+
+def _finish_onnx(path: Path, convert, props: dict[str, str], external: bool | None, release: Callable[[], None] = release_memory) -> bool:
+    """Turn the exporter's file at ``path`` into the final ONNX, in place.
+
+    The weights go to ``<name>.data`` next to it (the exporter's per-tensor files for models over
+    2 GB included), one tensor at a time; the precision's pass (``convert``) and the metadata work
+    on the graph; then the file is written self-contained or with its external data.
+
+    Args:
+        path: the exporter's ONNX, inside the stage folder.
+        convert: the precision's ONNX-side pass, or None.
+        props: metadata entries to record.
+        external: keep the weights in ``<name>.data``; None: only when they do not fit in one
+            protobuf (2 GiB).
+        release: gives freed memory back between steps (see :func:`~sparsekit._memory.releaser_for`).
+
+    Returns:
+        Whether the ONNX was written with external data.
+
+    Raises:
+        ExportError: a self-contained file was asked for and the model does not fit in 2 GiB.
+    """
+    from sparsekit.analyze.onnx_weights import load_onnx
+
+    folder, location = path.parent, data_file_name(path.name)
+    model = load_onnx(path, load_external_data=False)
+    move_weights_(model, folder, location)
+    model = compact(model)
+    release()
+    if convert is not None:
+        model = convert(model, folder, location)
+        release()
+    _stamp(model, props)
+    size = embedded_size(model)
+    if external is False and size > PROTOBUF_LIMIT:
+        raise ExportError(f"the ONNX needs {size / 2**30:.1f} GiB, more than one protobuf file can hold (2 GiB)", "export with external data (--external-data), the default for models this large")
+    keep_external = size > PROTOBUF_LIMIT if external is None else external
+    write_onnx(model, path, folder, keep_external)
+    return keep_external
 
 
 def input_spec_of(onnx_path: str | os.PathLike):
@@ -113,12 +156,22 @@ def input_spec_of(onnx_path: str | os.PathLike):
     return InputSpec(tuple(tensors))
 
 
-def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None) -> ExportResult:
+def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None, progress: Callable[[str], None] | None = None, external_data: bool | None = None) -> ExportResult:
     """Write one verified ONNX variant of ``loaded`` to ``out`` (plus ``<stem>.report.json``).
 
-    The file is written to a temporary name, checked (every layer that is 2:4 in PyTorch must be
-    2:4 on TensorRT's axis in the ONNX) and compared with PyTorch in ONNX Runtime; only then is it
-    renamed onto ``out``. A failed verification leaves nothing behind.
+    The file is written into a hidden stage folder next to ``out``, checked (every layer that is
+    2:4 in PyTorch must be 2:4 on TensorRT's axis in the ONNX) and compared with PyTorch in ONNX
+    Runtime; only then is it renamed onto ``out`` (with ``<out>.data`` first, when the weights are
+    external). A failed verification leaves nothing behind.
+
+    Memory: the model, plus the exporter's own copies while PyTorch writes the ONNX (about twice
+    the fp32 weight bytes for a TorchScript export); every later step (weights moved to the data
+    file, fp16 conversion, int8 packing, the 2:4 check) holds the graph and one weight at a time,
+    and ONNX Runtime holds the file's weights while parity runs.
+
+    Side effects: the pruned entries of each ModelOpt 2:4 layer's stored weight are set to zero in
+    place (see :func:`~sparsekit.export.masked_weights.masks_folded_into_weights`); what the
+    model computes is unchanged.
 
     Args:
         loaded: :class:`~sparsekit.models.source.LoadedModel` (dense, sparse, or quantized).
@@ -129,6 +182,10 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         opset: ONNX opset (raised where a variant needs more).
         require_sparse: module names that must be 2:4 in the ONNX; default: every layer that holds
             a ModelOpt 2:4 mask in ``loaded.model``.
+        progress: called with a short line as each step starts (writing, 2:4 check, parity).
+        external_data: write the weights to ``<out>.data`` next to the ONNX (ONNX's external-data
+            layout, one file, relative location); None (default): only when they exceed the
+            2 GiB a single ONNX file can hold; False: always one file (an error past 2 GiB).
 
     Raises:
         ExportError: export failed, 2:4 was lost, or ONNX Runtime disagrees with PyTorch.
@@ -136,27 +193,35 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     """
     start = time.perf_counter()
     spec = get_precision(precision)
+    release = releaser_for(sum(p.numel() * p.element_size() for p in loaded.model.parameters()))
     target = ensure_writable_target(out, force)
     ensure_writable_target(report_path(target), force)
+    ensure_writable_target(data_target(target), force)
     if spec.needs_calibration and not calib:
         from sparsekit.models.calib import load_calibration
 
         calib = load_calibration(None, loaded.inputs)
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
-    with atomic_path(target) as tmp:
+    props = {"sparsekit.inputs": json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)}
+    with staged_onnx(target) as tmp:
+        say = progress or (lambda msg: None)
+        say(f"{precision}: writing ONNX" + (" (calibrating)" if spec.needs_calibration else ""))
         reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
-        release_memory()
-        _stamp(tmp, {"sparsekit.inputs": json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)})
-        release_memory()
+        release()
+        external = _finish_onnx(tmp, spec.convert, props, external_data, release)
+        release()
+        say(f"{precision}: checking 2:4 on TensorRT's axis")
         check = _verify(tmp, sparsified)
-        release_memory()
+        release()
+        say(f"{precision}: comparing ONNX Runtime with PyTorch")
         parity = compare_onnx_to_torch(tmp, reference, loaded.inputs, spec.tolerance, label)
         del reference
-        release_memory()
+        release()
         if not parity.passed:
             raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: {parity.reason()}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
-        size = tmp.stat().st_size
-    result = ExportResult(precision, target, size, time.perf_counter() - start, sparsified, check, parity)
+        size = tmp.stat().st_size + (data_target(tmp).stat().st_size if external else 0)
+        check.source = str(target)
+    result = ExportResult(precision, target, size, time.perf_counter() - start, sparsified, check, parity, data_target(target) if external else None)
     write_json_atomic(report_path(target), result.to_dict())
     log.info("exported %s (%s): %d sparse layers verified, rel err %.1e", target, precision, len(sparsified), parity.max_rel)
     return result

@@ -1,17 +1,23 @@
 """Typed ONNX variants, registered by name: fp32, fp16 (TensorRT 11 reads precision from the
-ONNX), int8 Q/DQ and fp8 Q/DQ (ModelOpt PTQ on the sparse model)."""
+ONNX), int8 Q/DQ and fp8 Q/DQ (ModelOpt PTQ on the sparse model).
+
+Each variant is a PyTorch -> ONNX write (``write``) and, where the precision is not the
+exporter's, a pass over the written ONNX (``convert``: fp16 weights and math, int8 weights
+behind their DequantizeLinear). The pass works on the graph with its weights in an external-data
+file and touches one weight at a time (see :mod:`sparsekit.export.external_data`).
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
+from sparsekit.export.masked_weights import masks_folded_into_weights
 from sparsekit.export.torch_to_onnx import onnx_from_torch
 from sparsekit.models.spec import InputSpec
 
@@ -26,64 +32,76 @@ class Precision:
         name: ``fp32``, ``fp16``, ``int8`` or ``fp8``.
         tolerance: max ``max_abs / max|ref|`` of ONNX Runtime against the reference.
         needs_calibration: whether the variant quantizes with calibration data.
-        write: ``write(model, inputs, calib, path, opset) -> (reference_model, reference_label)``.
+        write: ``write(model, inputs, calib, path, opset) -> (reference_model, reference_label)``
+            writes the exporter's ONNX to ``path``.
+        convert: ``convert(model_proto, folder, location) -> model_proto``, the ONNX-side pass on
+            the written model (its weights external in ``folder/location``), or None.
     """
 
     name: str
     tolerance: float
     needs_calibration: bool
     write: Callable[..., tuple[nn.Module, str]]
+    convert: Callable | None = None
 
 
 PRECISIONS: dict[str, Precision] = {}
 
 
-def register(name: str, tolerance: float, needs_calibration: bool = False):
+def register(name: str, tolerance: float, needs_calibration: bool = False, convert: Callable | None = None):
     def wrap(fn):
-        PRECISIONS[name] = Precision(name, tolerance, needs_calibration, fn)
+        PRECISIONS[name] = Precision(name, tolerance, needs_calibration, fn, convert)
         return fn
 
     return wrap
 
 
-@register("fp32", tolerance=1e-4)
-def _write_fp32(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
-    onnx_from_torch(model, inputs, path, opset)
+def _fp16_pass(model, folder: Path, location: str):
+    from sparsekit.export.fp16_weights import fp16_from_fp32
+
+    return fp16_from_fp32(model, folder, location)
+
+
+def _int8_pass(model, folder: Path, location: str):
+    from sparsekit.export.int8_weights import int8_weights_from_qdq
+
+    return int8_weights_from_qdq(model, folder, location)
+
+
+def _write_float(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
+    """The fp32 export (2:4 masks folded into the weights while it runs)."""
+    with masks_folded_into_weights(model):
+        onnx_from_torch(model, inputs, path, opset)
     return model, "PyTorch model (fp32)"
 
 
-@register("fp16", tolerance=2e-2)
-def _write_fp16(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
-    """fp32 export, then ModelOpt AutoCast: fp16 weights and math, fp32 inputs/outputs kept."""
-    import onnx
+register("fp32", tolerance=1e-4)(_write_float)
+# fp32 export, then ModelOpt AutoCast on the graph: fp16 weights and math, fp32 inputs/outputs kept.
+register("fp16", tolerance=2e-2, convert=_fp16_pass)(_write_float)
 
-    from sparsekit._quiet import quiet_modelopt
 
-    from sparsekit._memory import release_memory
+def copy_sharing_weights(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and 2:4 masks are the original's tensors.
 
-    fp32 = path.with_name(path.name + ".fp32.tmp")
-    try:
-        onnx_from_torch(model, inputs, fp32, opset)
-        release_memory()
-        with quiet_modelopt():
-            from modelopt.onnx.autocast import convert_to_mixed_precision
-
-            converted = convert_to_mixed_precision(onnx_path=str(fp32), low_precision_type="fp16", keep_io_types=True)
-        onnx.save(converted, str(path))
-    finally:
-        if fp32.exists():
-            os.unlink(fp32)
-    return model, "PyTorch model (fp32)"
+    For post-training quantization, which adds and calibrates quantizers but writes no weight:
+    the copy costs the module objects, not a second set of weights.
+    """
+    shared = list(model.parameters()) + [b for name, b in model.named_buffers() if name.endswith("_weight_mask")]
+    return copy.deepcopy(model, {id(t): t for t in shared})
 
 
 def _write_qdq(precision: str):
     def write(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
+        from sparsekit._memory import import_cleanly
         from sparsekit.quantize.ptq import quantize_
 
+        import_cleanly("modelopt.torch")  # not on the export's stack (see import_cleanly)
         already = any(hasattr(m, "weight_quantizer") for m in model.modules())
         # A model that already holds quantizers (QAT) is exported as it is; otherwise PTQ on a copy.
-        quantized = model if already else quantize_(copy.deepcopy(model), calib, precision)
-        onnx_from_torch(quantized, inputs, path, max(opset, 17 if precision == "int8" else 19))
+        quantized = model if already else quantize_(copy_sharing_weights(model), calib, precision)
+        # the copy shares the model's masks: lift them on both, so neither holds them unpacked
+        with masks_folded_into_weights(model), masks_folded_into_weights(quantized):
+            onnx_from_torch(quantized, inputs, path, max(opset, 17 if precision == "int8" else 19))
         return quantized, f"PyTorch fake-quant model ({precision})"
 
     return write
@@ -93,7 +111,7 @@ def _write_qdq(precision: str):
 # precision layer by layer, but rounding ties compound in deep models (see parity's docstring):
 # an int8 ONNX passes when it matches to 1e-3 of the output scale, or when it is no further from
 # PyTorch than sqrt(2) times the model's own INT8 rounding noise.
-register("int8", tolerance=1e-3, needs_calibration=True)(_write_qdq("int8"))
+register("int8", tolerance=1e-3, needs_calibration=True, convert=_int8_pass)(_write_qdq("int8"))
 
 
 def get_precision(name: str) -> Precision:

@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX with a dynamic batch axis on every input and output."""
+"""PyTorch -> ONNX with named outputs and dynamic axes: the batch on every input and output, and
+every other dynamic input axis (a text model's sequence) wherever the outputs follow it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import warnings
 
 from torch import nn
 
-from sparsekit.errors import ExportError
-from sparsekit.models.spec import InputSpec
+from sparsekit.errors import ExportError, InputShapeError
+from sparsekit.models.spec import BATCH, InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +20,51 @@ DEFAULT_OPSET = 17
 
 
 def output_names(model: nn.Module, inputs: InputSpec) -> list[str]:
-    """``output`` for a single-tensor output, ``output0..N`` for a tuple."""
+    """The model's output names (``logits``, ``last_hidden_state``...; ``output``, ``output1``... for
+    unnamed outputs), unique and distinct from the input names."""
+    from sparsekit.models.adapter import output_names as names_of
+
+    names, seen = [], set(inputs.names)
+    for name in names_of(model, inputs):
+        unique, i = name, 1
+        while unique in seen:
+            unique, i = f"{name}_{i}", i + 1
+        seen.add(unique)
+        names.append(unique)
+    return names
+
+
+def _output_shapes(model: nn.Module, tensors) -> list[tuple[int, ...]]:
     import torch
 
     with torch.no_grad():
-        out = model(*inputs.random(seed=0))
-    n = len(out) if isinstance(out, (tuple, list)) else 1
-    return ["output"] if n == 1 else [f"output{i}" for i in range(n)]
+        out = model(*tensors)
+    return [tuple(t.shape) for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def output_axes(model: nn.Module, inputs: InputSpec, names: list[str]) -> dict[str, dict[int, str]]:
+    """Dynamic axes of each output: axis 0 is the batch; an axis that changes size when a dynamic
+    input axis does (one forward pass per label, at a different size) gets that label.
+
+    Raises:
+        InputShapeError: the model fails at a different size of an axis declared dynamic.
+    """
+    axes = {name: {0: BATCH} for name in names}
+    sizes = inputs.dynamic_sizes()
+    if not sizes:
+        return axes
+    base = _output_shapes(model, inputs.random(seed=0))
+    for label, size in sizes.items():
+        other = size - 1 if size > 1 else size + 1
+        try:
+            moved = _output_shapes(model, inputs.random(seed=0, sizes={label: other}))
+        except Exception as exc:  # the model's own error says why the axis is not dynamic
+            raise InputShapeError(f"the model fails when the dynamic axis '{label}' is {other} instead of {size}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", f"do not declare '{label}' dynamic, or fix the model") from exc
+        for name, a, b in zip(names, base, moved):
+            for axis, (x, y) in enumerate(zip(a, b)):
+                if x != y and axis not in axes[name]:
+                    axes[name][axis] = label
+    return axes
 
 
 def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> None:
@@ -34,15 +73,20 @@ def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike
     The TorchScript path is the one that turns ModelOpt fake-quant modules into
     QuantizeLinear/DequantizeLinear pairs; it names nodes after module scopes
     (``/layers.0/ffn_in/Gemm``), which the 2:4 post-check uses to map ONNX layers back to modules.
-    Axis 0 of every input and output is dynamic (``batch``).
+    Inputs keep their names and dynamic axes (batch, and e.g. ``sequence``); outputs are named
+    after the model's (``logits``) with the axes that follow those of the inputs. A weight shared by
+    two layers (a dense tied ``lm_head``) is stored once.
 
     Raises:
         ExportError: the exporter failed.
     """
     import torch
 
+    from sparsekit.export.shared_weights import share_transposed_copies, tied_dense_layers
+
     names = output_names(model, inputs)
-    dynamic = {n: {0: "batch"} for n in [*inputs.names, *names]}
+    dynamic = {t.name: t.axes for t in inputs.tensors}
+    dynamic.update(output_axes(model, inputs, names))
     sink = io.StringIO()
     try:
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sink):
@@ -56,3 +100,5 @@ def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike
         raise ExportError(f"ONNX export failed: {first}", "run with --debug for the exporter's traceback; unsupported ops may need a newer opset (--opset)") from exc
     for line in sink.getvalue().splitlines():
         log.debug("exporter: %s", line)
+    if tied_dense_layers(model):
+        share_transposed_copies(path)

@@ -34,13 +34,18 @@ def test_fp16_variant_is_typed_fp16_with_fp32_io(exported):
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
-def test_int8_variant_has_qdq_on_every_sparse_weight(exported):
+def test_int8_variant_stores_int8_weights_behind_dequantize(exported):
+    """Activations keep Q/DQ pairs; each weight is an int8 initializer read by a DequantizeLinear,
+    and 2:4 holds in those int8 values."""
     r = exported[("bert", "int8")]
     model = onnx.load(str(r.path))
-    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= 2 * len(r.sparsified)
+    nodes = list(model.graph.node)
+    assert sum(n.op_type == "DequantizeLinear" for n in nodes) >= 2 * len(r.sparsified)
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) >= len(r.sparsified)
+    int8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
     layers = {layer.name: layer for layer in r.check.layers}
     for name in r.sparsified:
-        assert layers[name].is_2to4
+        assert layers[name].is_2to4 and layers[name].dtype == "int8" and layers[name].weight in int8
 
 
 def test_dynamic_batch(exported, sparse_models):

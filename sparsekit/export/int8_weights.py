@@ -1,0 +1,170 @@
+"""Q/DQ ONNX with fp32 weights -> the same graph with int8 weights: a quarter of the bytes.
+
+The TorchScript exporter writes a quantized weight as ``fp32 initializer -> QuantizeLinear ->
+DequantizeLinear``, so an int8 file is as large as the fp32 one. Quantizing a constant is
+constant folding: each such ``QuantizeLinear`` is computed here, exactly as ONNX defines it
+(``saturate(round_half_even(x / scale) + zero_point)``, per tensor or per axis), and replaced by
+an int8 initializer feeding the same ``DequantizeLinear``. TensorRT reads both forms alike; the
+2:4 check follows the weight through the ``DequantizeLinear`` to the int8 tensor, which is what
+TensorRT groups. The fp32 weight is dropped unless something else reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sparsekit.analyze.onnx_weights import tensor_array
+from sparsekit.export.external_data import compact, is_external, rewritten_data
+
+log = logging.getLogger(__name__)
+
+
+def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int = 1) -> np.ndarray:
+    """ONNX ``QuantizeLinear`` of a constant (opset 13+; no block quantization).
+
+    Args:
+        x: fp32 values.
+        scale: scalar (per tensor) or 1-D of ``x.shape[axis]`` (per axis), fp32.
+        zero_point: same shape as ``scale``; its dtype (int8 or uint8) is the output's.
+        axis: the quantization axis for a 1-D ``scale`` (negative counts from the end).
+
+    Returns:
+        The quantized array (``zero_point.dtype``), same shape as ``x``.
+    """
+    scale = np.asarray(scale, dtype=np.float32)
+    zero_point = np.asarray(zero_point)
+    if scale.ndim == 1 and scale.size > 1:
+        shape = [1] * x.ndim
+        shape[axis % x.ndim] = -1
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    else:
+        scale, zero_point = scale.reshape(()), zero_point.reshape(())
+    q = np.rint(x.astype(np.float32, copy=False) / scale)
+    q += zero_point.astype(np.float32)
+    info = np.iinfo(zero_point.dtype)
+    return np.clip(q, info.min, info.max, out=q).astype(zero_point.dtype)
+
+
+def _constants(model) -> tuple[dict, dict]:
+    """Initializers by name, and Constant-node tensors (``value`` attribute) by output name."""
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output:
+            value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+            if value is not None:
+                consts[node.output[0]] = value
+    return inits, consts
+
+
+def _weight_quantizers(model, inits: dict, consts: dict) -> list:
+    """``QuantizeLinear`` nodes of a constant fp32 initializer with constant int8/uint8 parameters."""
+    import onnx
+
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 2 or node.input[0] not in inits:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "block_size" in attrs and attrs["block_size"].i:
+            continue
+        x = inits[node.input[0]]
+        zp_name = node.input[2] if len(node.input) > 2 else ""
+        zp = (inits.get(zp_name) or consts.get(zp_name)) if zp_name else None
+        scale = inits.get(node.input[1]) or consts.get(node.input[1])
+        if x.data_type != onnx.TensorProto.FLOAT or scale is None or zp is None or zp.data_type not in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            continue
+        found.append(node)
+    return found
+
+
+def int8_weights_from_qdq(model, folder: str | os.PathLike, location: str):
+    """Fold every ``QuantizeLinear`` of a constant weight into an int8 (or uint8) initializer.
+
+    Args:
+        model: the Q/DQ ``ModelProto`` whose initializers of at least 1 KiB are external in
+            ``folder/location``.
+        folder: the stage folder.
+        location: the data file; it is rewritten (int8 weights, and every tensor still used).
+
+    Returns:
+        The compacted ``ModelProto`` (its weights external in ``folder/location``).
+
+    Memory: the graph, plus one weight (fp32 and int8) at a time.
+    """
+    import onnx
+
+    folder = Path(folder)
+    graph = model.graph
+    inits, consts = _constants(model)
+    quantizers = _weight_quantizers(model, inits, consts)
+    folded_outputs = {q.output[0] for q in quantizers}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        if node.output and node.output[0] in folded_outputs:
+            continue
+        for name in set(node.input):
+            readers[name] = readers.get(name, 0) + 1
+    for out in graph.output:
+        readers[out.name] = readers.get(out.name, 0) + 1
+    dropped = {q.input[0] for q in quantizers if not readers.get(q.input[0])}
+
+    def value(name: str) -> np.ndarray:
+        t = inits.get(name) or consts[name]
+        return tensor_array(t, folder)
+
+    new_inits = []
+    with rewritten_data(folder, location) as writer:
+        for q in quantizers:
+            x = inits[q.input[0]]
+            zero_point = value(q.input[2])
+            axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
+            packed = onnx.TensorProto(name=q.output[0], dims=list(x.dims), data_type=onnx.helper.np_dtype_to_tensor_dtype(zero_point.dtype))
+            writer.append(packed, quantize_linear(tensor_array(x, folder), value(q.input[1]), zero_point, axis))
+            new_inits.append(packed)
+        kept = []
+        for t in graph.initializer:
+            if t.name in dropped:
+                continue
+            if is_external(t):
+                writer.append(t, tensor_array(t, folder))
+            kept.append(t)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new_inits)
+    nodes = [n for n in graph.node if not (n.op_type == "QuantizeLinear" and n.output and n.output[0] in folded_outputs)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    log.debug("int8: %d weight quantizer(s) folded into int8 initializers", len(quantizers))
+    return compact(model)
+
+
+def float_weights_view(model):
+    """``model`` (an in-memory ``ModelProto``, changed in place and returned) with every int8/uint8
+    weight that a ``DequantizeLinear`` reads replaced, under the same name, by its dequantized fp32
+    values.
+
+    For tools that inspect float weights only, such as ``polygraphy inspect sparsity``: a weight is
+    zero in int8 exactly where it is zero dequantized, so their 2:4 verdicts carry over.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    inits, consts = _constants(model)
+    for node in model.graph.node:
+        w = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" and node.input else None
+        if w is None or w.data_type not in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            continue
+        q = numpy_helper.to_array(w).astype(np.float32)
+        scale = numpy_helper.to_array(inits.get(node.input[1]) or consts[node.input[1]]).astype(np.float32)
+        zp_name = node.input[2] if len(node.input) > 2 else ""
+        zero = numpy_helper.to_array(inits.get(zp_name) or consts[zp_name]).astype(np.float32) if zp_name else np.zeros((), np.float32)
+        if scale.ndim == 1 and scale.size > 1:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+            shape = [-1 if i == axis else 1 for i in range(q.ndim)]
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        w.CopyFrom(numpy_helper.from_array(((q - zero) * scale).astype(np.float32), w.name))
+    return model
