@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--student-loss-weight", type=float, default=0.0, metavar="W", help="share of the task's own loss next to distillation (0..1, default 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="logit-KD temperature (default 1)")
     p.add_argument("--quantize", choices=("int8", "fp8"), help="quantize first, then train (QAT)")
-    p.add_argument("--calib-method", choices=("max", "entropy", "percentile", "mse"), default="max", help="activation calibration of --quantize (default max)")
+    p.add_argument("--calib-method", choices=("max", "entropy", "percentile", "mse"), default="max", help="activation calibration of --quantize (default max; fp8 takes max or percentile)")
     p.add_argument("--no-quant", action="append", default=[], metavar="PATTERN", help="keep layers matching PATTERN unquantized (repeatable)")
     p.add_argument("--calib-samples", type=int, default=256, metavar="N", help="calibration samples of --quantize (default 256)")
     p.add_argument("--epochs", type=int, default=3)

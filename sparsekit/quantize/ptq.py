@@ -98,6 +98,7 @@ def quantize_(
 
     Raises:
         CalibrationDataError: no calibration data.
+        SparsekitError: an unknown precision or method, or ``entropy`` / ``mse`` with ``fp8``.
     """
     import modelopt.torch.quantization as mtq
 
@@ -109,6 +110,8 @@ def quantize_(
         raise CalibrationDataError("quantization needs calibration data and none was given", "pass --calib, or let the kit use the model's random inputs")
     if method not in CALIB_METHODS:
         raise SparsekitError(f"unknown calibration method '{method}'", f"use one of: {', '.join(CALIB_METHODS)}")
+    if precision == "fp8" and method in ("entropy", "mse"):  # ModelOpt 0.47's searches assume integer levels (TypeError on e4m3)
+        raise SparsekitError(f"{method} calibration searches integer quantization grids, not fp8 (e4m3)", "use --calib-method max or percentile with --quantize fp8")
     config = getattr(mtq, QUANT_CONFIGS[precision])
     if not quantize_norms:
         config = _float_norms(config)

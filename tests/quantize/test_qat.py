@@ -51,6 +51,15 @@ def test_unknown_calibration_method_is_refused(sparse_digits):
         quantize_(copy.deepcopy(model), task.calibration(16), method="minmax")
 
 
+@pytest.mark.parametrize("method", ["entropy", "mse"])
+def test_fp8_with_an_integer_grid_search_is_refused_before_any_work(sparse_digits, method):
+    """ModelOpt's entropy / mse searches raise a TypeError on e4m3; the kit says so up front."""
+    task, _, model = sparse_digits
+    with pytest.raises(SparsekitError, match="fp8") as info:
+        quantize_(copy.deepcopy(model), task.calibration(16), precision="fp8", method=method)
+    assert "max or percentile" in info.value.fix
+
+
 def test_per_layer_opt_out_leaves_those_layers_in_float(sparse_digits):
     task, _, model = sparse_digits
     q = _quantizers(quantize_(copy.deepcopy(model), task.calibration(64), "int8", disable=["stages.2.*"]))
