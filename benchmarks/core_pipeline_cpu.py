@@ -101,7 +101,13 @@ def render(results: dict) -> str:
             agree = "-" if poly is None else (f"yes ({poly['sparse_by_polygraphy']}/{poly['weights_compared']} sparse)" if not poly["disagreements"] else f"NO: {poly['disagreements'][:3]}")
             err = f"{s['ort_max_rel_err']:.1e} ({s['tolerance']:.0e})" if "ort_max_rel_err" in s else "-"
             lines.append(f"| {r['model']} ({r['params_m']} M) | {s['stage']} | {s['seconds']} | {s['peak_rss_mib']} | {s.get('size_mb', '-')} | {s.get('sparse_layers_verified', '-')} | {err} | {agree} |")
-    lines += ["", "Goal: BERT-base sparsify + all three exports under 4 GB (3815 MiB) peak RSS on a 24 GB, 2-core machine."]
+    lines += [
+        "",
+        "The int8 limit is the exact-match one; an int8 export also passes when its L2 distance to PyTorch is at most sqrt(2) times the",
+        "model's own INT8 rounding noise (README, \"Parity of quantized exports\"; both numbers are in each export's report.json).",
+        "",
+        "Goal: BERT-base sparsify + all three exports under 4 GB (3815 MiB) peak RSS on a 24 GB, 2-core machine.",
+    ]
     for r in results["models"]:
         lines.append(f"- {r['model']}: total {r['total_seconds']} s, peak RSS {r['peak_rss_mib']} MiB ({'meets' if r['peak_rss_mib'] < 3815 else 'MISSES'} the 4 GB goal).")
     return "\n".join(lines) + "\n"
