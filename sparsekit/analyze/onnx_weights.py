@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from sparsekit.errors import OnnxModelError
 
@@ -192,3 +193,29 @@ def tensor_array(tensor, base_dir: str | os.PathLike = ""):
         where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExternalDataError(f"cannot read tensor '{tensor.name}' from external data '{where}': {first}", "keep the external-data file next to the ONNX, as export wrote it, or re-export") from exc
+
+
+def graph_tensors(graph) -> Iterator:
+    """Every ``TensorProto`` of a graph: initializers, sparse initializers, node attributes and
+    the tensors of subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from node_tensors(node)
+
+
+def node_tensors(node) -> Iterator:
+    """Every ``TensorProto`` held by a node's attributes, subgraphs included."""
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
+        if attr.HasField("g"):
+            yield from graph_tensors(attr.g)
+        for sub in attr.graphs:
+            yield from graph_tensors(sub)

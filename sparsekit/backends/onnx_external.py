@@ -15,8 +15,8 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
+from sparsekit.analyze.onnx_weights import graph_tensors, node_tensors
 from sparsekit.errors import ExternalDataError
 
 _FIX = "keep external-data files next to the ONNX (as onnx.save_model(..., save_as_external_data=True) writes them) and reference them by a relative name"
@@ -40,38 +40,15 @@ class ExternalRef:
     length: int | None
 
 
-def _graph_tensors(graph) -> Iterator:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node) -> Iterator:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _graph_tensors(sub)
-
-
 def external_refs(model) -> list[ExternalRef]:
     """Every tensor of ``model`` (a ``ModelProto`` loaded without external data) stored elsewhere:
     initializers, sparse initializers, attribute tensors, subgraphs and functions."""
     import onnx
 
-    tensors = list(_graph_tensors(model.graph))
+    tensors = list(graph_tensors(model.graph))
     for function in model.functions:
         for node in function.node:
-            tensors.extend(_node_tensors(node))
+            tensors.extend(node_tensors(node))
     out = []
     for t in tensors:
         if t.data_location != onnx.TensorProto.EXTERNAL:

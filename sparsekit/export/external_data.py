@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from sparsekit.analyze.onnx_weights import tensor_array
+from sparsekit.analyze.onnx_weights import graph_tensors, node_tensors, tensor_array
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +125,6 @@ class DataFileWriter:
         self.close()
 
 
-def graph_tensors(graph) -> Iterator:
-    """Every ``TensorProto`` of a graph: initializers, then node attributes (subgraphs included)."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from graph_tensors(attr.g)
-            for sub in attr.graphs:
-                yield from graph_tensors(sub)
-
-
 @contextlib.contextmanager
 def rewritten_data(folder: str | os.PathLike, location: str) -> Iterator[DataFileWriter]:
     """A writer for a new version of ``folder/location``, which replaces the old file only when
@@ -187,19 +173,12 @@ def move_weights_(model, folder: str | os.PathLike, location: str) -> list[str]:
             writer.append(t, tensor_array(t, folder))
             moved.append(t.name)
         for node in model.graph.node:  # rare: attribute tensors the exporter stored outside
-            for t in _attribute_tensors(node):
+            for t in node_tensors(node):
                 if is_external(t):
                     t.CopyFrom(onnx.numpy_helper.from_array(tensor_array(t, folder), t.name))
     for name in old_files - {location}:
         (folder / name).unlink(missing_ok=True)
     return moved
-
-
-def _attribute_tensors(node) -> Iterator:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
 
 
 def compact(model):

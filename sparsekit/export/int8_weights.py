@@ -23,6 +23,16 @@ from sparsekit.export.external_data import compact, is_external, rewritten_data
 log = logging.getLogger(__name__)
 
 
+def _broadcastable(scale: np.ndarray, zero_point: np.ndarray, axis: int, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q/DQ parameters shaped to broadcast against an ``ndim``-dimensional tensor: per axis along
+    ``axis`` (negative counts from the end) when ``scale`` is 1-D with several values, else scalars."""
+    if scale.ndim == 1 and scale.size > 1:
+        shape = [1] * ndim
+        shape[axis % ndim] = -1
+        return scale.reshape(shape), zero_point.reshape(shape)
+    return scale.reshape(()), zero_point.reshape(())
+
+
 def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int = 1) -> np.ndarray:
     """ONNX ``QuantizeLinear`` of a constant (opset 13+; no block quantization).
 
@@ -35,14 +45,7 @@ def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, ax
     Returns:
         The quantized array (``zero_point.dtype``), same shape as ``x``.
     """
-    scale = np.asarray(scale, dtype=np.float32)
-    zero_point = np.asarray(zero_point)
-    if scale.ndim == 1 and scale.size > 1:
-        shape = [1] * x.ndim
-        shape[axis % x.ndim] = -1
-        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
-    else:
-        scale, zero_point = scale.reshape(()), zero_point.reshape(())
+    scale, zero_point = _broadcastable(np.asarray(scale, dtype=np.float32), np.asarray(zero_point), axis, x.ndim)
     q = np.rint(x.astype(np.float32, copy=False) / scale)
     q += zero_point.astype(np.float32)
     info = np.iinfo(zero_point.dtype)
@@ -162,9 +165,6 @@ def float_weights_view(model):
         scale = numpy_helper.to_array(inits.get(node.input[1]) or consts[node.input[1]]).astype(np.float32)
         zp_name = node.input[2] if len(node.input) > 2 else ""
         zero = numpy_helper.to_array(inits.get(zp_name) or consts[zp_name]).astype(np.float32) if zp_name else np.zeros((), np.float32)
-        if scale.ndim == 1 and scale.size > 1:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
-            shape = [-1 if i == axis else 1 for i in range(q.ndim)]
-            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        scale, zero = _broadcastable(scale, zero, next((a.i for a in node.attribute if a.name == "axis"), 1), q.ndim)
         w.CopyFrom(numpy_helper.from_array(((q - zero) * scale).astype(np.float32), w.name))
     return model
