@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 def ensure_writable_target(path: str | os.PathLike, force: bool = False) -> Path:
     """Check that file ``path`` may be (over)written; create its folder (nothing else).
 
-    The folder is proven writable by creating and removing a temporary file in it.
+    The folder (or, while it does not exist yet, its nearest existing ancestor) is proven writable
+    by creating and removing a temporary file in it.
 
     Args:
         path: the file to be written.
@@ -44,17 +45,14 @@ def ensure_writable_target(path: str | os.PathLike, force: bool = False) -> Path
             written (read-only file system, no permission).
     """
     target = Path(path)
-    if target.is_dir():
-        raise OutputPathError(f"output '{target}' is a folder, not a file", "give a file path, or remove the folder")
-    if target.exists() and not force:
+    if target.exists() and not target.is_dir() and not force:
         raise OutputExistsError(f"output '{target}' already exists", "pass --force to replace it, or choose another path")
+    ensure_writable_file(target)
     parent = target.parent if str(target.parent) else Path(".")
-    _refuse_path_under_file(target)
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputPathError(f"cannot create folder '{parent}': {exc.strerror}", "choose a writable output location") from exc
-    _probe_writable(parent)
     return target
 
 
