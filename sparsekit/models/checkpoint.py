@@ -114,7 +114,8 @@ def load_checkpoint(path: str | os.PathLike):
 
     The architecture comes from the recorded source (without reading its inputs from it: the
     checkpoint's own input spec is used), ``transformers.Conv1D`` layers are converted as at load
-    time, and layers whose tied weight was untied before sparsifying are untied again.
+    time, recorded architecture edits (pruned widths, factorised layers:
+    :mod:`sparsekit.prune.structure`) are redone, and layers whose tied weight was untied before sparsifying are untied again.
 
     Returns:
         A :class:`~sparsekit.models.loaded.LoadedModel` whose ``checkpoint`` holds the metadata
@@ -135,10 +136,15 @@ def load_checkpoint(path: str | os.PathLike):
     from sparsekit.models.loaded import LoadedModel
     from sparsekit.models.spec import InputSpec
     from sparsekit.models.ties import untie_like_
+    from sparsekit.prune.structure import apply_edits_
 
     source = payload["source"]
     model = rebuild_from_source(source)
     conv1d_to_linear_(model)
+    edits = source.get("edits", [])
+    if not isinstance(edits, list):
+        raise ModelSourceError(f"checkpoint '{path}' is damaged: its architecture edits are not a list", "re-create it with 'sparsekit prune'")
+    apply_edits_(model, edits)  # pruned widths, factorised layers
     untie_like_(model, payload["state_dict"])
     if payload["modelopt_state"].get("modelopt_state_dict"):
         model = mto.restore_from_modelopt_state(model, payload["modelopt_state"])

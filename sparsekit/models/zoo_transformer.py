@@ -42,14 +42,14 @@ class EncoderLayer(nn.Module):
         return x.reshape(b, s, self.heads, h // self.heads).transpose(1, 2)  # reshape: 2:4 Linear outputs may be strided
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, s, h = x.shape
+        b, s, _ = x.shape
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
         if self.attention == "sdpa":
             ctx = nn.functional.scaled_dot_product_attention(q, k, v)
         else:
-            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(h // self.heads)
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
             ctx = torch.matmul(torch.softmax(scores, dim=-1), v)
-        ctx = ctx.transpose(1, 2).reshape(b, s, h)
+        ctx = ctx.transpose(1, 2).reshape(b, s, -1)  # heads x head size: fewer than hidden once heads are pruned
         x = self.ln1(x + self.attn_out(ctx))
         return self.ln2(x + self.ffn_out(nn.functional.gelu(self.ffn_in(x))))
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sparsekit.config import StrictConfig
 
@@ -47,6 +47,40 @@ class SparsifyConfig(_Strict):
     untie_tied: bool = Field(False, description="also sparsify layers whose weight is tied to another parameter (e.g. lm_head and the token embedding), each with its own copy (+ its size)")
 
 
+class PruneConfig(_Strict):
+    """Coarse-grained pruning before 2:4 (see ``sparsekit prune --help``)."""
+
+    granularity: Literal["channel", "unstructured", "low_rank"] = Field("channel", description="channel (filters, heads, FFN neurons removed: a smaller dense model), unstructured (zeros, no GPU speedup), low_rank (truncated SVD of Linear layers)")
+    ratio: float = Field(0.25, ge=0, lt=1, description="channel: share of each layer's output channels removed (one step; see schedule)")
+    importance: Literal["l1", "l2", "bn", "taylor"] = Field("l1", description="channel ranking: l1 / l2 filter norm, bn (BatchNorm |gamma|), taylor (needs a task with labels)")
+    round_to: int = Field(16, ge=1, description="channel widths and low-rank ranks kept at multiples of this (16: ModelOpt 2:4 needs input channels % 16)")
+    exclude: list[str] = Field(default_factory=list, description="fnmatch patterns of layers left as they are")
+    global_ranking: bool = Field(False, description="channel: rank across layers instead of the same share per layer")
+    head_ratio: float | None = Field(None, ge=0, lt=1, description="channel: share of attention heads removed (default: ratio)")
+    schedule: list[float] | None = Field(None, description="channel: prune -> fine-tune loop, cumulative shares removed after each step (needs 'task'); null = one step to ratio without fine-tuning")
+    max_drop: float = Field(1.0, ge=0, description="loop: stop when the task metric falls more than this many points below the unpruned model")
+    epochs: int = Field(2, ge=1, description="loop: fine-tuning epochs per step")
+    lr: float = Field(1e-3, gt=0, description="loop: fine-tuning peak learning rate")
+    batch_size: int = Field(32, ge=1, description="loop: fine-tuning batch size")
+    amount: float = Field(0.5, ge=0, lt=1, description="unstructured: share of weights zeroed per layer")
+    rank_fraction: float = Field(0.5, gt=0, lt=1, description="low_rank: rank as a share of min(in, out)")
+
+
+class FinetuneConfig(_Strict):
+    """Fine-tuning after sparsify, masks fixed, distilled from the recipe's (unpruned, dense) model; optionally INT8/FP8 QAT."""
+
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(5e-5, gt=0, description="peak learning rate (warm-up, then cosine decay)")
+    batch_size: int = Field(32, ge=1)
+    distill: bool = Field(True, description="distil from the recipe's model as loaded (before prune and sparsify)")
+    features: bool = Field(False, description="distillation also matches the task's feature layers")
+    student_loss_weight: float = Field(0.0, ge=0, le=1, description="share of the task's own loss next to distillation")
+    quantize: Literal["int8", "fp8"] | None = Field(None, description="quantize first, then train (QAT); the export must then be of that precision")
+    calib_method: Literal["max", "entropy", "percentile", "mse"] = Field("max", description="activation calibration of quantize")
+    calib_samples: int = Field(256, ge=1, description="calibration samples of quantize (from the task)")
+    no_quant: list[str] = Field(default_factory=list, description="fnmatch patterns of layers kept unquantized")
+
+
 class ExportConfig(_Strict):
     """Typed ONNX variants, each verified (2:4 + ONNX Runtime parity)."""
 
@@ -65,13 +99,28 @@ class ExportConfig(_Strict):
 
 
 class Recipe(_Strict):
-    """A whole run: model -> analyze -> sparsify -> export (-> later stages)."""
+    """A whole run: model -> analyze -> [prune] -> sparsify -> [finetune] -> export."""
 
     version: Literal[1] = Field(RECIPE_VERSION, description="recipe schema version")
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; the default run folder is runs/<name>")
     model: ModelConfig = Field(description="the model and its inputs")
+    task: str | None = Field(None, description="task giving data and metric to prune.schedule and finetune ('digits', 'docstrings')")
+    prune: PruneConfig | None = Field(None, description="coarse-grained pruning before 2:4; null = none")
     sparsify: SparsifyConfig | None = Field(SparsifyConfig(), description="2:4 sparsification; null exports the dense model")
+    finetune: FinetuneConfig | None = Field(None, description="fine-tuning after sparsify (with 'task'); null = none")
     export: ExportConfig | None = Field(ExportConfig(), description="ONNX variants; null stops after sparsify")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.task is None and (self.finetune is not None or (self.prune is not None and (self.prune.schedule or self.prune.importance == "taylor"))):
+            raise ValueError("finetune, prune.schedule and prune.importance 'taylor' need a 'task' (e.g. task: digits)")
+        if self.finetune is not None and self.finetune.quantize and self.export is not None and self.export.precisions != ["int8"]:
+            raise ValueError(f"finetune.quantize {self.finetune.quantize} makes a QAT model: set export.precisions to [int8] (or export: null for fp8)" if self.finetune.quantize == "int8" else "finetune.quantize fp8 makes an FP8 QAT model, which export does not write: set export: null")
+        if self.prune is not None and self.prune.schedule is not None:
+            v = self.prune.schedule
+            if not v or any(not 0 < x < 1 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
+                raise ValueError("prune.schedule must be a non-empty increasing list of shares in (0, 1), e.g. [0.25, 0.5]")
+        return self
 
 
 def recipe_schema() -> dict:

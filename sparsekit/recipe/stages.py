@@ -1,7 +1,7 @@
 """Pipeline stages. Each reads its inputs from files in the run folder and writes its outputs
 there, so any stage can be skipped when its settings and input files did not change.
 
-New stages (fine-tuning, engine builds, benchmarks) plug in by appending to :data:`STAGES`.
+Stages that change the model (prune, sparsify, finetune) each write a checkpoint; the next one reads the newest (:func:`model_file`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,41 @@ class StageContext:
     say: Callable[[str], None] = lambda msg: None
     cache: dict = field(default_factory=dict)
 
-    def model(self):
-        """The model to export: the sparse checkpoint if the recipe sparsifies, else the source model."""
+    def model(self, before: str | None = None):
+        """The newest model of the run (the checkpoint of the last model-changing stage, else the
+        source model); with ``before``, the newest one that stage reads."""
         from sparsekit.models.source import load_model
 
-        if self.recipe.sparsify is not None:
-            return load_model(str(self.run_dir / "sparse.pt"))
-        return load_source_model(self.recipe.model)
+        latest = model_file(self.recipe, before)
+        return load_model(str(self.run_dir / latest)) if latest else load_source_model(self.recipe.model)
+
+    def task(self):
+        from sparsekit.tasks import get_task
+
+        if "task" not in self.cache:
+            self.cache["task"] = get_task(self.recipe.task)
+        return self.cache["task"]
+
+
+_MODEL_FILES = (("prune", "pruned.pt"), ("sparsify", "sparse.pt"), ("finetune", "tuned.pt"))
+"""Stages that write a new model, in run order, and the checkpoint each writes."""
+
+
+def model_file(r: Recipe, before: str | None = None) -> str | None:
+    """The checkpoint holding the newest model of recipe ``r`` (None: the source model); with
+    ``before``, the newest one written by a stage that runs before stage ``before``."""
+    latest = None
+    for stage, name in _MODEL_FILES:
+        if stage == before:
+            break
+        if getattr(r, stage) is not None:
+            latest = name
+    return latest
+
+
+def _model_inputs(r: Recipe, before: str | None = None) -> list[str]:
+    latest = model_file(r, before)
+    return [latest] if latest else []
 
 
 def load_source_model(m: ModelConfig):
@@ -71,7 +99,7 @@ class Stage:
 def _analyze(ctx: StageContext) -> dict:
     from sparsekit.analyze.torch_layers import analyze_model
 
-    report = analyze_model(load_source_model(ctx.recipe.model))
+    report = analyze_model(ctx.model(before="sparsify"))  # the model sparsify sees (pruned, when the recipe prunes)
     write_json_atomic(ctx.run_dir / "analysis.json", report.to_dict())
     return report.summary
 
@@ -83,7 +111,7 @@ def _sparsify(ctx: StageContext) -> dict:
     from sparsekit.sparsify.sparsify import sparsify_
 
     s = ctx.recipe.sparsify
-    loaded = load_source_model(ctx.recipe.model)
+    loaded = ctx.model(before="sparsify")
     needs = s.method == "sparsegpt" or s.calib or s.calib_text
     calib = calibration_for(loaded, s.calib, s.calib_text, s.calib_samples) if needs else None
     include, exclude = resolve_layer_patterns(s.include, s.exclude, s.include_from, s.exclude_from)
@@ -91,6 +119,84 @@ def _sparsify(ctx: StageContext) -> dict:
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     return {"sparsified": len(report.sparsified), "layers": len(report.layers), "seconds": round(report.seconds, 2)}
+
+
+def _prune(ctx: StageContext) -> dict:
+    import shutil
+
+    from sparsekit.errors import TrainingStateError
+    from sparsekit.models.checkpoint import save_checkpoint
+
+    p = ctx.recipe.prune
+    loaded = load_source_model(ctx.recipe.model)
+    if p.granularity == "channel" and p.schedule:
+        from sparsekit.prune.loop import ChannelSettings, LoopConfig, iterative_prune
+        from sparsekit.recover.finetune import FineTuneConfig
+
+        config = LoopConfig(schedule=p.schedule, max_drop=p.max_drop, batch_size=p.batch_size, finetune=FineTuneConfig(epochs=p.epochs, lr=p.lr),
+                            channels=ChannelSettings(importance=p.importance, round_to=p.round_to, exclude=p.exclude, global_ranking=p.global_ranking, head_share=p.head_ratio))
+        steps = ctx.run_dir / "prune.steps"
+        try:  # an interrupted loop resumes after its last finished step ...
+            loaded, report = iterative_prune(loaded, ctx.task(), config, steps, resume=True, say=lambda m: ctx.say(f"prune: {m}"))
+        except TrainingStateError:  # ... one of other settings is stale: start over
+            shutil.rmtree(steps)
+            loaded, report = iterative_prune(load_source_model(ctx.recipe.model), ctx.task(), config, steps, say=lambda m: ctx.say(f"prune: {m}"))
+        summary = {"granularity": "channel", "loop": report}
+        last = report["steps"][report["accepted"] - 1]
+        short = {"accepted_step": report["accepted"], "params": [last["params_unpruned"], last["params"]], "flops": [last["flops_unpruned"], last["flops"]], "metrics": last["metrics"]}
+    elif p.granularity == "channel":
+        from sparsekit.prune.channels import prune_channels_
+
+        gradients = None
+        if p.importance == "taylor":
+            from sparsekit.prune.loop import taylor_gradients
+
+            gradients = taylor_gradients(ctx.task(), p.batch_size)
+        report = prune_channels_(loaded, p.ratio, p.importance, p.round_to, exclude=p.exclude, global_ranking=p.global_ranking, head_ratio=p.head_ratio, gradients=gradients)
+        summary = {"granularity": "channel", "channels": report.to_dict()}
+        short = {"params": report.params, "flops": report.flops}
+    elif p.granularity == "unstructured":
+        from sparsekit.prune.unstructured import prune_unstructured_
+
+        report = prune_unstructured_(loaded.model, p.amount, exclude=p.exclude)
+        summary = {"granularity": "unstructured", "unstructured": report.to_dict()}
+        short = {"sparsity": report.sparsity, "note": report.note}
+    else:
+        from sparsekit.prune.lowrank import factorize_
+
+        report = factorize_(loaded, p.rank_fraction, exclude=p.exclude, round_to=p.round_to)
+        summary = {"granularity": "low_rank", "low_rank": report.to_dict()}
+        short = {"params": report.params, "layers": len(report.layers)}
+    write_json_atomic(ctx.run_dir / "prune.json", summary)
+    save_checkpoint(loaded, ctx.run_dir / "pruned.pt", {"prune": summary})
+    return {"granularity": p.granularity, **short}
+
+
+def _finetune(ctx: StageContext) -> dict:
+    from sparsekit.models.checkpoint import save_checkpoint
+    from sparsekit.recover.finetune import FineTuneConfig
+    from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
+    from sparsekit.sparsify.check import check_model
+
+    f = ctx.recipe.finetune
+    task = ctx.task()
+    loaded = ctx.model(before="finetune")
+    teacher = load_source_model(ctx.recipe.model).model if f.distill else None
+    reference = task.evaluate(teacher) if teacher is not None else None
+    if f.quantize:
+        from sparsekit.quantize.ptq import quantize_
+
+        ctx.say(f"finetune: {f.quantize} calibration ({f.calib_method})")
+        loaded.model = quantize_(loaded.model, task.calibration(f.calib_samples), f.quantize, f.no_quant, f.calib_method)
+    config = FineTuneConfig(epochs=f.epochs, lr=f.lr)
+    distill = DistillConfig(features=f.features, student_loss_weight=f.student_loss_weight)
+    loaded.model, report = finetune_on_task_(loaded.model, task, config, f.batch_size, teacher, distill, ctx.run_dir / "tuned.state.pt")
+    after = task.evaluate(loaded.model, reference)
+    meta = {"task": task.name, "quantize": f.quantize, "report": report.to_dict(), "metrics": after.metrics, "dense": reference.metrics if reference else None, "masks_2to4": check_model(loaded.model).passed}
+    write_json_atomic(ctx.run_dir / "finetune.json", meta)
+    save_checkpoint(loaded, ctx.run_dir / "tuned.pt", {"finetune": meta})
+    (ctx.run_dir / "tuned.state.pt").unlink(missing_ok=True)
+    return {"metrics": after.metrics, "dense": meta["dense"], "steps": report.steps, "masks_2to4": meta["masks_2to4"]}
 
 
 def _list_contents(r: Recipe) -> dict:
@@ -118,11 +224,11 @@ def _export_stage(precision: str) -> Stage:
         if r.export is None or precision not in r.export.precisions:
             return None
         data = {k: data_fingerprint(v) for k, v in (("calib", r.export.calib), ("calib_text", r.export.calib_text)) if v and precision == "int8"}
-        return {"export": r.export.model_dump(mode="json", exclude={"precisions"}), "precision": precision, "model": None if r.sparsify else model_settings(r), **({"data": data} if data else {})}
+        return {"export": r.export.model_dump(mode="json", exclude={"precisions"}), "precision": precision, "model": None if model_file(r) else model_settings(r), **({"data": data} if data else {})}
 
     return Stage(
         f"export.{precision}", settings,
-        lambda r: ["sparse.pt"] if r.sparsify else [],
+        lambda r: _model_inputs(r),
         lambda r: [f"model.{precision}.onnx", f"model.{precision}.report.json"],
         run,
     )
@@ -135,16 +241,26 @@ def _report(ctx: StageContext) -> dict:
 
 
 STAGES: list[Stage] = [
-    Stage("analyze", lambda r: {"model": model_settings(r)}, lambda r: [], lambda r: ["analysis.json"], _analyze),
+    Stage(
+        "prune",
+        lambda r: None if r.prune is None else {"model": model_settings(r), "prune": r.prune.model_dump(mode="json"), "task": r.task},
+        lambda r: [], lambda r: ["pruned.pt", "prune.json"], _prune,
+    ),
+    Stage("analyze", lambda r: {"model": None if r.prune else model_settings(r)}, lambda r: _model_inputs(r, "sparsify"), lambda r: ["analysis.json"], _analyze),
     Stage(
         "sparsify",
-        lambda r: None if r.sparsify is None else {"model": model_settings(r), "sparsify": r.sparsify.model_dump(mode="json"), "lists": _list_contents(r)},
-        lambda r: [], lambda r: ["sparse.pt", "sparsify.json"], _sparsify,
+        lambda r: None if r.sparsify is None else {"model": None if r.prune else model_settings(r), "sparsify": r.sparsify.model_dump(mode="json"), "lists": _list_contents(r)},
+        lambda r: _model_inputs(r, "sparsify"), lambda r: ["sparse.pt", "sparsify.json"], _sparsify,
+    ),
+    Stage(
+        "finetune",
+        lambda r: None if r.finetune is None else {"model": model_settings(r), "finetune": r.finetune.model_dump(mode="json"), "task": r.task},
+        lambda r: _model_inputs(r, "finetune"), lambda r: ["tuned.pt", "finetune.json"], _finetune,
     ),
     *[_export_stage(p) for p in ("fp32", "fp16", "int8")],
     Stage(
         "report", lambda r: {"name": r.name},
-        lambda r: ["analysis.json", *(["sparsify.json"] if r.sparsify else []), *[f"model.{p}.report.json" for p in (r.export.precisions if r.export else [])]],
+        lambda r: ["analysis.json", *(["prune.json"] if r.prune else []), *(["sparsify.json"] if r.sparsify else []), *(["finetune.json"] if r.finetune else []), *[f"model.{p}.report.json" for p in (r.export.precisions if r.export else [])]],
         lambda r: ["summary.json", "summary.md"], _report,
     ),
 ]

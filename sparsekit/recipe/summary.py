@@ -45,11 +45,39 @@ def build_summary(recipe: Recipe, run_dir: Path) -> dict:
         "amdahl_bound_likely_win": round(amdahl_bound(win_share), 3),
         "exports": {p: (None if r is None else {"size_bytes": r["size_bytes"], "check_passed": r["check"]["passed"], "sparse_verified": len(r["sparsified"]), "parity": r["parity"]}) for p, r in exports.items()},
         "layers": layers,
+        "prune": _read(run_dir / "prune.json"),
+        "finetune": _read(run_dir / "finetune.json"),
     }
 
 
 def _mark(v) -> str:
     return "-" if v is None else ("yes" if v else "NO")
+
+
+def _stage_lines(s: dict) -> list[str]:
+    """Headline lines of the prune and finetune stages, when the run had them."""
+    lines = []
+    prune = s.get("prune")
+    if prune:
+        detail = prune.get("channels") or prune.get("low_rank")
+        loop = prune.get("loop")
+        if loop:
+            last = loop["steps"][loop["accepted"] - 1]
+            params, flops = [last["params_unpruned"], last["params"]], [last["flops_unpruned"], last["flops"]]
+            extra = f", after {loop['accepted']} prune -> fine-tune step(s): {loop['metric']} {last['metrics'][loop['metric']]:.2f} (unpruned {loop['unpruned'][loop['metric']]:.2f})"
+        else:
+            params, flops, extra = (detail or {}).get("params"), (detail or {}).get("flops"), ""
+        if params:
+            lines.append(f"- **Pruned ({prune['granularity']})**: parameters {params[0]:,} -> {params[1]:,} ({params[1] / params[0]:.0%})" + (f", FLOPs {flops[1] / flops[0]:.0%} of the unpruned model" if flops else "") + extra + "; the layers below are the pruned model's.")
+        elif prune.get("unstructured"):
+            u = prune["unstructured"]
+            lines.append(f"- **Unstructured pruning**: {u['sparsity']:.1%} zeros; {u['note']}.")
+    tune = s.get("finetune")
+    if tune:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in tune["metrics"].items())
+        dense = ", ".join(f"{k} {v:.3f}" for k, v in (tune.get("dense") or {}).items())
+        lines.append(f"- **Fine-tuned** on {tune['task']}" + (f" with {tune['quantize']} QAT" if tune.get("quantize") else "") + f": {shown}" + (f" (dense teacher: {dense})" if dense else "") + f"; 2:4 masks {'kept' if tune['masks_2to4'] else 'NOT kept'}.")
+    return lines
 
 
 def render_markdown(s: dict) -> str:
@@ -69,6 +97,7 @@ def render_markdown(s: dict) -> str:
         f"- If only the wide layers likely to win run sparse ({100 * s['likely_win_flop_share']:.1f}% of FLOPs), "
         f"the bound is **{s['amdahl_bound_likely_win']:.2f}x**.",
         "- No speedup is measured here: 2:4 kernels need an Ampere+ GPU (TensorRT or PyTorch semi-structured).",
+        *_stage_lines(s),
         "",
         "## ONNX variants",
         "",

@@ -43,6 +43,11 @@ class FineTuneConfig(StrictConfig):
         grad_clip: max gradient L2 norm; 0 turns clipping off.
         seed: seed of the batch order and dropout.
         save_every: steps between training-state saves (0: at the end of each epoch only).
+        bn_l1: network slimming: an L1 penalty ``bn_l1 * sum|gamma|`` on every BatchNorm scale, so that
+            unimportant channels go towards zero and channel pruning by ``bn`` importance can take
+            them (0: off; 1e-4 to 1e-3 is typical).
+        keep_zeros: weights that are exactly zero when training starts stay zero (unstructured
+            pruning); 2:4 masks are kept either way.
     """
 
     epochs: int = Field(3, ge=1)
@@ -54,6 +59,8 @@ class FineTuneConfig(StrictConfig):
     grad_clip: float = Field(1.0, ge=0)
     seed: int = 0
     save_every: int = Field(0, ge=0)
+    bn_l1: float = Field(0.0, ge=0)
+    keep_zeros: bool = False
 
 
 @dataclass
@@ -209,7 +216,8 @@ def finetune_(
         snapshot = None
         log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
     model.train()
-    with MaskGuard(model, optimizer):
+    slimmed = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.requires_grad] if config.bn_l1 else []
+    with MaskGuard(model, optimizer, keep_zeros=config.keep_zeros):
         for epoch in range(report.steps // steps_per_epoch, config.epochs):
             for i, batch in enumerate(first_epoch if epoch == 0 else batches(epoch)):
                 if epoch * steps_per_epoch + i < report.steps:
@@ -223,6 +231,9 @@ def finetune_(
                     group["lr"] = config.lr * _schedule(report.steps, total, config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                for gamma in slimmed:  # subgradient of bn_l1 * |gamma| (network slimming)
+                    if gamma.grad is not None:
+                        gamma.grad.add_(torch.sign(gamma.detach()), alpha=config.bn_l1)
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
                 optimizer.step()

@@ -30,19 +30,34 @@ def masked_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, tor
             yield name, param, mask.bool()
 
 
+def zero_masks(model: nn.Module) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
+    """``{module name: (weight, keep-mask)}`` of Linear/Conv weights with exact zeros and no 2:4 mask
+    (unstructured pruning): the zeros as they are now, to be kept."""
+    masked = {name for name, _, _ in masked_parameters(model)}
+    out = {}
+    for name, module in model.named_modules():
+        param = module._parameters.get("weight") if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) else None
+        if param is not None and name not in masked:
+            keep = param.detach() != 0
+            if not bool(keep.all()):
+                out[name] = (param, keep)
+    return out
+
+
 @torch.no_grad()
-def enforce_masks_(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
+def enforce_masks_(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, extra: dict[str, tuple[nn.Parameter, torch.Tensor]] | None = None) -> int:
     """Zero pruned entries of every masked weight (and of the optimizer's state for it), in place.
 
     Args:
         model: a model sparsified with :func:`sparsekit.sparsify.sparsify_` (or ModelOpt).
         optimizer: its optimizer; per-parameter state tensors shaped like the weight are masked too.
+        extra: more ``{name: (weight, keep-mask)}`` to enforce (see :func:`zero_masks`).
 
     Returns:
         The number of masked layers.
     """
     count = 0
-    for _, param, mask in masked_parameters(model):
+    for _, param, mask in [*masked_parameters(model), *((n, p, m) for n, (p, m) in (extra or {}).items())]:
         param.mul_(mask.to(param.dtype))
         if optimizer is not None:
             for value in optimizer.state.get(param, {}).values():
@@ -67,16 +82,20 @@ class MaskGuard:
     Args:
         model: the sparsified model.
         optimizer: the optimizer training it.
+        keep_zeros: also keep every Linear/Conv weight entry that is exactly zero on entry at zero
+            (unstructured pruning).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, keep_zeros: bool = False) -> None:
         self.model = model
         self.optimizer = optimizer
+        self.keep_zeros = keep_zeros
         self._handle = None
 
     def __enter__(self) -> "MaskGuard":
-        enforce_masks_(self.model, self.optimizer)
-        self._handle = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: enforce_masks_(self.model, opt))
+        extra = zero_masks(self.model) if self.keep_zeros else None
+        enforce_masks_(self.model, self.optimizer, extra)
+        self._handle = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: enforce_masks_(self.model, opt, extra))
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sparsekit.errors import MissingDependencyError
+from sparsekit.errors import MissingDependencyError, SparsekitError
 from sparsekit.tasks.base import EvalResult, Task, register_task
 
 
@@ -36,8 +36,16 @@ class DigitsTask(Task):
     primary = "accuracy"
     distill_output = "logits"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, image_size: int = 8, width: int = 32) -> None:
+        """``image_size`` > 8 upsamples the images (bilinear) to that size, e.g. 32 for a
+        CIFAR-sized input to the same CNN; ``width`` is the CNN's first-stage width."""
+        if image_size < 8:
+            raise SparsekitError(f"digits image_size must be at least 8, got {image_size}", "use 8 (native) or a larger size such as 32")
         self.x_train, self.y_train, self.x_test, self.y_test = load_digits_split(seed=seed)
+        if image_size != 8:
+            up = lambda x: F.interpolate(torch.from_numpy(x), size=(image_size, image_size), mode="bilinear", align_corners=False).numpy()  # noqa: E731
+            self.x_train, self.x_test = up(self.x_train), up(self.x_test)
+        self.model = ("cnn", {"in_channels": 1, "image_size": image_size, "width": width})
 
     def train_batches(self, batch_size: int, seed: int = 0):
         x, y = torch.from_numpy(self.x_train), torch.from_numpy(self.y_train)
