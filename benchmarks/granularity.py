@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from accuracy import Progress  # noqa: E402 - the accuracy table's progress bar, one per training run
 
 
 @dataclass
@@ -66,20 +68,6 @@ GPU_NOTE = {
     "+ INT8": "INT8 Tensor Cores on a GPU; ONNX Runtime CPU runs the Q/DQ graph with its own int8 kernels",
     "low-rank 0.5": "faster where the two thin GEMMs beat the one wide GEMM (large batch x tokens)",
 }
-
-
-class Progress:
-    def __init__(self, label: str) -> None:
-        from tqdm import tqdm
-
-        self.label, self.bar, self._tqdm = label, None, tqdm
-
-    def __call__(self, info: dict) -> None:
-        if self.bar is None:
-            self.bar = self._tqdm(total=info["steps"], initial=info["step"] - 1, desc=self.label, file=sys.stderr, mininterval=5, dynamic_ncols=True)
-        self.bar.update(1)
-        if info["step"] == info["steps"]:
-            self.bar.close()
 
 
 def _say(msg: str) -> None:
