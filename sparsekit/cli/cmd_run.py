@@ -80,7 +80,7 @@ def _print_summary(s: dict, run_dir: Path) -> None:
     skipped = [layer["name"] for layer in s["layers"] if layer["status"] in ("skipped", "excluded")]
     out.print(f"[bold]{s['sparsified_layers']} of {s['layers_total']}[/] layers are 2:4 on TensorRT's axis ({100 * s['sparse_flop_share']:.1f}% of FLOPs); kept dense: {', '.join(skipped) or 'none'}")
     if fallback:
-        out.print(f"{fallback} k x k conv(s) got a TensorRT-layout magnitude mask instead of SparseGPT's (whose layout TensorRT cannot use)")
+        out.print(f"{fallback} layer(s) got a TensorRT-layout magnitude mask instead of SparseGPT's (see the reasons in the summary)")
     out.print(f"Amdahl bound: [bold]{s['amdahl_bound']:.2f}x[/] if all these layers ran 2x faster, [bold]{s['amdahl_bound_likely_win']:.2f}x[/] if only the wide ones likely to win do. No speed is measured on CPU.")
     out.print(f"Report: {run_dir / 'summary.md'}  (JSON: {run_dir / 'summary.json'}, artifacts and manifest in {run_dir})")
 

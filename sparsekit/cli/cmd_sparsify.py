@@ -11,8 +11,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "sparsify", help="2:4-sparsify a model through ModelOpt and save a checkpoint",
         description="Apply 2:4 sparsity with ModelOpt ('magnitude' or calibrated 'sparsegpt') to the Linear/Conv2d layers that match "
-        "--include and no --exclude. Every mask is verified on TensorRT's axis; SparseGPT's k x k conv masks (not in TensorRT's "
-        "layout) are replaced by TensorRT-layout magnitude masks and reported as 'fallback'.",
+        "--include and no --exclude. Every mask is verified on TensorRT's axis. ModelOpt's SparseGPT groups a k x k conv's weights along "
+        "C*R*S, which TensorRT cannot use: the kit runs SparseGPT on those convs itself with the columns ordered (r, s, c), so that "
+        "each group of 4 is 4 input channels (TensorRT's layout); grouped convs get a TensorRT-layout magnitude mask ('fallback', with the reason).",
     )
     add_model_args(p)
     p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (restores with its sparsity state)")
@@ -29,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--permute-sweeps", type=int, default=100, metavar="N", help="permutation search sweeps per layer (default 100; more keeps a little more, slower)")
     p.add_argument("--untie-tied", action="store_true", help="also sparsify layers whose weight is tied to another parameter (a language model's head and its "
                    "token embedding): each gets its own 2:4 copy, which adds its size (stated in the report); by default they stay dense")
+    p.add_argument("--conv-masks", choices=("sparsegpt", "magnitude"), default="sparsegpt", help="with --method sparsegpt, how k x k convs get their masks: TensorRT-layout SparseGPT (default) or TensorRT-layout magnitude (for comparison)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -48,7 +50,7 @@ def run(args) -> int:
     needs = args.method == "sparsegpt" or args.calib or args.calib_text
     calib = calibration_for(loaded, args.calib, args.calib_text, args.calib_samples) if needs else None
     with status(f"sparsifying with {args.method}"):
-        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_sweeps=args.permute_sweeps, untie_tied=args.untie_tied)
+        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_sweeps=args.permute_sweeps, untie_tied=args.untie_tied, conv_masks=args.conv_masks)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     payload = {**report.to_dict(), "checkpoint": str(args.output), "model_notes": loaded.notes}
     emit(args, payload)

@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from sparsekit._quiet import quiet_modelopt
-from sparsekit.errors import CalibrationDataError, NoEligibleLayersError
+from sparsekit.errors import CalibrationDataError, NoEligibleLayersError, SparsekitError
 from sparsekit.sparsify.check import CheckReport, check_model
 from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.pattern import magnitude_mask, retained_magnitude
@@ -80,32 +81,37 @@ def _modelopt_config(selected: Sequence[str]) -> dict:
     return {"nn.Linear": rules, "nn.Conv2d": rules}
 
 
-def _without_hessian_hooks(loop, layers: set[str]):
-    """``loop`` run after removing SparseGPT's Hessian hooks from ``layers``.
+def _with_kit_hessians(loop, layers: dict[str, nn.Module], hessians):
+    """``loop`` run with SparseGPT's own Hessian hooks removed from the k x k convs in ``layers`` and
+    the kit's (:class:`~sparsekit.sparsify.sparsegpt_conv.ConvHessians`, with the conv's padding)
+    collecting their statistics instead.
 
-    Used for k x k convs, whose SparseGPT mask the kit replaces anyway: ModelOpt 0.47 unfolds their
-    inputs without the conv's padding, which fails outright on feature maps smaller than the kernel
-    (the digits CNN's 2x2 maps) and costs a ``(C*R*S)^2`` Hessian for nothing. A layer left
-    without samples gets an all-zero mask from ModelOpt, which the fallback then overwrites.
+    ModelOpt 0.47 unfolds a conv's inputs without its padding, which skews the statistics at the
+    borders and fails outright on feature maps smaller than the kernel (the digits CNN's 2x2 maps);
+    its mask for these layers is replaced by the kit's anyway. A layer left without ModelOpt samples
+    gets an all-zero mask from ModelOpt, which the kit then overwrites.
     """
     from modelopt.torch.sparsity.weight_sparsity.sparsegpt import SparseGPTSearcher
 
     hessian_hook = SparseGPTSearcher._hook_compute_hessian.__func__
 
     def run(model: nn.Module) -> None:
-        for name, module in model.named_modules():
-            if name in layers:
-                for key, hook in list(module._forward_hooks.items()):
-                    if getattr(hook, "__func__", None) is hessian_hook:
-                        del module._forward_hooks[key]
-        loop(model)
+        modules = dict(model.named_modules())
+        for name in layers:
+            for key, hook in list(modules[name]._forward_hooks.items()):
+                if getattr(hook, "__func__", None) is hessian_hook:
+                    del modules[name]._forward_hooks[key]
+        hessians.layers = {n: modules[n] for n in layers}  # ModelOpt may have converted the module objects
+        with hessians:
+            loop(model)
 
     return run
 
 
-def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, replaced: Sequence[str] = ()) -> nn.Module:
+def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, replaced: Sequence[str] = (), hessians=None) -> nn.Module:
     """ModelOpt's ``mode`` on the ``selected`` layers (calibrated on ``calib`` where it needs data);
-    layers in ``replaced`` get their masks from the kit afterwards, so they collect no statistics."""
+    layers in ``replaced`` get their masks from the kit afterwards, so ModelOpt collects no
+    statistics for them (``hessians``, when given, collects the kit's own in the same pass)."""
     from sparsekit._memory import import_cleanly
 
     import_cleanly("modelopt.torch")  # not on this stack: the import would keep sparsify_'s weight copies alive
@@ -116,16 +122,21 @@ def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, r
     search = {}
     if calib is not None:
         loop = forward_loop(calib)
-        search["forward_loop"] = _without_hessian_hooks(loop, set(replaced)) if replaced and mode == "sparsegpt" else loop
+        if replaced and mode == "sparsegpt":
+            from sparsekit.sparsify.sparsegpt_conv import ConvHessians
+
+            hessians = hessians if hessians is not None else ConvHessians({})
+            loop = _with_kit_hessians(loop, dict.fromkeys(replaced), hessians)
+        search["forward_loop"] = loop
     with quiet_modelopt():
         return mts.sparsify(model, [(mode, _modelopt_config(selected))], config=search)
 
 
-def _apply_trt_layout_mask(module: nn.Module, original: np.ndarray) -> float:
-    """Replace a module's ModelOpt mask by a magnitude 2:4 mask in TensorRT layout (axis 1)."""
+def _apply_trt_layout_mask(module: nn.Module, original: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Replace a module's ModelOpt mask by ``mask`` (default: a magnitude 2:4 mask) in TensorRT layout (axis 1)."""
     import torch
 
-    mask = magnitude_mask(original, axis=1)
+    mask = magnitude_mask(original, axis=1) if mask is None else mask
     with torch.no_grad():
         module._weight_mask.copy_(torch.from_numpy(mask).to(module._weight_mask.dtype))
         module.weight.data.copy_(torch.from_numpy(original * mask).to(module.weight.dtype))  # noqa: not masked-view
@@ -141,13 +152,17 @@ def sparsify_(
     permute: bool = False,
     permute_sweeps: int = 100,
     untie_tied: bool = False,
+    conv_masks: str = "sparsegpt",
 ) -> tuple[nn.Module, SparsifyReport]:
     """2:4-sparsify ``model`` in place through ModelOpt.
 
     Layers are Linear/Conv2d matching ``include`` and no ``exclude`` pattern (fnmatch on module
     paths) that ModelOpt's shape rules accept. For ``sparsegpt`` on k x k convs, whose ModelOpt mask
-    is grouped along the flattened (C x R x S) axis instead of TensorRT's C axis, the kit falls back
-    to a magnitude mask in TensorRT's layout and records ``fallback`` for the layer.
+    is grouped along the flattened (C x R x S) axis instead of TensorRT's C axis, the kit runs
+    SparseGPT itself with the columns ordered (r, s, c), so that its groups of 4 fall on input
+    channels (:mod:`~sparsekit.sparsify.sparsegpt_conv`); where that cannot apply (grouped convs,
+    no calibration sample) it falls back to a magnitude mask in TensorRT's layout and records
+    ``fallback`` for the layer with the reason.
 
     Args:
         model: the dense model (modified and returned: ModelOpt may replace the module object).
@@ -161,6 +176,8 @@ def sparsify_(
         untie_tied: sparsify layers whose weight is tied to another parameter (a language model's
             head and its token embedding) by giving them their own copy first; the report states the
             size cost. By default they are kept dense.
+        conv_masks: for ``sparsegpt`` on k x k convs: ``sparsegpt`` (TensorRT-layout SparseGPT) or
+            ``magnitude`` (the TensorRT-layout magnitude mask, for comparison).
 
     Returns:
         ``(model, report)``; the report includes a 2:4 check of every sparsified layer.
@@ -202,16 +219,29 @@ def sparsify_(
     if not accepted:
         raise NoEligibleLayersError(f"no layer of this model can be 2:4-sparsified by '{method}' ({len(layers)} Linear/Conv2d layers, {len(selected)} selected)", "check --include/--exclude, or see 'sparsekit analyze' for the shape rules")
     permutation = permute_channels_(model, accepted, sweeps=permute_sweeps) if permute else None
-    fallbacks = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted if not spec.trt_layout_convs and decisions[n].kind == "Conv2d" and tuple(decisions[n].shape[2:]) != (1, 1)}
+    kxk = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted if not spec.trt_layout_convs and decisions[n].kind == "Conv2d" and tuple(decisions[n].shape[2:]) != (1, 1)}
+    if conv_masks not in ("sparsegpt", "magnitude"):
+        raise SparsekitError(f"conv_masks must be 'sparsegpt' or 'magnitude', not '{conv_masks}'", "use sparsegpt (default) or magnitude")
+    from sparsekit.sparsify.sparsegpt_conv import ConvHessians, sparsegpt_conv_mask, supports
+
+    why_not = {n: ("magnitude masks asked for k x k convs" if conv_masks == "magnitude" else supports(layers[n])[1]) for n in kxk}
+    hessians = ConvHessians({})
     originals = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted}
-    model = _run_modelopt(model, spec.modelopt_mode, accepted, calib, replaced=list(fallbacks))
+    model = _run_modelopt(model, spec.modelopt_mode, accepted, calib, replaced=list(kxk), hessians=hessians)
     modules = dict(model.named_modules())
     for name in accepted:
         module = modules[name]
-        if name in fallbacks:
-            decisions[name].status = "fallback"
-            decisions[name].reason = "k x k conv: SparseGPT groups along C*R*S, not TensorRT's C axis; used a TensorRT-layout magnitude mask"
-            decisions[name].retained = round(_apply_trt_layout_mask(module, fallbacks[name]), 4)
+        if name in kxk:
+            mask = None
+            if not why_not[name] and hessians.samples.get(name, 0) == 0:
+                why_not[name] = "no calibration sample reached it"
+            if not why_not[name]:
+                mask = sparsegpt_conv_mask(torch.from_numpy(kxk[name]), hessians.hessian[name])
+                decisions[name].reason = "k x k conv: SparseGPT with columns ordered (r, s, c), groups of 4 on input channels (TensorRT's layout)"
+            else:
+                decisions[name].status = "fallback"
+                decisions[name].reason = f"k x k conv: TensorRT-layout magnitude mask ({why_not[name]})"
+            decisions[name].retained = round(_apply_trt_layout_mask(module, kxk[name], mask), 4)
         else:
             mask = module._weight_mask.detach().cpu().numpy().astype(bool)
             decisions[name].retained = round(retained_magnitude(originals[name], mask), 4)

@@ -38,19 +38,28 @@ def test_raw_sparsegpt_on_kxk_convs_is_not_trt_layout():
     assert bad and all("conv" in n for n in bad)
 
 
-def test_sparsegpt_reports_fallback_for_kxk_convs():
+def test_sparsegpt_gives_kxk_convs_trt_layout_masks_and_magnitude_on_request():
     loaded = load_model("cnn")
-    loaded.model, report = sparsify_(loaded.model, "sparsegpt", calib=load_calibration(None, loaded.inputs, 16, 8))
-    status = {d.name: d.status for d in report.layers}
-    assert status["stages.0.conv1.0"] == "fallback"
-    assert status["stages.1.shortcut.0"] == "sparsified"  # 1x1: SparseGPT's layout is TensorRT's
-    assert status["stem.0.0"] == "skipped"
+    calib = load_calibration(None, loaded.inputs, 16, 8)
+    loaded.model, report = sparsify_(loaded.model, "sparsegpt", calib=calib)
+    decisions = {d.name: d for d in report.layers}
+    assert decisions["stages.0.conv1.0"].status == "sparsified" and "(r, s, c)" in decisions["stages.0.conv1.0"].reason
+    assert decisions["stages.1.shortcut.0"].status == "sparsified"  # 1x1: SparseGPT's layout is TensorRT's
+    assert decisions["stem.0.0"].status == "skipped"
+    assert report.check.passed and set(report.sparsified) <= {layer.name for layer in report.check.layers if layer.is_2to4}
+    again = load_model("cnn")
+    again.model, magnitude = sparsify_(again.model, "sparsegpt", calib=calib, conv_masks="magnitude")
+    m = {d.name: d for d in magnitude.layers}
+    assert m["stages.0.conv1.0"].status == "fallback" and "magnitude masks asked for" in m["stages.0.conv1.0"].reason
+    ours = dict(loaded.model.named_modules())["stages.0.conv1.0"].weight != 0
+    theirs = dict(again.model.named_modules())["stages.0.conv1.0"].weight != 0
+    assert not torch.equal(ours, theirs)  # SparseGPT chose other weights than magnitude
 
 
 def test_sparsegpt_on_feature_maps_smaller_than_the_kernel():
     """ModelOpt's Hessian hook unfolds conv inputs without padding, which fails on 2x2 maps (the
-    digits CNN): k x k convs, whose masks are replaced anyway, collect no Hessian, and the
-    1x1 / Linear layers still get SparseGPT's own masks."""
+    digits CNN): the kit collects k x k convs' statistics itself, with the conv's padding, and the
+    1x1 / Linear layers still get ModelOpt's own SparseGPT masks."""
     import modelopt.torch.sparsity as mts
 
     from sparsekit.models.calib import forward_loop
@@ -63,7 +72,7 @@ def test_sparsegpt_on_feature_maps_smaller_than_the_kernel():
     original = {n: m.weight.detach().clone() for n, m in loaded.model.named_modules() if isinstance(m, torch.nn.Conv2d)}
     loaded.model, report = sparsify_(loaded.model, "sparsegpt", calib=calib)
     status = {d.name: d.status for d in report.layers}
-    assert status["stages.2.conv2.0"] == "fallback" and status["stages.2.shortcut.0"] == "sparsified"
+    assert status["stages.2.conv2.0"] == "sparsified" and status["stages.2.shortcut.0"] == "sparsified"
     assert report.check.passed and set(report.sparsified) <= {layer.name for layer in report.check.layers if layer.is_2to4}
     conv = dict(loaded.model.named_modules())["stages.2.conv2.0"]
     kept = conv.weight.detach() != 0
