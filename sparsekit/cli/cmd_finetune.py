@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, metavar="STEPS", help="also save the training state every STEPS steps (default: each epoch)")
+    p.add_argument("--masks", choices=("fixed", "learned"), default="fixed", help="fixed: the 2:4 masks of sparsify stay (default); learned: SR-STE, masks recomputed from the dense weights every step (TensorRT layout), weights may move between kept and pruned, masks frozen and checked at the end")
+    p.add_argument("--mask-decay", type=float, default=2e-4, metavar="LAMBDA", help="SR-STE decay of the pruned weights with --masks learned (default 2e-4)")
     p.add_argument("--bn-l1", type=float, default=0.0, metavar="LAMBDA", help="network slimming: L1 penalty on every BatchNorm scale so that unimportant channels go to zero (e.g. 1e-4); then 'sparsekit prune --importance bn' removes them")
     p.add_argument("--keep-zeros", action="store_true", help="weights that are exactly zero at the start stay zero (after 'sparsekit prune --granularity unstructured')")
     p.add_argument("--eval-each-epoch", action="store_true", help="evaluate on the task's held-out data after every epoch (shown in the progress bar, kept in the checkpoint's metadata)")
@@ -67,7 +69,7 @@ def run(args) -> int:
 
     ensure_writable_target(args.output, args.force)
     try:
-        config = FineTuneConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer, warmup=args.warmup, grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every, bn_l1=args.bn_l1, keep_zeros=args.keep_zeros)
+        config = FineTuneConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer, warmup=args.warmup, grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every, bn_l1=args.bn_l1, keep_zeros=args.keep_zeros, masks=args.masks, mask_decay=args.mask_decay)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SparsekitError(f"invalid training setting {'.'.join(map(str, err['loc']))}: {err['msg']}", "see 'sparsekit finetune --help'") from exc

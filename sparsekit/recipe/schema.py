@@ -75,6 +75,7 @@ class FinetuneConfig(_Strict):
     distill: bool = Field(True, description="distil from the recipe's model as loaded (before prune and sparsify)")
     features: bool = Field(False, description="distillation also matches the task's feature layers")
     student_loss_weight: float = Field(0.0, ge=0, le=1, description="share of the task's own loss next to distillation")
+    masks: Literal["fixed", "learned"] = Field("fixed", description="fixed 2:4 masks, or learned ones (SR-STE, frozen and checked at the end)")
     quantize: Literal["int8", "fp8"] | None = Field(None, description="quantize first, then train (QAT); the export must then be of that precision")
     calib_method: Literal["max", "entropy", "percentile", "mse"] = Field("max", description="activation calibration of quantize")
     calib_samples: int = Field(256, ge=1, description="calibration samples of quantize (from the task)")

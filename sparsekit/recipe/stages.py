@@ -188,7 +188,7 @@ def _finetune(ctx: StageContext) -> dict:
 
         ctx.say(f"finetune: {f.quantize} calibration ({f.calib_method})")
         loaded.model = quantize_(loaded.model, task.calibration(f.calib_samples), f.quantize, f.no_quant, f.calib_method)
-    config = FineTuneConfig(epochs=f.epochs, lr=f.lr)
+    config = FineTuneConfig(epochs=f.epochs, lr=f.lr, masks=f.masks)
     distill = DistillConfig(features=f.features, student_loss_weight=f.student_loss_weight)
     loaded.model, report = finetune_on_task_(loaded.model, task, config, f.batch_size, teacher, distill, ctx.run_dir / "tuned.state.pt")
     after = task.evaluate(loaded.model, reference)

@@ -22,7 +22,7 @@ from torch import nn
 from sparsekit._io import atomic_path
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError, TrainingDataError, TrainingDivergedError, TrainingStateError
-from sparsekit.recover.masks import MaskGuard, masked_parameters
+from sparsekit.recover.masks import LearnedMasks, MaskGuard, masked_parameters
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class FineTuneConfig(StrictConfig):
             them (0: off; 1e-4 to 1e-3 is typical).
         keep_zeros: weights that are exactly zero when training starts stay zero (unstructured
             pruning); 2:4 masks are kept either way.
+        masks: ``fixed`` (the 2:4 masks of sparsify stay) or ``learned`` (SR-STE: masks recomputed
+            from the dense weights every step, frozen at the end; see
+            :class:`~sparsekit.recover.masks.LearnedMasks`).
+        mask_decay: SR-STE's decay of the pruned weights (``learned`` only).
     """
 
     epochs: int = Field(3, ge=1)
@@ -61,6 +65,8 @@ class FineTuneConfig(StrictConfig):
     save_every: int = Field(0, ge=0)
     bn_l1: float = Field(0.0, ge=0)
     keep_zeros: bool = False
+    masks: Literal["fixed", "learned"] = "fixed"
+    mask_decay: float = Field(2e-4, ge=0)
 
 
 @dataclass
@@ -74,7 +80,9 @@ class FineTuneReport:
         epoch_metrics: what ``evaluate`` returned after each completed epoch (empty without it).
         seconds: wall time of this call.
         resumed_from_step: the step a resumed run started at (0 for a fresh run).
-        masked_layers: layers whose 2:4 mask was enforced.
+        masked_layers: layers whose 2:4 mask was enforced (fixed) or learned.
+        mask_flips: with learned masks, mask entries that changed between consecutive updates
+            (0 with fixed masks).
     """
 
     steps: int = 0
@@ -84,6 +92,7 @@ class FineTuneReport:
     seconds: float = 0.0
     resumed_from_step: int = 0
     masked_layers: int = 0
+    mask_flips: int = 0
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "seconds": round(self.seconds, 2), "epoch_loss": [round(x, 6) for x in self.epoch_loss]}
@@ -217,7 +226,8 @@ def finetune_(
         log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
     model.train()
     slimmed = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.requires_grad] if config.bn_l1 else []
-    with MaskGuard(model, optimizer, keep_zeros=config.keep_zeros):
+    guard = LearnedMasks(model, optimizer, config.mask_decay) if config.masks == "learned" else MaskGuard(model, optimizer, keep_zeros=config.keep_zeros)
+    with guard:
         for epoch in range(report.steps // steps_per_epoch, config.epochs):
             for i, batch in enumerate(first_epoch if epoch == 0 else batches(epoch)):
                 if epoch * steps_per_epoch + i < report.steps:
@@ -242,6 +252,7 @@ def finetune_(
                 info = {"epoch": epoch + 1, "step": report.steps, "steps": total, "loss": running[-1]}
                 progress({**info, "metrics": report.epoch_metrics[-1]} if report.epoch_metrics else info)
                 if state and config.save_every and report.steps % config.save_every == 0:
+                    guard.settle()
                     state.save(model, optimizer, report.steps, report, running)
             report.epoch_loss.append(sum(running) / max(len(running), 1))
             running = []
@@ -249,9 +260,11 @@ def finetune_(
             if evaluate is not None:
                 report.epoch_metrics.append(dict(evaluate(model)))
                 model.train()
+            guard.settle()
             if state:
                 state.save(model, optimizer, report.steps, report, running)
     model.eval()
+    report.mask_flips = getattr(guard, "flips", 0)
     report.epochs = len(report.epoch_loss)
     report.seconds = time.perf_counter() - start
     return report

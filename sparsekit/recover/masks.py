@@ -98,7 +98,95 @@ class MaskGuard:
         self._handle = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: enforce_masks_(self.model, opt, extra))
         return self
 
+    def settle(self) -> None:
+        """Nothing to put back: fixed masks keep the parameters masked (see :meth:`LearnedMasks.settle`)."""
+
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+
+
+class LearnedMasks:
+    """Learned 2:4 masks during training: SR-STE (Zhou et al., ICLR 2021), TensorRT layout throughout.
+
+    Each 2:4 layer keeps its dense weight. Before the layer's first forward after an optimizer
+    step, its mask is recomputed from the dense weight's magnitudes (2:4 on axis 1, TensorRT's
+    groups) and the forward runs on the masked weight; the gradient reaches every dense entry
+    (straight-through estimator), and the step adds ``decay * (1 - mask) * w`` to the gradient of
+    the pruned entries (SR-STE's sparse-refined term), so weights move between the kept and the
+    pruned sets, and pruned ones that do not earn their place shrink. At rest (between steps, and
+    in saved training states) ModelOpt's ``_weight_mask`` holds the current mask and the parameter
+    the dense weight. On exit the masks are frozen: the pruned entries (and their optimizer
+    state) become exact zeros, so the model is an ordinary fixed-mask 2:4 model for export.
+
+    Args:
+        model: a model with ModelOpt 2:4 masks (:func:`sparsekit.sparsify.sparsify_`).
+        optimizer: its optimizer.
+        decay: SR-STE's lambda_w (2e-4 in the paper).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, decay: float = 2e-4) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.decay = decay
+        self.layers: list[tuple[nn.Module, nn.Parameter]] = []
+        self._dense: dict[int, torch.Tensor] = {}
+        self._handles = []
+        self.flips = 0
+        """Mask entries that changed between consecutive mask updates, summed over the run."""
+
+    @torch.no_grad()
+    def _masked_forward(self, module, args) -> None:
+        from sparsekit.sparsify.pattern import magnitude_mask
+
+        param = module._parameters["weight"]
+        if id(param) in self._dense:
+            return  # already masked since the last step
+        dense = param.detach().clone()
+        mask = magnitude_mask(dense, axis=1)
+        self.flips += int((module._weight_mask.bool() != mask).sum())
+        module._weight_mask.copy_(mask.to(module._weight_mask.dtype))
+        self._dense[id(param)] = dense
+        param.mul_(mask.to(param.dtype))  # the forward sees W * M; ModelOpt's own product is then a no-op
+
+    @torch.no_grad()
+    def settle(self) -> None:
+        """Back to rest: dense weights in the parameters (after forwards without a step, e.g.
+        before a training state is saved or an epoch is evaluated)."""
+        for _, param in self.layers:
+            dense = self._dense.pop(id(param), None)
+            if dense is not None:
+                param.copy_(dense)
+
+    @torch.no_grad()
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        for module, param in self.layers:
+            dense = self._dense.pop(id(param), None)
+            if dense is None:
+                continue
+            param.copy_(dense)
+            if param.grad is not None and self.decay:
+                param.grad.add_(dense * (~module._weight_mask.bool()).to(dense.dtype), alpha=self.decay)
+
+    def __enter__(self) -> "LearnedMasks":
+        self.layers = [(m, m._parameters["weight"]) for _, m in self.model.named_modules() if getattr(m, "_weight_mask", None) is not None and not bool(m._weight_mask.all())]
+        self._handles = [module.register_forward_pre_hook(self._masked_forward) for module, _ in self.layers]
+        self._handles.append(self.optimizer.register_step_pre_hook(self._before_step))
+        return self
+
+    @torch.no_grad()
+    def __exit__(self, *exc) -> None:
+        from sparsekit.sparsify.pattern import magnitude_mask
+
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.settle()
+        for module, param in self.layers:
+            mask = magnitude_mask(param.detach(), axis=1)
+            module._weight_mask.copy_(mask.to(module._weight_mask.dtype))
+            param.mul_(mask.to(param.dtype))
+            for value in self.optimizer.state.get(param, {}).values():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    value.mul_(mask.to(value.dtype))
