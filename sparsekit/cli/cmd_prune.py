@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_model_args, add_output_args, emit, input_options, out, progress_bar, status
+from sparsekit.cli.common import add_model_args, add_output_args, add_task_option_arg, emit, input_options, out, progress_bar, status, task_options
 
 GRANULARITIES = ("channel", "unstructured", "low-rank")
 
@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
     loop = p.add_argument_group("prune -> fine-tune loop (with --task)")
     loop.add_argument("--task", metavar="NAME", help="fine-tune after each step on this task ('digits', 'docstrings'), distilled from the unpruned model; MODEL defaults to the task's model")
     loop.add_argument("--data", metavar="PATH", help="task data file where the task has one")
+    add_task_option_arg(loop)
     loop.add_argument("--schedule", metavar="R1,R2,...", help="cumulative shares of the original channels removed after each step, e.g. 0.25,0.5 (default: one step to --ratio)")
     loop.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS", help="stop when the task metric falls more than this below the unpruned model (default 1)")
     loop.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per step (default 2)")
@@ -88,7 +89,7 @@ def _load(args):
     from sparsekit.errors import SparsekitError
     from sparsekit.tasks import get_task
 
-    task = get_task(args.task, **({"data": args.data} if args.data else {})) if args.task else None
+    task = get_task(args.task, **task_options(args)) if args.task else None
     if args.model is None and task is None:
         raise SparsekitError("prune needs a MODEL (or --task, whose model is then used)", "e.g. 'sparsekit prune cnn -o pruned.pt'")
     spec, model_args = (args.model, {}) if args.model else task.model

@@ -102,6 +102,18 @@ def yes_no(v: bool | None) -> str:
 def add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, metavar="NAME", help="task giving data and metric: 'digits' (zoo CNN on scikit-learn digits) or 'docstrings' (MiniLM retrieval; needs the 'minilm' extra)")
     p.add_argument("--data", metavar="PATH", help="task data file where the task has one (docstrings: the pairs JSON; default: benchmarks/data/ of a checkout)")
+    add_task_option_arg(p)
+
+
+def add_task_option_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable), e.g. docstrings: eval_split=eval|eval_large|heldout|ood, corpus=stdlib|broad; digits: image_size=32")
+
+
+def task_options(args) -> dict:
+    """``get_task`` keyword arguments from --data and --task-arg."""
+    from sparsekit.models.source import parse_model_args
+
+    return {**({"data": args.data} if getattr(args, "data", None) else {}), **parse_model_args(getattr(args, "task_arg", []) or [])}
 
 
 def load_task_and_model(args):
@@ -109,7 +121,7 @@ def load_task_and_model(args):
     from sparsekit.models.source import load_model, parse_model_args
     from sparsekit.tasks import get_task
 
-    task = get_task(args.task, **({"data": args.data} if getattr(args, "data", None) else {}))
+    task = get_task(args.task, **task_options(args))
     if args.model:
         loaded = load_model(args.model, parse_model_args(args.model_arg), **input_options(args))
     else:

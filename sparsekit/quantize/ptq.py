@@ -41,6 +41,17 @@ def _float_norms(config: dict) -> dict:
     return cfg
 
 
+def _per_tensor_weights(config: dict) -> dict:
+    """``config`` with one scale per weight tensor instead of one per output channel."""
+    import copy
+
+    cfg = copy.deepcopy(config)
+    for entry in cfg["quant_cfg"]:
+        if entry.get("quantizer_name", "").endswith("weight_quantizer") and isinstance(entry.get("cfg"), dict):
+            entry["cfg"]["axis"] = None
+    return cfg
+
+
 def _histogram_config(config: dict) -> dict:
     """``config`` with activation (input) quantizers on the histogram calibrator and no algorithm."""
     import copy
@@ -80,6 +91,7 @@ def quantize_(
     method: str = "max",
     percentile: float = 99.99,
     quantize_norms: bool = False,
+    per_channel_weights: bool = True,
 ) -> nn.Module:
     """Insert ModelOpt fake-quantizers into ``model`` (in place) and calibrate them.
 
@@ -92,6 +104,8 @@ def quantize_(
         percentile: the percentile of the ``percentile`` method (0..100).
         quantize_norms: also quantize the inputs of normalisation layers, as ModelOpt's default
             does (off: see :data:`FLOAT_NORMS`).
+        per_channel_weights: one weight scale per output channel (ModelOpt's INT8 default); False:
+            one per tensor (int8 only; to compare).
 
     Returns:
         The quantized model (ModelOpt may return a new object).
@@ -115,6 +129,8 @@ def quantize_(
     config = getattr(mtq, QUANT_CONFIGS[precision])
     if not quantize_norms:
         config = _float_norms(config)
+    if not per_channel_weights:
+        config = _per_tensor_weights(config)
     with quiet_modelopt():
         if method == "max":
             model = mtq.quantize(model, config, forward_loop(calib))

@@ -106,6 +106,7 @@ class Recipe(_Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; the default run folder is runs/<name>")
     model: ModelConfig = Field(description="the model and its inputs")
     task: str | None = Field(None, description="task giving data and metric to prune.schedule and finetune ('digits', 'docstrings')")
+    task_args: dict[str, str | int | float | bool] = Field(default_factory=dict, description="task options, e.g. docstrings: {eval_split: eval_large, corpus: broad}; digits: {image_size: 32}")
     prune: PruneConfig | None = Field(None, description="coarse-grained pruning before 2:4; null = none")
     sparsify: SparsifyConfig | None = Field(SparsifyConfig(), description="2:4 sparsification; null exports the dense model")
     finetune: FinetuneConfig | None = Field(None, description="fine-tuning after sparsify (with 'task'); null = none")

@@ -40,7 +40,7 @@ class StageContext:
         from sparsekit.tasks import get_task
 
         if "task" not in self.cache:
-            self.cache["task"] = get_task(self.recipe.task)
+            self.cache["task"] = get_task(self.recipe.task, **self.recipe.task_args)
         return self.cache["task"]
 
 
@@ -243,7 +243,7 @@ def _report(ctx: StageContext) -> dict:
 STAGES: list[Stage] = [
     Stage(
         "prune",
-        lambda r: None if r.prune is None else {"model": model_settings(r), "prune": r.prune.model_dump(mode="json"), "task": r.task},
+        lambda r: None if r.prune is None else {"model": model_settings(r), "prune": r.prune.model_dump(mode="json"), "task": r.task, "task_args": r.task_args},
         lambda r: [], lambda r: ["pruned.pt", "prune.json"], _prune,
     ),
     Stage("analyze", lambda r: {"model": None if r.prune else model_settings(r)}, lambda r: _model_inputs(r, "sparsify"), lambda r: ["analysis.json"], _analyze),
@@ -254,7 +254,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "finetune",
-        lambda r: None if r.finetune is None else {"model": model_settings(r), "finetune": r.finetune.model_dump(mode="json"), "task": r.task},
+        lambda r: None if r.finetune is None else {"model": model_settings(r), "finetune": r.finetune.model_dump(mode="json"), "task": r.task, "task_args": r.task_args},
         lambda r: _model_inputs(r, "finetune"), lambda r: ["tuned.pt", "finetune.json"], _finetune,
     ),
     *[_export_stage(p) for p in ("fp32", "fp16", "int8")],

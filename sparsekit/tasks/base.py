@@ -36,6 +36,12 @@ def get_task(name: str, **options) -> "Task":
 
     if name not in TASKS:
         raise SparsekitError(f"'{name}' is not a known task", f"use one of: {', '.join(sorted(TASKS))}")
+    import inspect
+
+    accepted = inspect.signature(TASKS[name]).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise SparsekitError(f"task '{name}' has no option {', '.join(repr(u) for u in unknown)}", f"its options: {', '.join(accepted) or 'none'}")
     return TASKS[name](**options)
 
 

@@ -20,6 +20,14 @@ from sparsekit.errors import SparsekitError
 from sparsekit.tasks.base import EvalResult, Task, register_task
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "stdlib_docstring_pairs.json"
+DEFAULT_CORPUS = DEFAULT_DATA.with_name("docstring_corpus.json")
+EVAL_SPLITS = ("eval", "eval_large", "heldout", "ood")
+"""``eval``: the pairs file's 500; the corpus's ``eval_large`` (2,000 stdlib pairs), ``heldout`` (a
+second stdlib split) and ``ood`` (numpy and torch docstrings), made by
+``benchmarks/data/make_docstring_corpus.py``."""
+CORPORA = ("stdlib", "broad")
+"""Training and calibration text: ``stdlib`` (the pairs file's ``train_text`` / ``calib``) or
+``broad`` (plus the corpus's ``broad_text``: docstrings of other installed packages)."""
 
 
 def load_pairs(path: str | os.PathLike) -> dict:
@@ -40,15 +48,41 @@ def load_pairs(path: str | os.PathLike) -> dict:
 @register_task("docstrings")
 class DocstringsTask(Task):
     name = "docstrings"
-    description = "MiniLM sentence retrieval on stdlib docstring pairs; metric: recall@1 (%) over 500 queries, fidelity to dense"
+    description = "MiniLM sentence retrieval on stdlib docstring pairs; metric: recall@1 (%), fidelity to dense"
     model = ("minilm", {})
     primary = "recall@1"
     distill_output = "cosine"
 
-    def __init__(self, data: str | os.PathLike | None = None, max_length: int = 128, eval_batch: int = 64) -> None:
+    def __init__(self, data: str | os.PathLike | None = None, max_length: int = 128, eval_batch: int = 64, eval_split: str = "eval", corpus: str | None = None, corpus_file: str | os.PathLike | None = None) -> None:
+        """
+        Args:
+            data: the pairs JSON (default: ``benchmarks/data/stdlib_docstring_pairs.json``).
+            max_length: tokens per text.
+            eval_batch: texts per evaluation batch.
+            eval_split: one of :data:`EVAL_SPLITS`.
+            corpus: training/calibration text, one of :data:`CORPORA`; default ``broad`` when the
+                corpus file is there (a checkout), else ``stdlib``.
+            corpus_file: the corpus JSON for the larger splits and ``broad`` (default: next to ``data``).
+        """
         from sparsekit.models.zoo_minilm import minilm_tokenizer
 
+        corpus_path = Path(corpus_file) if corpus_file else Path(data or DEFAULT_DATA).with_name(DEFAULT_CORPUS.name)
+        if corpus is None:
+            corpus = "broad" if corpus_path.is_file() else "stdlib"
+        if eval_split not in EVAL_SPLITS or corpus not in CORPORA:
+            raise SparsekitError(f"unknown docstrings split '{eval_split}' or corpus '{corpus}'", f"eval_split: {', '.join(EVAL_SPLITS)}; corpus: {', '.join(CORPORA)}")
         self.data = load_pairs(data or DEFAULT_DATA)
+        if eval_split != "eval" or corpus != "stdlib":
+            path = corpus_path
+            if not path.is_file():
+                raise SparsekitError(f"docstring corpus '{path}' does not exist", "run 'python benchmarks/data/make_docstring_corpus.py' (a checkout has it in benchmarks/data/)")
+            extra = json.loads(path.read_text(encoding="utf-8"))
+            if eval_split != "eval":
+                self.data = {**self.data, "eval": extra[eval_split]}
+            if corpus == "broad":
+                # training: stdlib paragraphs + the broad ones; calibration: broad paragraphs first (never an evaluation text)
+                self.data = {**self.data, "train_text": self.data["train_text"] + extra["broad_text"], "calib_text": extra["broad_text"]}
+        self.eval_split, self.corpus = eval_split, corpus
         self.tokenizer = minilm_tokenizer()
         self.max_length = max_length
         self.eval_batch = eval_batch
@@ -84,7 +118,7 @@ class DocstringsTask(Task):
         return batches
 
     def calibration(self, samples: int, batch_size: int = 16) -> list[tuple]:
-        texts = [t for pair in self.data["calib"] for t in pair][:samples]
+        texts = (self.data["calib_text"] if "calib_text" in self.data else [t for pair in self.data["calib"] for t in pair])[:samples]
         return self._text_batches(texts, batch_size)
 
     @torch.no_grad()

