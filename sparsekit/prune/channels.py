@@ -28,7 +28,7 @@ from torch import nn
 
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
 from sparsekit.prune.attention import attention_blocks, transformer_fixed_layers
-from sparsekit.prune.structure import record_edit, resize_edit, snapshot_sizes
+from sparsekit.prune.structure import record_edit, refuse_converted, resize_edit, snapshot_sizes
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ def prune_channels_(
     if round_to < 1:
         raise SparsekitError(f"round_to must be at least 1, got {round_to}", "use 16 (2:4 and INT8 friendly), 8 (fp16) or 1 for no rounding")
     model = loaded.model.eval()
+    refuse_converted(model, "channel pruning")
     inputs = loaded.inputs.random(batch=2)  # batch 2: BatchNorm and batch-1 squeezes trace like real batches
     one = loaded.inputs.random(batch=1)
     imp = _importance(importance, model)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
-from sparsekit.prune.structure import record_edit
+from sparsekit.prune.structure import record_edit, refuse_converted
 
 
 class LowRankLinear(nn.Module):
@@ -101,6 +101,7 @@ def factorize_(loaded, rank_fraction: float = 0.5, include: Sequence[str] = ("*"
         raise SparsekitError(f"rank fraction must be in (0, 1), got {rank_fraction}", "give the share of the full rank to keep, e.g. 0.5")
     start = time.perf_counter()
     model = loaded.model
+    refuse_converted(model, "low-rank factorisation")
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, LowRankLinear)}
     tied = tied_weights(model, linears)
     report = LowRankReport(rank_fraction, params=[sum(p.numel() for p in model.parameters())])

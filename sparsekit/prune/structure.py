@@ -107,3 +107,17 @@ def record_edit(loaded, edit: dict | None) -> None:
     """Append ``edit`` to ``loaded.source["edits"]`` (a copy: the source dict may be shared)."""
     if edit is not None:
         loaded.source = {**loaded.source, "edits": [*loaded.source.get("edits", []), edit]}
+
+
+def refuse_converted(model: nn.Module, what: str) -> None:
+    """Raise when ``model`` already holds 2:4 masks or quantizers: coarse pruning comes first.
+
+    Raises:
+        SparsekitError: one line naming the order that works.
+    """
+    from sparsekit.errors import SparsekitError
+
+    for name, module in model.named_modules():
+        if getattr(module, "_weight_mask", None) is not None or hasattr(module, "weight_quantizer"):
+            kind = "quantized" if hasattr(module, "weight_quantizer") else "2:4-sparsified"
+            raise SparsekitError(f"{what} needs a dense model, and layer '{name}' is already {kind}", "prune the dense model first, then sparsify (and quantize) the pruned one")

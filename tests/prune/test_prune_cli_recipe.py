@@ -80,5 +80,8 @@ def test_prune_cli_reports_and_refuses(tmp_path, cli):
         bad = cli("prune", *args, "-o", str(tmp_path / "bad.pt"))
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
         assert not (tmp_path / "bad.pt").exists()
+    assert cli("sparsify", "cnn", "-o", str(tmp_path / "s.pt")).returncode == 0
+    late = cli("prune", str(tmp_path / "s.pt"), "-o", str(tmp_path / "late.pt"))
+    assert late.returncode == 2 and "already 2:4-sparsified" in late.stderr and "prune the dense model first" in late.stderr
     exists = cli("prune", "cnn", "-o", str(tmp_path / "c.pt"))
     assert exists.returncode == 2 and "--force" in exists.stderr
