@@ -17,6 +17,7 @@ and the ONNX Runtime CPU latency ratio dense / row with its 95% interval (interl
 No GPU is used: the GPU column says so.
 
 Usage: python benchmarks/granularity.py [--cases digits8 digits32 minilm] [--quick] [--out DIR]
+       python benchmarks/granularity.py render [--out DIR] [--note TEXT]
 Results: ``<out>/granularity.{json,md,png}`` (default ``benchmarks/results``).
 """
 
@@ -213,6 +214,12 @@ def run_case(name: str, case: Case, quick: bool, work: Path) -> dict:
     return {"task": task.name, "description": task.description + (f", images upsampled to {case.task_args['image_size']}x{case.task_args['image_size']}" if case.task_args.get("image_size") else ""), "primary": task.primary, "settings": case.__dict__ | {"ft_epochs": epochs}, "rows": rows}
 
 
+def _in_order(cases: dict) -> list[tuple[str, dict]]:
+    """Cases in :data:`CASES` order (the JSON stores them key-sorted)."""
+    order = list(CASES)
+    return sorted(cases.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
 def _ci(d: dict | None, digits: int = 1) -> str:
     return "" if d is None else f"{d['diff']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
 
@@ -230,11 +237,12 @@ def render_markdown(report: dict) -> str:
         "fp32 ONNX (int8 Q/DQ for the INT8 row), dense / row median over interleaved rounds with a 95% bootstrap interval (> 1 = faster). "
         "A CPU has no 2:4 kernels: 2:4 rows can only show their gain on an Ampere+ GPU, which this run did not have (GPU column).",
         "",
+        *([f"Note: {report['note']}", ""] if report.get("note") else []),
     ]
-    for name, case in report["cases"].items():
+    for name, case in _in_order(report["cases"]):
         primary = case["primary"]
         lines += [f"## {name}: {case['description']}", "", f"Fine-tuning per row: {case['settings']['ft_epochs']} epoch(s), lr {case['settings']['ft_lr']}, batch {case['settings']['batch']}; latency at batch {case['settings']['latency_batch']}.", ""]
-        lines += [f"| row | params | non-zero weights | FLOPs/sample | ONNX MB | {primary} one-shot | {primary} fine-tuned | vs dense, points [95% CI] | CPU ORT speedup [95% CI] | GPU | CPU s | notes |", "|---" * 12 + "|"]
+        lines += [f"| row | params | non-zero Linear/Conv weights | FLOPs/sample | ONNX MB | {primary} one-shot | {primary} fine-tuned | vs dense, points [95% CI] | CPU ORT speedup [95% CI] | GPU | CPU s | notes |", "|---" * 12 + "|"]
         for r in case["rows"]:
             if "skipped" in r:
                 lines.append(f"| {r['row']} | | | | | | | | | {r['gpu']} | | not run: {r['skipped']} |")
@@ -265,7 +273,7 @@ def plot(report: dict, path: Path) -> None:
 
     cases = report["cases"]
     fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 4.2), squeeze=False)
-    for ax, (name, case) in zip(axes[0], cases.items()):
+    for ax, (name, case) in zip(axes[0], _in_order(cases)):
         primary = case["primary"]
         for r in case["rows"]:
             if "skipped" in r:
@@ -282,11 +290,32 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def render(argv: list[str]) -> int:
+    """``render [--out DIR] [--note TEXT]``: redraw the markdown and the plot from the JSON (any machine)."""
+    from sparsekit._io import write_json_atomic, write_text_atomic
+
+    ap = argparse.ArgumentParser(prog="granularity.py render")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--note", help="a line about the run, kept in the JSON and shown under the method")
+    args = ap.parse_args(argv)
+    report = json.loads((args.out / "granularity.json").read_text(encoding="utf-8"))
+    if args.note:
+        report["note"] = args.note
+        write_json_atomic(args.out / "granularity.json", report)
+    write_text_atomic(args.out / "granularity.md", render_markdown(report))
+    plot(report, args.out / "granularity.png")
+    print(f"wrote {args.out / 'granularity.md'}")
+    return 0
+
+
 def main(argv=None) -> int:
     from sparsekit._io import write_json_atomic, write_text_atomic
     from sparsekit.bench.machine import machine_facts
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["render"]:
+        return render(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="'python benchmarks/granularity.py render' redraws the tables and the plot from the JSON.")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     ap.add_argument("--quick", action="store_true", help="one fine-tuning epoch per row and short dense training: a smoke run")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -296,7 +325,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         cases = {name: run_case(name, CASES[name], args.quick, work) for name in args.cases}
-    report = {"machine": machine_facts(), "command": "python benchmarks/granularity.py " + " ".join(argv if argv is not None else sys.argv[1:]), "minutes": (time.perf_counter() - start) / 60, "cases": cases}
+    report = {"machine": machine_facts(), "command": "python benchmarks/granularity.py " + " ".join(argv), "minutes": (time.perf_counter() - start) / 60, "cases": cases}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "granularity.json", report)
     write_text_atomic(args.out / "granularity.md", render_markdown(report))
