@@ -69,9 +69,9 @@ class PruneConfig(_Strict):
 class FinetuneConfig(_Strict):
     """Fine-tuning after sparsify, masks fixed, distilled from the recipe's (unpruned, dense) model; optionally INT8/FP8 QAT."""
 
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(3, ge=1, description="passes over the task's training data")
     lr: float = Field(5e-5, gt=0, description="peak learning rate (warm-up, then cosine decay)")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="training batch size")
     distill: bool = Field(True, description="distil from the recipe's model as loaded (before prune and sparsify)")
     features: bool = Field(False, description="distillation also matches the task's feature layers")
     student_loss_weight: float = Field(0.0, ge=0, le=1, description="share of the task's own loss next to distillation")
