@@ -216,8 +216,9 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
 
         ours, fallback = per_item["sparsegpt"], per_item["sparsegpt, k x k convs magnitude"]
         ours[0].extra["vs_conv_magnitude"] = paired_difference(fallback[1], ours[1]).to_dict()
+    description = task.description + (f", images upsampled to {s.task_args['image_size']}x{s.task_args['image_size']}" if s.task_args.get("image_size") else "")
     if not s.recover:
-        return {"task": name, "description": task.description, "primary": task.primary, "settings": s.__dict__, "rows": [r.__dict__ for r in rows]}
+        return {"task": name, "description": description, "primary": task.primary, "settings": s.__dict__, "eval_items": len(dense.per_item), "rows": [r.__dict__ for r in rows]}
     distill = DistillConfig(features=s.features, student_loss_weight=s.student_loss_weight)
     loss_note = "output + per-layer feature loss" if s.features else "logit KD + task loss"
     students = {}
@@ -254,7 +255,7 @@ def run_task(name: str, quick: bool, work: Path) -> dict:
     row.extra["export"] = _export_check(loaded, qat, calib, work)
     row.extra["export_seconds"] = round(time.perf_counter() - t0, 1)
     rows.append(row)
-    return {"task": name, "description": task.description + (f", images upsampled to {s.task_args['image_size']}x{s.task_args['image_size']}" if s.task_args.get("image_size") else ""), "primary": task.primary, "settings": s.__dict__, "eval_items": len(dense.per_item), "rows": [r.__dict__ for r in rows]}
+    return {"task": name, "description": description, "primary": task.primary, "settings": s.__dict__, "eval_items": len(dense.per_item), "rows": [r.__dict__ for r in rows]}
 
 
 def _fmt_diff(d: dict | None) -> str:
