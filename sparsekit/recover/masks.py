@@ -184,9 +184,5 @@ class LearnedMasks:
         self._handles = []
         self.settle()
         for module, param in self.layers:
-            mask = magnitude_mask(param.detach(), axis=1)
-            module._weight_mask.copy_(mask.to(module._weight_mask.dtype))
-            param.mul_(mask.to(param.dtype))
-            for value in self.optimizer.state.get(param, {}).values():
-                if torch.is_tensor(value) and value.shape == param.shape:
-                    value.mul_(mask.to(value.dtype))
+            module._weight_mask.copy_(magnitude_mask(param.detach(), axis=1).to(module._weight_mask.dtype))
+        enforce_masks_(self.model, self.optimizer)  # frozen: pruned entries and their optimizer state become zeros
