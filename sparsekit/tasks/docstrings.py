@@ -45,6 +45,28 @@ def load_pairs(path: str | os.PathLike) -> dict:
     return data
 
 
+def load_corpus(path: str | os.PathLike, keys: tuple[str, ...]) -> dict:
+    """Read the corpus JSON and check that ``keys`` (splits ``[[q, d]...]`` or ``broad_text``) are there.
+
+    Raises:
+        SparsekitError: missing, unreadable or truncated file, or a key missing or of the wrong form.
+    """
+    p = Path(path)
+    fix = "run 'python benchmarks/data/make_docstring_corpus.py' to make it again (a checkout has it in benchmarks/data/)"
+    if not p.is_file():
+        raise SparsekitError(f"docstring corpus '{p}' does not exist", fix)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SparsekitError(f"docstring corpus '{p}' is not valid JSON ({type(exc).__name__})", fix) from exc
+    for key in keys:
+        value = data.get(key) if isinstance(data, dict) else None
+        pairs_ok = key == "broad_text" or all(isinstance(x, list) and len(x) == 2 and all(isinstance(t, str) for t in x) for x in value or [])
+        if not isinstance(value, list) or not value or not pairs_ok or (key == "broad_text" and not all(isinstance(t, str) for t in value)):
+            raise SparsekitError(f"docstring corpus '{p}' lacks a non-empty '{key}' list of the right form", fix)
+    return data
+
+
 @register_task("docstrings")
 class DocstringsTask(Task):
     name = "docstrings"
@@ -73,10 +95,7 @@ class DocstringsTask(Task):
             raise SparsekitError(f"unknown docstrings split '{eval_split}' or corpus '{corpus}'", f"eval_split: {', '.join(EVAL_SPLITS)}; corpus: {', '.join(CORPORA)}")
         self.data = load_pairs(data or DEFAULT_DATA)
         if eval_split != "eval" or corpus != "stdlib":
-            path = corpus_path
-            if not path.is_file():
-                raise SparsekitError(f"docstring corpus '{path}' does not exist", "run 'python benchmarks/data/make_docstring_corpus.py' (a checkout has it in benchmarks/data/)")
-            extra = json.loads(path.read_text(encoding="utf-8"))
+            extra = load_corpus(corpus_path, tuple(k for k, needed in ((eval_split, eval_split != "eval"), ("broad_text", corpus == "broad")) if needed))
             if eval_split != "eval":
                 self.data = {**self.data, "eval": extra[eval_split]}
             if corpus == "broad":

@@ -85,3 +85,27 @@ def test_docstrings_splits_and_corpora():
         get_task("docstrings", eval_split="train")
     with pytest.raises(SparsekitError, match="has no option 'colour'"):
         get_task("docstrings", colour="red")
+
+
+def test_docstring_corpus_errors_name_the_file_and_the_fix(tmp_path):
+    from sparsekit.tasks.docstrings import DEFAULT_CORPUS, load_corpus
+
+    truncated = tmp_path / "truncated.json"
+    truncated.write_bytes(DEFAULT_CORPUS.read_bytes()[:5000])
+    with pytest.raises(SparsekitError, match="truncated.json' is not valid JSON") as err:
+        load_corpus(truncated, ("eval_large",))
+    assert "make_docstring_corpus.py" in err.value.fix
+    corpus = json.loads(DEFAULT_CORPUS.read_text())
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({k: v for k, v in corpus.items() if k != "ood"}))
+    assert len(load_corpus(partial, ("eval_large", "broad_text"))["eval_large"]) == 2000
+    with pytest.raises(SparsekitError, match="lacks a non-empty 'ood' list"):
+        load_corpus(partial, ("ood",))
+    partial.write_text(json.dumps({**corpus, "heldout": [["only a query"]]}))
+    with pytest.raises(SparsekitError, match="'heldout'"):
+        load_corpus(partial, ("heldout",))
+    partial.write_text("[1, 2]")
+    with pytest.raises(SparsekitError, match="'broad_text'"):
+        load_corpus(partial, ("broad_text",))
+    with pytest.raises(SparsekitError, match="does not exist"):
+        load_corpus(tmp_path / "missing.json", ("ood",))
