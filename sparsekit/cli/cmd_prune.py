@@ -8,8 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from sparsekit.cli.common import add_model_args, add_output_args, add_task_option_arg, emit, input_options, out, progress_bar, status, task_options
-
-GRANULARITIES = ("channel", "unstructured", "low-rank")
+from sparsekit.prune.apply import GRANULARITIES
 
 
 def add_parser(sub) -> None:
@@ -105,13 +104,16 @@ def run(args) -> int:
     from sparsekit._io import ensure_writable_target
     from sparsekit.errors import SparsekitError
     from sparsekit.models.checkpoint import save_checkpoint
+    from sparsekit.prune.apply import prune_
 
     ensure_writable_target(args.output, args.force)
     with status("loading the model"):
         task, loaded = _load(args)
-    meta: dict
+    settings = dict(ratio=args.ratio, importance=args.importance, round_to=args.round_to, layer_ratios=_layer_ratios(args.layer_ratio), head_ratio=args.head_ratio,
+                    global_ranking=args.global_ranking, include=args.include or ["*"], exclude=args.exclude, amount=args.amount, threshold=args.threshold,
+                    scope=args.scope, rank_fraction=args.rank_fraction, batch_size=args.batch_size)
     if args.granularity == "channel" and task is not None:
-        from sparsekit.prune.loop import ChannelSettings, LoopConfig, iterative_prune
+        from sparsekit.prune.loop import ChannelSettings, LoopConfig
         from sparsekit.recover.finetune import FineTuneConfig
 
         try:
@@ -123,31 +125,18 @@ def run(args) -> int:
         except ValidationError as exc:
             err = exc.errors()[0]
             raise SparsekitError(f"invalid loop setting {'.'.join(map(str, err['loc']))}: {err['msg']}", "see 'sparsekit prune --help'") from exc
-        work = Path(args.work_dir or f"{args.output}.steps")
         with progress_bar("prune + fine-tune") as bar:
             job = bar.add_task("train", total=None, info="")
 
             def progress(info):
                 bar.update(job, total=info["steps"], completed=info["step"], info=f"epoch {info['epoch']} loss {info['loss']:.4f}")
 
-            loaded, report = iterative_prune(loaded, task, config, work, args.resume, say=lambda m: bar.console.print(m), progress=progress)
-        meta = {"prune": {"granularity": "channel", "loop": report}}
-    elif args.granularity == "channel":
-        from sparsekit.prune.channels import prune_channels_
-
-        with status("pruning channels"):
-            report = prune_channels_(loaded, args.ratio, args.importance, args.round_to, _layer_ratios(args.layer_ratio), args.exclude, args.global_ranking, args.head_ratio)
-        meta = {"prune": {"granularity": "channel", "channels": report.to_dict()}}
-    elif args.granularity == "unstructured":
-        from sparsekit.prune.unstructured import prune_unstructured_
-
-        report = prune_unstructured_(loaded.model, args.amount, args.threshold, args.scope, args.include or ["*"], args.exclude)
-        meta = {"prune": {"granularity": "unstructured", "unstructured": report.to_dict()}}
+            loaded, summary = prune_(loaded, "channel", task=task, loop=config, work_dir=Path(args.work_dir or f"{args.output}.steps"), resume=args.resume,
+                                     say=lambda m: bar.console.print(m), progress=progress, **settings)
     else:
-        from sparsekit.prune.lowrank import factorize_
-
-        report = factorize_(loaded, args.rank_fraction, args.include or ["*"], args.exclude, args.round_to)
-        meta = {"prune": {"granularity": "low-rank", "low_rank": report.to_dict()}}
+        with status(f"pruning ({args.granularity})"):
+            loaded, summary = prune_(loaded, args.granularity, **settings)
+    meta = {"prune": summary}
     save_checkpoint(loaded, args.output, meta)
     payload = {**meta["prune"], "checkpoint": str(args.output)}
     emit(args, payload)

@@ -126,47 +126,35 @@ def _prune(ctx: StageContext) -> dict:
 
     from sparsekit.errors import TrainingStateError
     from sparsekit.models.checkpoint import save_checkpoint
+    from sparsekit.prune.apply import prune_
 
     p = ctx.recipe.prune
-    loaded = load_source_model(ctx.recipe.model)
+    settings = dict(ratio=p.ratio, importance=p.importance, round_to=p.round_to, head_ratio=p.head_ratio, global_ranking=p.global_ranking, exclude=p.exclude,
+                    amount=p.amount, rank_fraction=p.rank_fraction, batch_size=p.batch_size)
     if p.granularity == "channel" and p.schedule:
-        from sparsekit.prune.loop import ChannelSettings, LoopConfig, iterative_prune
+        from sparsekit.prune.loop import ChannelSettings, LoopConfig
         from sparsekit.recover.finetune import FineTuneConfig
 
         config = LoopConfig(schedule=p.schedule, max_drop=p.max_drop, batch_size=p.batch_size, finetune=FineTuneConfig(epochs=p.epochs, lr=p.lr),
                             channels=ChannelSettings(importance=p.importance, round_to=p.round_to, exclude=p.exclude, global_ranking=p.global_ranking, head_share=p.head_ratio))
         steps = ctx.run_dir / "prune.steps"
+
+        def loop(resume: bool):
+            return prune_(load_source_model(ctx.recipe.model), "channel", task=ctx.task(), loop=config, work_dir=steps, resume=resume, say=lambda m: ctx.say(f"prune: {m}"), **settings)
+
         try:  # an interrupted loop resumes after its last finished step ...
-            loaded, report = iterative_prune(loaded, ctx.task(), config, steps, resume=True, say=lambda m: ctx.say(f"prune: {m}"))
+            loaded, summary = loop(resume=True)
         except TrainingStateError:  # ... one of other settings is stale: start over
             shutil.rmtree(steps)
-            loaded, report = iterative_prune(load_source_model(ctx.recipe.model), ctx.task(), config, steps, say=lambda m: ctx.say(f"prune: {m}"))
-        summary = {"granularity": "channel", "loop": report}
+            loaded, summary = loop(resume=False)
+        report = summary["loop"]
         last = report["steps"][report["accepted"] - 1]
         short = {"accepted_step": report["accepted"], "params": [last["params_unpruned"], last["params"]], "flops": [last["flops_unpruned"], last["flops"]], "metrics": last["metrics"]}
-    elif p.granularity == "channel":
-        from sparsekit.prune.channels import prune_channels_
-
-        gradients = None
-        if p.importance == "taylor":
-            from sparsekit.prune.loop import taylor_gradients
-
-            gradients = taylor_gradients(ctx.task(), p.batch_size)
-        report = prune_channels_(loaded, p.ratio, p.importance, p.round_to, exclude=p.exclude, global_ranking=p.global_ranking, head_ratio=p.head_ratio, gradients=gradients)
-        summary = {"granularity": "channel", "channels": report.to_dict()}
-        short = {"params": report.params, "flops": report.flops}
-    elif p.granularity == "unstructured":
-        from sparsekit.prune.unstructured import prune_unstructured_
-
-        report = prune_unstructured_(loaded.model, p.amount, exclude=p.exclude)
-        summary = {"granularity": "unstructured", "unstructured": report.to_dict()}
-        short = {"sparsity": report.sparsity, "note": report.note}
     else:
-        from sparsekit.prune.lowrank import factorize_
-
-        report = factorize_(loaded, p.rank_fraction, exclude=p.exclude, round_to=p.round_to)
-        summary = {"granularity": "low_rank", "low_rank": report.to_dict()}
-        short = {"params": report.params, "layers": len(report.layers)}
+        needs_task = p.granularity == "channel" and p.importance == "taylor"
+        loaded, summary = prune_(load_source_model(ctx.recipe.model), p.granularity, task=ctx.task() if needs_task else None, **settings)
+        report = summary.get("channels") or summary.get("unstructured") or summary["low_rank"]
+        short = {"sparsity": report["sparsity"], "note": report["note"]} if p.granularity == "unstructured" else {"params": report["params"], **({"flops": report["flops"]} if "flops" in report else {"layers": len(report["layers"])})}
     write_json_atomic(ctx.run_dir / "prune.json", summary)
     save_checkpoint(loaded, ctx.run_dir / "pruned.pt", {"prune": summary})
     return {"granularity": p.granularity, **short}

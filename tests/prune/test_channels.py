@@ -142,3 +142,16 @@ def test_checkpoint_with_an_unknown_or_mismatched_edit_is_refused(tmp_path):
     t.save(payload, tmp_path / "bad2.pt")
     with pytest.raises(ModelSourceError, match="lacks"):
         load_checkpoint(tmp_path / "bad2.pt")
+
+
+def test_prune_entry_dispatches_and_refuses_a_loop_without_a_task():
+    from sparsekit.prune.apply import prune_
+
+    loaded, summary = prune_(load_model("mlp", {"in_features": 32, "hidden": 64, "depth": 1}), "low_rank", rank_fraction=0.25, round_to=8)
+    assert summary["granularity"] == "low-rank" and summary["low_rank"]["params"][1] < summary["low_rank"]["params"][0]
+    loaded, summary = prune_(load_model("mlp", {"in_features": 32, "hidden": 64, "depth": 1}), "channel", ratio=0.5, round_to=8)
+    assert summary["channels"]["params"][1] < summary["channels"]["params"][0] and loaded.model(torch.randn(2, 32)).shape == (2, 10)
+    with pytest.raises(SparsekitError, match="unknown pruning granularity 'blocks'"):
+        prune_(loaded, "blocks")
+    with pytest.raises(SparsekitError, match="needs a task"):
+        prune_(loaded, "channel", loop=object())
