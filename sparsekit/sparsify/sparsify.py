@@ -111,7 +111,8 @@ def _with_kit_hessians(loop, layers: dict[str, nn.Module], hessians):
 def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, replaced: Sequence[str] = (), hessians=None) -> nn.Module:
     """ModelOpt's ``mode`` on the ``selected`` layers (calibrated on ``calib`` where it needs data);
     layers in ``replaced`` get their masks from the kit afterwards, so ModelOpt collects no
-    statistics for them (``hessians``, when given, collects the kit's own in the same pass)."""
+    statistics for them; ``hessians`` (a :class:`~sparsekit.sparsify.sparsegpt_conv.ConvHessians`),
+    when given, collects the kit's own for them in the same calibration pass."""
     from sparsekit._memory import import_cleanly
 
     import_cleanly("modelopt.torch")  # not on this stack: the import would keep sparsify_'s weight copies alive
@@ -122,10 +123,7 @@ def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, r
     search = {}
     if calib is not None:
         loop = forward_loop(calib)
-        if replaced and mode == "sparsegpt":
-            from sparsekit.sparsify.sparsegpt_conv import ConvHessians
-
-            hessians = hessians if hessians is not None else ConvHessians({})
+        if replaced and mode == "sparsegpt" and hessians is not None:
             loop = _with_kit_hessians(loop, dict.fromkeys(replaced), hessians)
         search["forward_loop"] = loop
     with quiet_modelopt():
