@@ -30,3 +30,13 @@ def test_accuracy_script_quick_digits(tmp_path):
     assert "After each training epoch" in md
     assert "| dense (trained here) |" in md and ("MET" in md or "MISSED" in md)
     assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # --update replaces only the tasks it runs, and each task keeps the command that measured it
+    before = report["results"][0]
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--tasks", "digits32", "--quick", "--update", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    merged = json.loads((tmp_path / "accuracy.json").read_text())
+    assert [x["task"] for x in merged["results"]] == ["digits", "digits32"] and merged["results"][0] == before
+    assert all(x["complete"] for x in merged["results"]) and "--update" in merged["results"][1]["command"] and "--update" not in before["command"]
+    assert set(merged["targets"]) == {"digits", "digits32"}
+    md = (tmp_path / "accuracy.md").read_text()
+    assert md.count("Command: `python benchmarks/accuracy.py") == 2 and "## digits32:" in md
