@@ -30,6 +30,11 @@ CORPORA = ("stdlib", "broad")
 ``broad`` (plus the corpus's ``broad_text``: docstrings of other installed packages)."""
 
 
+def _is_pair(x) -> bool:
+    """A ``[query, document]`` pair of strings."""
+    return isinstance(x, list) and len(x) == 2 and all(isinstance(t, str) for t in x)
+
+
 def load_pairs(path: str | os.PathLike) -> dict:
     """Read and validate the pairs file: ``{"eval": [[q, d]...], "calib": [[q, d]...], "train_text": [str...]}``."""
     p = Path(path)
@@ -40,7 +45,7 @@ def load_pairs(path: str | os.PathLike) -> dict:
         lists_ok = isinstance(data.get("eval"), list) and isinstance(data.get("calib"), list) and isinstance(data.get("train_text"), list)
     except (ValueError, AttributeError) as exc:
         raise SparsekitError(f"'{p}' is not a valid docstring pairs JSON", "pass the stdlib_docstring_pairs.json file") from exc
-    if not lists_ok or not data["eval"] or not all(isinstance(x, list) and len(x) == 2 for x in data["eval"] + data["calib"]):
+    if not lists_ok or not data["eval"] or not all(map(_is_pair, data["eval"] + data["calib"])):
         raise SparsekitError(f"'{p}' lacks non-empty 'eval'/'calib' pair lists or a 'train_text' list", "pass the stdlib_docstring_pairs.json file")
     return data
 
@@ -61,8 +66,8 @@ def load_corpus(path: str | os.PathLike, keys: tuple[str, ...]) -> dict:
         raise SparsekitError(f"docstring corpus '{p}' is not valid JSON ({type(exc).__name__})", fix) from exc
     for key in keys:
         value = data.get(key) if isinstance(data, dict) else None
-        pairs_ok = key == "broad_text" or all(isinstance(x, list) and len(x) == 2 and all(isinstance(t, str) for t in x) for x in value or [])
-        if not isinstance(value, list) or not value or not pairs_ok or (key == "broad_text" and not all(isinstance(t, str) for t in value)):
+        item_ok = (lambda t: isinstance(t, str)) if key == "broad_text" else _is_pair
+        if not isinstance(value, list) or not value or not all(map(item_ok, value)):
             raise SparsekitError(f"docstring corpus '{p}' lacks a non-empty '{key}' list of the right form", fix)
     return data
 
