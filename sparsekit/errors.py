@@ -113,3 +113,17 @@ class UnsafeCheckpointError(SparsekitError):
 class CheckRequirementError(SparsekitError):
     """A 2:4 check cannot prove anything as asked: a ``--require`` pattern matches no layer, or no
     layer is required at all."""
+
+
+class UntrustedSourceError(ModelSourceError):
+    """A file (checkpoint, training state, loop file, run folder, upload) names code to run (a
+    factory or module) that the user did not name in this invocation; files are data, never code."""
+
+
+class ResourceLimitError(SparsekitError):
+    """A size a file or setting declares (layers, widths, parameters, steps, list lengths) is outside
+    the kit's limits; refused before anything of that size is allocated."""
+
+
+class DiskFullError(OutputPathError):
+    """The disk filled while writing an output; what was started is removed."""
