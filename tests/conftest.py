@@ -44,9 +44,36 @@ def sparsekit_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def sparsekit_inprocess(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run ``sparsekit ARGS`` in this process (no ~10 s of imports per call), with stdin, stdout and
+    stderr captured, and return what a subprocess run would (``returncode``, ``stdout``, ``stderr``)."""
+    import contextlib
+    import io
+
+    from sparsekit.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        sys.stdin = old_stdin
+    return subprocess.CompletedProcess(["sparsekit", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def cli():
     return sparsekit_cli
+
+
+@pytest.fixture
+def cli_inprocess():
+    return sparsekit_inprocess
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sparsekit.cli.common import emit, err, out
+from sparsekit.cli.common import add_trust_args, emit, err, out
 
 
 def add_parser(sub) -> None:
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--store", default="engines", help="engine store (default engines/)")
     p.add_argument("--out", default="bench-results", metavar="DIR", help="where to write <name>.json/.md/.png (default bench-results/)")
     p.add_argument("--json", action="store_true", help="print the result JSON on stdout")
+    add_trust_args(p)
     p.set_defaults(func=run)
 
 

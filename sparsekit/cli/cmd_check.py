@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_input_args, add_output_args, emit, input_options, out, status, yes_no
+from sparsekit.cli.common import add_input_args, add_output_args, add_trust_args, emit, input_options, out, status, yes_no
 
 
 def add_parser(sub) -> None:
@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--require", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layers (or initializers) that must be 2:4 (repeatable)")
     p.add_argument("--require-eligible", action="store_true", help="every layer TensorRT could run sparse and 'sparsify' would sparsify (its shape rules) must be 2:4")
     add_input_args(p)
+    add_trust_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sparsekit.cli.common import emit, err, out, yes_no
+from sparsekit.cli.common import add_trust_args, emit, err, out, yes_no
 
 
 def add_parser(sub) -> None:
@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--report", metavar="FILE", help="also write the run summary JSON (stages, summary) to FILE (atomically)")
+    add_trust_args(p)
     p.add_argument("--schema", action="store_true", help="print the recipe schema (JSON Schema, every field described) and exit")
     p.set_defaults(func=run)
 

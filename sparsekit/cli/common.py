@@ -8,6 +8,8 @@ import sys
 
 from rich.console import Console
 
+from sparsekit.models.trust import DEFAULT_MAX_PARAMS
+
 # Piped output is not cut to 80 columns: tables keep full layer names for logs and CI.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -17,6 +19,21 @@ def add_model_args(p: argparse.ArgumentParser, what: str = "MODEL", nargs: str |
     p.add_argument("model", metavar=what, nargs=nargs, help="zoo name (see 'sparsekit models'), path/file.py:factory, pkg.module:factory, torchvision:NAME, hf:DIR (a Hugging Face save_pretrained folder), or a sparsekit checkpoint .pt")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="argument for the zoo entry or factory (repeatable; values are read as int, float, true/false or text), e.g. --model-arg hidden=512; for hf:DIR, config overrides and architecture=CLASS, attn_implementation=eager|sdpa")
     add_input_args(p)
+    add_trust_args(p)
+
+
+def add_trust_args(p: argparse.ArgumentParser) -> None:
+    """The trust options: which code a file may name, Hugging Face remote code, the size limit."""
+    g = p.add_argument_group("trust", "files are data: code runs only where you name it on this command line")
+    g.add_argument("--model-source", action="append", default=[], metavar="FILE.py:FACTORY", help="allow a checkpoint (or run folder) to rebuild its model with this factory, which you trust (repeatable; compared by resolved path and file content); a file naming any other code is refused")
+    g.add_argument("--trust-remote-code", action="store_true", default=None, help="let a Hugging Face folder run its own Python (auto_map); off by default, and never asked on the terminal")
+    g.add_argument("--max-params", type=_positive_int, metavar="N", help=f"largest model (parameters) a file's description may build, counted before anything is allocated (default {DEFAULT_MAX_PARAMS:,})")
+
+
+def named_sources(args) -> list[str]:
+    """The model sources the user named on this command line (MODEL, --model-source, --teacher)."""
+    named = [getattr(args, "model", None), getattr(args, "teacher", None), *(getattr(args, "model_source", None) or [])]
+    return [s for s in named if isinstance(s, str)]
 
 
 def _positive_int(text: str) -> int:

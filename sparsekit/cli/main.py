@@ -59,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparsekit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.debug)
-    from sparsekit.cli.common import refuse_unwritable_outputs
+    from sparsekit.cli.common import named_sources, refuse_unwritable_outputs
     from sparsekit.cli.signals import Terminated, stop_signals_raise
     from sparsekit.errors import SparsekitError
+    from sparsekit.models.trust import trust_sources
 
     signals = contextlib.nullcontext() if args.command in SIGNALS_HANDLED_BY_COMMAND else stop_signals_raise()
     try:
-        with signals:
+        with signals, trust_sources(*named_sources(args), remote_code=getattr(args, "trust_remote_code", None), max_params=getattr(args, "max_params", None)):
             refuse_unwritable_outputs(args)
             return int(args.func(args) or 0)
     except SparsekitError as exc:

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from sparsekit._io import ensure_writable_target, write_json_atomic
 from sparsekit._memory import release_memory, releaser_for
-from sparsekit.errors import ExportError
+from sparsekit.errors import ExportError, OnnxModelError
 from sparsekit.export.external_data import PROTOBUF_LIMIT, compact, data_file_name, embedded_size, move_weights_, write_onnx
 from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
 from sparsekit.export.precisions import get_precision
@@ -143,7 +143,11 @@ def input_spec_of(onnx_path: str | os.PathLike):
     model = load_onnx(onnx_path, load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     if "sparsekit.inputs" in meta:
-        return InputSpec.from_dict(json.loads(meta["sparsekit.inputs"]))
+        try:
+            recorded = json.loads(meta["sparsekit.inputs"])
+        except ValueError as exc:
+            raise OnnxModelError(f"'{onnx_path}' has a damaged 'sparsekit.inputs' metadata entry (not JSON)", "export the model again, or remove that metadata entry") from exc
+        return InputSpec.from_dict(recorded)
     inits = {t.name for t in model.graph.initializer}
     tensors = []
     for i in model.graph.input:

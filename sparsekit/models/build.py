@@ -105,10 +105,16 @@ def _from_torchvision(name: str, args: dict[str, Any]) -> tuple[nn.Module, Input
         import torchvision.models as tvm
     except Exception as exc:
         raise ModelSourceError(f"torchvision cannot be imported ({type(exc).__name__})", "install a torchvision build that matches your torch, or use a zoo model") from exc
+    from sparsekit.models.limits import check_declared_sizes, check_model_size
+
+    check_declared_sizes(args, f"the arguments of torchvision:{name}")
     try:
+        check_model_size(lambda: tvm.get_model(name, weights=None, **args), f"torchvision:{name}")
         model = tvm.get_model(name, weights=None, **args)
     except ValueError as exc:
         raise ModelSourceError(f"torchvision has no model '{name}'", "see torchvision.models.list_models()") from exc
+    except TypeError as exc:
+        raise ModelSourceError(f"torchvision:{name} does not take these arguments: {exc}", "check the --model-arg names") from exc
     return model, InputSpec((InputTensor("input", (1, 3, 224, 224)),))
 
 
@@ -159,15 +165,36 @@ def build_model(spec: str, args: dict[str, Any] | None = None, hf: dict[str, Any
     return model.eval(), inputs, {"kind": "zoo", "spec": spec, "args": args}
 
 
-def rebuild_from_source(source: dict[str, Any]) -> nn.Module:
+def rebuild_from_source(source: dict[str, Any], origin: str = "a file") -> nn.Module:
     """A fresh model from a recorded ``source`` (weights as the source builds them).
 
+    A recorded source is data: a zoo entry is built with its arguments checked, a Hugging Face
+    record or ``hf:DIR`` with transformers' own classes (no remote code unless the user allowed
+    it), and the sizes either declares are checked before anything is allocated
+    (:mod:`sparsekit.models.limits`). Code (``file.py:factory``, ``pkg.module:factory``) runs only
+    when the user named that same source in this invocation (:mod:`sparsekit.models.trust`); the
+    recorded ``kind`` is not trusted, the spec itself decides.
+
+    Args:
+        source: ``{"kind", "spec", "args"[, "hf"]}`` as :func:`build_model` returns it.
+        origin: what recorded the source, for messages (``checkpoint 'x.pt'``).
+
     Raises:
-        ModelSourceError: the source is an in-memory model, or cannot be built any more.
+        ModelSourceError: the source is an in-memory model, malformed, or cannot be built any more.
+        UntrustedSourceError: the source names code the user did not name.
+        ResourceLimitError: the sizes it declares are past the limits.
     """
-    kind = source.get("kind")
+    from sparsekit.models.trust import is_code_spec, require_allowed
+
+    kind, spec, args = source.get("kind"), source.get("spec"), source.get("args", {})
     if kind == MEMORY:
-        raise ModelSourceError(f"the checkpoint holds an in-memory {source.get('spec')} whose architecture was not recorded", "wrap the model with a source (sk.wrap(model, inputs, source='file.py:factory'))")
-    if kind in ("hf", HF_CONFIG) and source.get("hf"):
-        return build_model(source["spec"], source.get("args", {}), hf=source["hf"])[0]
-    return build_model(source["spec"], source.get("args", {}))[0]
+        raise ModelSourceError(f"the checkpoint holds an in-memory {spec} whose architecture was not recorded", "wrap the model with a source (sk.wrap(model, inputs, source='file.py:factory'))")
+    if not isinstance(spec, str) or not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise ModelSourceError(f"{origin} records a malformed model source", "re-create the file with sparsekit")
+    if kind in ("hf", HF_CONFIG) and source.get("hf") is not None:
+        if not isinstance(source["hf"], dict):
+            raise ModelSourceError(f"{origin} records a malformed Hugging Face model", "re-create the file with sparsekit")
+        return build_model(spec, args, hf=source["hf"])[0]
+    if is_code_spec(spec):
+        require_allowed(spec, origin)
+    return build_model(spec, args)[0]

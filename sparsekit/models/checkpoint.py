@@ -109,6 +109,26 @@ def _check_payload(path: Path, payload: dict[str, Any]) -> None:
         raise ModelSourceError(f"checkpoint '{path}' is damaged: weight entry '{bad}' is not a tensor", "re-create it with 'sparsekit sparsify'")
 
 
+def _restore_modelopt_state(model, state: dict, path):
+    """ModelOpt's modes (2:4 masks, quantizers) restored onto ``model``; a state ModelOpt rejects is one line.
+
+    ModelOpt looks the recorded mode names up in its own registry (data, not code).
+
+    Raises:
+        ModelSourceError: the state does not describe modes ModelOpt can restore on this model.
+    """
+    import modelopt.torch.opt as mto
+
+    modes = state.get("modelopt_state_dict")
+    if not isinstance(modes, list) or len(modes) > 64:
+        raise ModelSourceError(f"checkpoint '{path}' is damaged: its ModelOpt state is not a short list of modes", "re-create it with 'sparsekit sparsify'")
+    try:
+        return mto.restore_from_modelopt_state(model, state)
+    except Exception as exc:  # ModelOpt raises assorted types for states it cannot apply
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelSourceError(f"checkpoint '{path}' has a ModelOpt state that cannot be restored on its model ({type(exc).__name__}: {first})", "re-create it with 'sparsekit sparsify' (and the sparsekit/ModelOpt versions that read it)") from exc
+
+
 def load_checkpoint(path: str | os.PathLike):
     """Rebuild the model a checkpoint describes and restore its sparsity state, weights and inputs.
 
@@ -129,7 +149,6 @@ def load_checkpoint(path: str | os.PathLike):
     from sparsekit._memory import import_cleanly
 
     import_cleanly("modelopt.torch")  # not on this stack: the import would keep `payload` alive (see import_cleanly)
-    import modelopt.torch.opt as mto
 
     from sparsekit.models.build import rebuild_from_source
     from sparsekit.models.hf import conv1d_to_linear_
@@ -139,7 +158,8 @@ def load_checkpoint(path: str | os.PathLike):
     from sparsekit.prune.structure import apply_edits_
 
     source = payload["source"]
-    model = rebuild_from_source(source)
+    inputs = InputSpec.from_dict(payload["inputs"])  # checked before the model is built
+    model = rebuild_from_source(source, f"checkpoint '{path}'")
     conv1d_to_linear_(model)
     edits = source.get("edits", [])
     if not isinstance(edits, list):
@@ -147,9 +167,9 @@ def load_checkpoint(path: str | os.PathLike):
     apply_edits_(model, edits)  # pruned widths, factorised layers
     untie_like_(model, payload["state_dict"])
     if payload["modelopt_state"].get("modelopt_state_dict"):
-        model = mto.restore_from_modelopt_state(model, payload["modelopt_state"])
+        model = _restore_modelopt_state(model, payload["modelopt_state"], path)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise ModelSourceError(f"checkpoint '{path}' does not fit the model '{source['spec']}': {str(exc).splitlines()[0]}", "the model source changed since the checkpoint was written; re-run sparsify") from exc
-    return LoadedModel(model.eval(), InputSpec.from_dict(payload["inputs"]), source, {"path": str(path), **payload.get("meta", {})})
+    return LoadedModel(model.eval(), inputs, source, {"path": str(path), **payload.get("meta", {})})

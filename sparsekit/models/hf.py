@@ -89,11 +89,71 @@ def hf_folder(spec: str) -> Path:
     return path.resolve()
 
 
-def _model_class(tf, name: str):
-    cls = getattr(tf, name, None)
+def _model_class(tf, name: str, raw_config: dict | None = None):
+    cls = getattr(tf, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, tf.PreTrainedModel)):
+        if raw_config and raw_config.get("auto_map"):
+            raise ModelSourceError(f"'{name}' is not a model class of transformers {tf.__version__}: the folder brings its own Python code (auto_map), which is never run unless you allow it", "if you trust the folder's code, pass --trust-remote-code")
         raise ModelSourceError(f"'{name}' is not a model class of transformers {tf.__version__}", "name a transformers model class, e.g. --model-arg architecture=BertModel")
     return cls
+
+
+def _read_config_json(path: Path) -> dict:
+    """``config.json`` of a model folder as a dict, its declared sizes checked (nothing built yet).
+
+    Raises:
+        ModelSourceError: not JSON, or not an object.
+        ResourceLimitError: a declared size is past the limits.
+    """
+    from sparsekit.models.limits import check_declared_sizes
+
+    file = path / "config.json"
+    if file.stat().st_size > 16 * 1024 * 1024:
+        raise ModelSourceError(f"'{file}' is {file.stat().st_size:,} bytes, too large for a model config", "check the folder: a config.json is a few KB")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelSourceError(f"'{file}' is not valid JSON ({type(exc).__name__})", "save the model again with model.save_pretrained(DIR)") from exc
+    if not isinstance(raw, dict):
+        raise ModelSourceError(f"'{file}' is not a JSON object", "save the model again with model.save_pretrained(DIR)")
+    check_declared_sizes(raw, f"the config of '{path}'")
+    return raw
+
+
+def _config_fix(raw: dict, remote: bool) -> str:
+    if raw.get("auto_map") and not remote:
+        return "the folder brings its own Python code (auto_map), which is never run unless you allow it: if you trust it, pass --trust-remote-code"
+    return "check config.json (it must be written by save_pretrained)"
+
+
+def _remote_class(tf, config, path: Path):
+    """The model class a trusted folder's ``auto_map`` names (its code runs: the user allowed it)."""
+    auto_map = config.auto_map if isinstance(config.auto_map, dict) else {}
+    keys = [k for k in auto_map if k.startswith("AutoModel")]
+    if not keys:
+        raise ModelSourceError(f"'{path}' has an auto_map without a model class", "name one with --model-arg architecture=CLASS")
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    ref = auto_map[keys[0]]
+    return get_class_from_dynamic_module(ref if isinstance(ref, str) else ref[0], str(path), local_files_only=True)
+
+
+def _check_config_size(cls, config, what: str) -> None:
+    """Build ``cls`` from ``config`` on the meta device and refuse it past ``--max-params``.
+
+    Raises:
+        ResourceLimitError: too many parameters.
+        ModelSourceError: transformers rejects the config.
+    """
+    from sparsekit.errors import SparsekitError
+    from sparsekit.models.limits import check_model_size
+
+    try:
+        check_model_size(lambda: cls._from_config(config), f"{cls.__name__} from {what}")
+    except SparsekitError:
+        raise
+    except Exception as exc:
+        raise ModelSourceError(f"transformers cannot build {cls.__name__} from {what}: {_first_line(exc)}", "check the config values") from exc
 
 
 def load_hf_folder(spec: str, args: dict[str, Any]) -> nn.Module:
@@ -108,21 +168,26 @@ def load_hf_folder(spec: str, args: dict[str, Any]) -> nn.Module:
         ModelSourceError: not a model folder, unknown class, or transformers cannot load it.
         MissingDependencyError: transformers is not installed.
     """
+    from sparsekit.models.trust import current_policy
+
     tf = _transformers()
     path = hf_folder(spec)
     args = dict(args)
     arch = args.pop("architecture", None)
+    remote = current_policy().remote_code
+    raw = _read_config_json(path)
     with _quiet():
         try:
-            config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True)
+            config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=remote)
         except Exception as exc:
-            raise ModelSourceError(f"cannot read the config of '{path}': {_first_line(exc)}", "check config.json (it must be written by save_pretrained)") from exc
+            raise ModelSourceError(f"cannot read the config of '{path}': {_first_line(exc)}", _config_fix(raw, remote)) from exc
         names = [arch] if arch else list(getattr(config, "architectures", None) or [])
         if not names:
             raise ModelSourceError(f"the config of '{path}' names no model class ('architectures' is empty)", "pass --model-arg architecture=CLASS, e.g. architecture=BertModel")
-        cls = _model_class(tf, str(names[0]))
+        cls = _remote_class(tf, config, path) if remote and getattr(config, "auto_map", None) and not arch else _model_class(tf, str(names[0]), raw)
+        _check_config_size(cls, config, f"the config of '{path}'")
         try:
-            model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **args)
+            model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, trust_remote_code=remote, **args)
         except Exception as exc:
             raise ModelSourceError(f"transformers cannot load '{path}' as {cls.__name__}: {_first_line(exc)}", "check the folder and the --model-arg values (config attributes)") from exc
     missing = sorted(info.get("missing_keys") or [])
@@ -152,11 +217,20 @@ def build_from_record(record: dict[str, Any]) -> nn.Module:
     Raises:
         ModelSourceError: the class is unknown to the installed transformers or the config is rejected.
     """
+    from sparsekit.models.limits import check_declared_sizes
+
     tf = _transformers()
-    cls = _model_class(tf, record["class"])
+    if not isinstance(record.get("config"), dict):
+        raise ModelSourceError("the stored Hugging Face model has no config", "re-create the checkpoint with sparsekit")
+    check_declared_sizes(record["config"], f"the stored config of {record.get('class')!r}")
+    cls = _model_class(tf, record.get("class"))
     with _quiet():
         try:
             config = cls.config_class.from_dict(dict(record["config"]))
+        except Exception as exc:
+            raise ModelSourceError(f"transformers cannot read the stored config of {cls.__name__}: {_first_line(exc)}", "use the transformers version the checkpoint was written with") from exc
+        _check_config_size(cls, config, "the stored config")
+        try:
             kwargs = {"attn_implementation": record["attn_implementation"]} if record.get("attn_implementation") else {}
             model = cls._from_config(config, **kwargs)
         except Exception as exc:

@@ -141,6 +141,7 @@ def _resolve_inputs(loaded: LoadedModel, input_shapes, seq_len, dynamic_axes) ->
         spec = hf.default_inputs(loaded.model, seq_len) or spec
     if not spec.tensors:
         raise InputShapeError(f"model '{loaded.name}' does not declare its input shape", "pass --input-shape, e.g. --input-shape 1x3x224x224")
+    spec.check_size(f"the inputs of '{loaded.name}'")
     if is_hf:
         spec = hf.complete_inputs(loaded.model, spec)
     if dynamic_axes:
@@ -149,6 +150,7 @@ def _resolve_inputs(loaded: LoadedModel, input_shapes, seq_len, dynamic_axes) ->
         if hf.SEQUENCE not in spec.dynamic_sizes():
             raise InputShapeError(f"--seq-len sets the axes labelled '{hf.SEQUENCE}', and no input of '{loaded.name}' has one", "mark the axis with --dynamic-axis NAME:1=sequence, or give --input-shape")
         spec = spec.resized(sizes={hf.SEQUENCE: int(seq_len)})
+        spec.check_size(f"the inputs of '{loaded.name}'")
     return spec
 
 

@@ -26,6 +26,18 @@ BATCH = "batch"
 """Label of axis 0, dynamic in every export."""
 UNKNOWN_HIGH = 2
 """Integer inputs without a known range draw values from ``[0, 2)`` (a warning says so)."""
+MAX_INPUT_ELEMENTS = 1 << 28
+"""Most elements (all inputs together, 268 M: 1 GiB of float32) the kit makes example inputs of."""
+MAX_INPUTS = 256
+"""Most inputs a recorded input spec may list."""
+_RECORDED_FIX = "re-create the file with sparsekit, or give the inputs with --input-shape"
+
+
+def _int(value: Any) -> int:
+    """An integer from a file: ints only (no bools, floats or strings that merely convert)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
+    return value
 
 
 @dataclass(frozen=True)
@@ -123,15 +135,45 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, items: Sequence[dict[str, Any]]) -> "InputSpec":
+        """The spec :meth:`to_dict` wrote, every field checked (a file may hold anything).
+
+        Raises:
+            InputShapeError: a malformed entry, an unknown dtype, or sizes past :data:`MAX_INPUT_ELEMENTS`.
+        """
+        if not isinstance(items, (list, tuple)) or len(items) > MAX_INPUTS:
+            raise InputShapeError(f"the recorded inputs are not a list of at most {MAX_INPUTS} entries", _RECORDED_FIX)
         tensors = []
         for i in items:
-            high = i.get("high", UNKNOWN_HIGH)
-            tensors.append(InputTensor(
-                i["name"], tuple(int(d) for d in i["shape"]), i.get("dtype", "float32"),
-                None if high is None else int(high), int(i.get("low", 0)),
-                tuple((int(a), str(lab)) for a, lab in i.get("dynamic", [])),
-            ))
-        return cls(tuple(tensors))
+            try:
+                high = i.get("high", UNKNOWN_HIGH)
+                tensor = InputTensor(
+                    str(i["name"]), tuple(_int(d) for d in i["shape"]), str(i.get("dtype", "float32")),
+                    None if high is None else _int(high), _int(i.get("low", 0)),
+                    tuple((_int(a), str(lab)) for a, lab in i.get("dynamic", [])),
+                )
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise InputShapeError(f"a recorded input is malformed ({type(exc).__name__}: {str(exc)[:80]})", _RECORDED_FIX) from exc
+            if tensor.dtype not in _DTYPES or len(tensor.shape) > 8 or any(d < 1 for d in tensor.shape):
+                raise InputShapeError(f"recorded input '{tensor.name[:60]}' has dtype {tensor.dtype[:20]!r} and shape {tensor.shape[:9]}", _RECORDED_FIX)
+            tensors.append(tensor)
+        spec = cls(tuple(tensors))
+        spec.check_size("the recorded inputs")
+        return spec
+
+    def check_size(self, what: str) -> None:
+        """Refuse inputs whose elements together exceed :data:`MAX_INPUT_ELEMENTS` (before any is made).
+
+        Raises:
+            InputShapeError: too many elements.
+        """
+        total = 0
+        for t in self.tensors:
+            count = 1
+            for d in t.shape:
+                count *= max(int(d), 0)
+            total += count
+        if total > MAX_INPUT_ELEMENTS:
+            raise InputShapeError(f"{what} have {total:,} elements in all, more than the {MAX_INPUT_ELEMENTS:,} the kit makes example inputs of", "give smaller shapes with --input-shape (batch 1 is enough to export and check)")
 
     def random(self, batch: int | None = None, seed: int = 0, sizes: dict[str, int] | None = None) -> tuple:
         """Random torch tensors matching the spec (normal floats, uniform integers in their range).

@@ -24,22 +24,24 @@ class ZooEntry:
         description: one line for ``sparsekit models``.
         defaults: keyword arguments and their default values (types are taken from these).
         build: ``build(**kwargs) -> (model, InputSpec)``.
+        pretrained: the entry loads packaged weights (its size is fixed; it is not counted on the meta device).
     """
 
     name: str
     description: str
     defaults: dict[str, Any]
     build: Callable[..., tuple[nn.Module, InputSpec]]
+    pretrained: bool = False
 
 
 ZOO: dict[str, ZooEntry] = {}
 
 
-def register(name: str, description: str, **defaults: Any):
+def register(name: str, description: str, pretrained: bool = False, **defaults: Any):
     """Decorator registering a zoo builder under ``name``."""
 
     def wrap(fn: Callable[..., tuple[nn.Module, InputSpec]]):
-        ZOO[name] = ZooEntry(name, description, defaults, fn)
+        ZOO[name] = ZooEntry(name, description, defaults, fn, pretrained)
         return fn
 
     return wrap
@@ -80,7 +82,7 @@ def _bert_base(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention
     return _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention)
 
 
-@register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384), token ids + mask [B, 128] -> unit embedding [B, 384]; needs the 'minilm' extra", seq=128, batch=1)
+@register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384), token ids + mask [B, 128] -> unit embedding [B, 384]; needs the 'minilm' extra", pretrained=True, seq=128, batch=1)
 def _minilm(seq, batch):
     from sparsekit.models.zoo_minilm import MiniLMEncoder
 
@@ -109,6 +111,20 @@ def _coerce(entry: ZooEntry, key: str, value: Any) -> Any:
     raise ModelSourceError(f"argument {key}={value!r} of '{entry.name}' is not a {want.__name__}", f"give {key} as a {want.__name__}, e.g. {key}={default}")
 
 
+def _check_sizes(entry: ZooEntry, kwargs: dict[str, Any]) -> None:
+    """Every integer argument of a zoo entry is a size or count: positive and below the limits.
+
+    Raises:
+        ResourceLimitError: an integer argument outside ``[1, MAX_SIZE]`` (``[1, MAX_LAYERS]`` for counts).
+    """
+    from sparsekit.models.limits import MAX_LAYERS, MAX_SIZE, check_positive_size
+
+    for key, value in kwargs.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            upper = MAX_LAYERS if key in ("layers", "depth", "blocks", "heads") else MAX_SIZE
+            check_positive_size(value, f"argument {key} of zoo model '{entry.name}'", upper)
+
+
 def build_zoo_model(name: str, **overrides: Any) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
     """Build zoo model ``name`` with ``overrides`` applied over its defaults.
 
@@ -120,10 +136,15 @@ def build_zoo_model(name: str, **overrides: Any) -> tuple[nn.Module, InputSpec, 
     """
     if name not in ZOO:
         raise ModelSourceError(f"'{name}' is not a built-in model", f"use one of: {', '.join(sorted(ZOO))}, or path/to/file.py:factory")
+    from sparsekit.models.limits import check_model_size
+
     entry = ZOO[name]
     kwargs = dict(entry.defaults)
     kwargs.update({k: _coerce(entry, k, v) for k, v in overrides.items()})
+    _check_sizes(entry, kwargs)
     try:
+        if not entry.pretrained:  # a pretrained entry's sizes are its package's, not arguments
+            check_model_size(lambda: entry.build(**kwargs), f"zoo model '{name}' with {overrides}")
         model, spec = entry.build(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ModelSourceError(f"zoo model '{name}' cannot be built with {overrides}: {exc}", "change the --model-arg values") from exc

@@ -15,6 +15,7 @@ from typing import Callable
 from sparsekit._io import write_json_atomic
 from sparsekit.errors import OutputPathError
 from sparsekit.recipe.schema import Recipe
+from sparsekit.models.trust import trust_sources
 from sparsekit.recipe.stages import STAGES, StageContext
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,15 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, force: bool = False, 
     manifest = _load_manifest(run)
     manifest.update({"recipe": recipe.model_dump(mode="json"), "kit_version": kit_version()})
     ctx = StageContext(recipe, run, say)
+    with trust_sources(recipe.model.source, remote_code=recipe.model.trust_remote_code or None, max_params=recipe.model.max_params):
+        results = _run_stages(ctx, manifest, force)
+    write_json_atomic(run / MANIFEST, manifest)
+    return RunResult(run, results)
+
+
+def _run_stages(ctx: StageContext, manifest: dict, force: bool) -> list[StageResult]:
+    """Run or skip each enabled stage in order, rewriting the manifest after every one that ran."""
+    recipe, run, say = ctx.recipe, ctx.run_dir, ctx.say
     results = []
     for stage in STAGES:
         settings = stage.settings(recipe)
@@ -117,5 +127,4 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, force: bool = False, 
         write_json_atomic(run / MANIFEST, manifest)
         results.append(StageResult(stage.name, "ran", seconds, summary))
         say(f"{stage.name}: done in {seconds:.1f} s")
-    write_json_atomic(run / MANIFEST, manifest)
-    return RunResult(run, results)
+    return results

@@ -30,6 +30,8 @@ class ModelConfig(_Strict):
     input_shapes: list[str] = Field(default_factory=list, description="inputs replacing the model's own, [name:]DxD[:dtype][:LOW..HIGH] (LOW..HIGH: value range of an integer input, HIGH excluded)")
     seq_len: int | None = Field(None, ge=1, description="size of the input axes labelled 'sequence' (Hugging Face text models: default 128)")
     dynamic_axes: list[str] = Field(default_factory=list, description="more dynamic input axes, NAME:AXIS[=LABEL] (axis 0, the batch, always is)")
+    trust_remote_code: bool = Field(False, description="let an hf:DIR folder run its own Python (auto_map); the recipe is your program, so this is your choice, never a prompt")
+    max_params: int | None = Field(None, ge=1, description="largest model (parameters) a file's description may build (default 20 B)")
 
 
 class SparsifyConfig(_Strict):
@@ -114,6 +116,8 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.task is not None:
+            _check_task(self.task, self.task_args)
         if self.task is None and (self.finetune is not None or (self.prune is not None and (self.prune.schedule or self.prune.importance == "taylor"))):
             raise ValueError("finetune, prune.schedule and prune.importance 'taylor' need a 'task' (e.g. task: digits)")
         if self.finetune is not None and self.finetune.quantize and self.export is not None and self.export.precisions != ["int8"]:
@@ -123,6 +127,17 @@ class Recipe(_Strict):
             if not v or any(not 0 < x < 1 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
                 raise ValueError("prune.schedule must be a non-empty increasing list of shares in (0, 1), e.g. [0.25, 0.5]")
         return self
+
+
+def _check_task(task: str, options: dict) -> None:
+    """The task's own option check, as a validation error of the recipe."""
+    from sparsekit.errors import SparsekitError
+    from sparsekit.tasks.base import check_task_options
+
+    try:
+        check_task_options(task, options)
+    except SparsekitError as exc:
+        raise ValueError(exc.problem) from exc
 
 
 def recipe_schema() -> dict:

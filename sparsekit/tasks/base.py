@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,20 +30,51 @@ def get_task(name: str, **options) -> "Task":
     """Build registered task ``name``.
 
     Raises:
-        SparsekitError: unknown task.
+        SparsekitError: unknown task, or options it does not take (:func:`check_task_options`).
+    """
+    check_task_options(name, options)
+    return TASKS[name](**options)
+
+
+def check_task_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse an unknown task, an option it does not take, or one of another type than its default
+    (an int option given ``1e9`` or ``"64"``), before anything is built.
+
+    Raises:
+        SparsekitError: one line naming the task or option and what it takes.
     """
     import sparsekit.tasks.digits  # noqa: F401 - registers
     import sparsekit.tasks.docstrings  # noqa: F401
 
     if name not in TASKS:
         raise SparsekitError(f"'{name}' is not a known task", f"use one of: {', '.join(sorted(TASKS))}")
-    import inspect
-
     accepted = inspect.signature(TASKS[name]).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise SparsekitError(f"task '{name}' has no option {', '.join(repr(u) for u in unknown)}", f"its options: {', '.join(accepted) or 'none'}")
-    return TASKS[name](**options)
+    for key, value in options.items():
+        _check_option(name, key, value, accepted[key].default)
+
+
+def _check_option(task: str, key: str, value: Any, default: Any) -> None:
+    """Refuse an option whose type differs from its default's (an int option given 1e9 or "64"),
+    and integer options outside ``[0, MAX_SIZE]``.
+
+    Raises:
+        SparsekitError: one line naming the option and the type it takes.
+    """
+    from sparsekit.models.limits import MAX_SIZE
+
+    if default is None or default is inspect.Parameter.empty:
+        return
+    want = type(default)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if want is float and is_int:
+        return
+    if not isinstance(value, want) or (want is int and not is_int):
+        raise SparsekitError(f"task '{task}' option {key}={value!r} is not of type {want.__name__}", f"give {key} as a {want.__name__}, e.g. {key}={default!r}")
+    if is_int and not 0 <= value <= MAX_SIZE:
+        raise SparsekitError(f"task '{task}' option {key}={value:,} is outside [0, {MAX_SIZE:,}]", f"give a realistic {key}, e.g. {key}={default!r}")
 
 
 @dataclass

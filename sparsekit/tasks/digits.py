@@ -28,6 +28,10 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[np.nda
     return x_tr, y_tr, x_te, y_te
 
 
+MAX_IMAGE_SIZE = 512
+"""Largest upsampled image side (1,797 images of 512x512 float32 are 1.9 GB)."""
+
+
 @register_task("digits")
 class DigitsTask(Task):
     name = "digits"
@@ -39,8 +43,8 @@ class DigitsTask(Task):
     def __init__(self, seed: int = 0, image_size: int = 8, width: int = 32) -> None:
         """``image_size`` > 8 upsamples the images (bilinear) to that size, e.g. 32 for a
         CIFAR-sized input to the same CNN; ``width`` is the CNN's first-stage width."""
-        if image_size < 8:
-            raise SparsekitError(f"digits image_size must be at least 8, got {image_size}", "use 8 (native) or a larger size such as 32")
+        if not 8 <= image_size <= MAX_IMAGE_SIZE:
+            raise SparsekitError(f"digits image_size must be in [8, {MAX_IMAGE_SIZE}], got {image_size}", "use 8 (native) or a larger size such as 32")
         self.x_train, self.y_train, self.x_test, self.y_test = load_digits_split(seed=seed)
         if image_size != 8:
             up = lambda x: F.interpolate(torch.from_numpy(x), size=(image_size, image_size), mode="bilinear", align_corners=False).numpy()  # noqa: E731
