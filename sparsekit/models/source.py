@@ -53,6 +53,7 @@ def load_model(
     input_shapes: Sequence[str] | None = None,
     seq_len: int | None = None,
     dynamic_axes: Sequence[str] | None = None,
+    model_sources: Sequence[str] = (),
 ) -> LoadedModel:
     """Build the model that ``spec`` names, with complete inputs and a plain calling convention.
 
@@ -64,16 +65,22 @@ def load_model(
         input_shapes: ``--input-shape`` strings replacing the model's own input spec.
         seq_len: size of every input axis labelled ``sequence`` (Hugging Face text inputs).
         dynamic_axes: ``NAME:AXIS[=LABEL]`` strings marking more input axes dynamic.
+        model_sources: factories (``file.py:factory``) you trust a checkpoint to rebuild its
+            model with (a checkpoint's recorded code is never run otherwise:
+            :mod:`sparsekit.models.trust`).
 
     Raises:
         ModelSourceError: the model cannot be built.
+        UntrustedSourceError: a checkpoint names code that is not in ``model_sources``.
         InputShapeError: no input shape is known, an input is not a ``forward`` parameter, or the
             model rejects the inputs.
     """
     if is_checkpoint_path(spec):
         from sparsekit.models.checkpoint import load_checkpoint
+        from sparsekit.models.trust import trust_sources
 
-        loaded = load_checkpoint(spec)
+        with trust_sources(*model_sources):
+            loaded = load_checkpoint(spec)
     else:
         model, inputs, source = build_model(spec, args)
         loaded = LoadedModel(model, inputs or InputSpec(), source)
