@@ -19,7 +19,8 @@ FLAGS = {
     "state_dir": "--state-dir", "host": "--host", "port": "--port", "max_upload_mib": "--max-upload-mib", "job_timeout_s": "--job-timeout",
     "executor": "--executor", "workers": "--workers", "ray_address": "--ray-address", "ray_accelerator_type": "--ray-accelerator-type",
     "upload_idle_timeout_s": "--upload-idle-timeout", "upload_timeout_s": "--upload-timeout", "max_concurrent_uploads": "--max-concurrent-uploads",
-    "min_free_mib": "--min-free-mib", "unhealthy_after_s": "--unhealthy-after",
+    "min_free_mib": "--min-free-mib", "unhealthy_after_s": "--unhealthy-after", "header_timeout_s": "--header-timeout",
+    "max_connections_per_ip": "--max-connections-per-ip",
 }
 
 
@@ -45,6 +46,10 @@ class ServiceSettings(StrictConfig):
             not ready and refuses uploads (507).
         unhealthy_after_s: a build slot that cannot reach the job store for this long makes
             ``/healthz`` fail (it retries with back-off meanwhile).
+        header_timeout_s: a connection that has not sent a complete request head this many
+            seconds after it opened (or after its first byte of a later request) is closed (408).
+        max_connections_per_ip: open connections allowed per client IP address; more are answered
+            429 and closed at once (behind a reverse proxy all clients share its address).
     """
 
     state_dir: Path = Path(".sparsekit-service")
@@ -63,6 +68,8 @@ class ServiceSettings(StrictConfig):
     max_concurrent_uploads: int = Field(32, ge=1, le=1024)
     min_free_mib: int = Field(256, ge=0, le=1 << 20)
     unhealthy_after_s: float = Field(60, ge=0.1, le=DAY_S)
+    header_timeout_s: float = Field(10, ge=0.1, le=3600)
+    max_connections_per_ip: int = Field(32, ge=1, le=65536)
 
     @field_validator("state_dir", mode="after")
     @classmethod
