@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; other addresses need tokens)")
     p.add_argument("--port", type=int, default=8700)
     p.add_argument("--state-dir", default=".sparsekit-service", help="jobs database, uploads, engine store (default .sparsekit-service)")
-    p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b)")
+    p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b); each token sees only the builds it submitted")
+    p.add_argument("--admin-token-file", help="file of admin bearer tokens, one per line (also SPARSEKIT_ADMIN_TOKENS=a,b); they see and cancel every build")
     p.add_argument("--max-upload-mib", type=int, default=2048, help="ONNX upload limit in MiB (default 2048)")
     p.add_argument("--job-timeout", type=float, default=3600, help="wall-clock limit per build in seconds, ONNX checks and analysis included; a request may ask for less (default 3600)")
     p.add_argument("--upload-idle-timeout", type=float, default=30, help="drop an upload that sends nothing for this many seconds (408; default 30)")
@@ -59,7 +60,8 @@ def run_serve(args) -> int:
     from sparsekit.service.settings import ServiceSettings, read_tokens
 
     settings = ServiceSettings.from_options(
-        state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file), max_upload_mib=args.max_upload_mib,
+        state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file),
+        admin_tokens=read_tokens(args.admin_token_file, env="SPARSEKIT_ADMIN_TOKENS"), max_upload_mib=args.max_upload_mib,
         job_timeout_s=args.job_timeout, executor=args.executor, workers=args.workers, ray_address=args.ray_address, ray_accelerator_type=args.ray_accelerator_type,
         upload_idle_timeout_s=args.upload_idle_timeout, upload_timeout_s=args.upload_timeout, max_concurrent_uploads=args.max_concurrent_uploads,
         min_free_mib=args.min_free_mib, unhealthy_after_s=args.unhealthy_after, header_timeout_s=args.header_timeout,
