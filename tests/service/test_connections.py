@@ -44,7 +44,7 @@ def read_until_closed(s: socket.socket, timeout: float) -> tuple[bytes, float]:
     while time.monotonic() - start < timeout:
         try:
             chunk = s.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except ConnectionResetError:
             break

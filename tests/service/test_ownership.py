@@ -30,7 +30,14 @@ def call(server: Server, token: str, method: str, path: str) -> httpx.Response:
 
 def assert_hidden(server: Server, token: str, job_id: str) -> None:
     """Every route of ``job_id`` answers ``token`` exactly as for a build that does not exist."""
-    routes = [("GET", ""), ("GET", "/logs"), ("GET", "/artifacts/engine"), ("GET", "/artifacts/metadata.json"), ("GET", "/artifacts/build.log"), ("POST", "/cancel")]
+    routes = [
+        ("GET", ""),
+        ("GET", "/logs"),
+        ("GET", "/artifacts/engine"),
+        ("GET", "/artifacts/metadata.json"),
+        ("GET", "/artifacts/build.log"),
+        ("POST", "/cancel"),
+    ]
     for method, tail in routes:
         r = call(server, token, method, f"/v1/builds/{job_id}{tail}")
         missing = call(server, token, method, f"/v1/builds/{MISSING}{tail}")
@@ -110,7 +117,10 @@ def test_builds_from_before_owners_were_kept_are_for_admins_only(tmp_path):
         "started REAL, finished REAL, attempts INTEGER NOT NULL DEFAULT 0, worker_pid INTEGER, worker_start INTEGER, error TEXT, result TEXT)"
     )
     old = "a" * 32
-    db.execute("INSERT INTO jobs (id, key, state, request, onnx_path, created, finished, error) VALUES (?, 'k', 'FAILED', ?, 'uploads/x.onnx', 1.0, 2.0, ?)", (old, json.dumps({"spec": {"backend": "onnxruntime"}}), json.dumps({"stage": "build", "message": "m", "hint": ""})))
+    db.execute(
+        "INSERT INTO jobs (id, key, state, request, onnx_path, created, finished, error) VALUES (?, 'k', 'FAILED', ?, 'uploads/x.onnx', 1.0, 2.0, ?)",
+        (old, json.dumps({"spec": {"backend": "onnxruntime"}}), json.dumps({"stage": "build", "message": "m", "hint": ""})),
+    )
     db.commit()
     db.close()
     server = Server(state, "--workers", "0", env=ENV).start()
