@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; other addresses need tokens)")
     p.add_argument("--port", type=int, default=8700)
     p.add_argument("--state-dir", default=".sparsekit-service", help="jobs database, uploads, engine store (default .sparsekit-service)")
-    p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b)")
+    p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b); each token sees only the builds it submitted")
+    p.add_argument("--admin-token-file", help="file of admin bearer tokens, one per line (also SPARSEKIT_ADMIN_TOKENS=a,b); they see and cancel every build")
     p.add_argument("--max-upload-mib", type=int, default=2048, help="ONNX upload limit in MiB (default 2048)")
     p.add_argument("--job-timeout", type=float, default=3600, help="wall-clock limit per build in seconds, ONNX checks and analysis included; a request may ask for less (default 3600)")
     p.add_argument("--upload-idle-timeout", type=float, default=30, help="drop an upload that sends nothing for this many seconds (408; default 30)")
@@ -26,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-concurrent-uploads", type=int, default=32, help="uploads received at once; more get 503 with Retry-After (default 32)")
     p.add_argument("--min-free-mib", type=int, default=256, help="free disk space to keep in the state folder; below it uploads get 507 and /readyz fails (default 256)")
     p.add_argument("--unhealthy-after", type=float, default=60, help="/healthz fails when a build slot cannot reach the job store for this many seconds (default 60)")
+    p.add_argument("--header-timeout", type=float, default=10, help="close a connection that has not sent a complete request head within this many seconds (408; default 10)")
+    p.add_argument("--max-connections-per-ip", type=int, default=32, help="open connections allowed per client IP address; more are answered 429 and closed (default 32)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=int, default=1, help="concurrent builds: one per GPU (default 1)")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
@@ -57,10 +60,12 @@ def run_serve(args) -> int:
     from sparsekit.service.settings import ServiceSettings, read_tokens
 
     settings = ServiceSettings.from_options(
-        state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file), max_upload_mib=args.max_upload_mib,
+        state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file),
+        admin_tokens=read_tokens(args.admin_token_file, env="SPARSEKIT_ADMIN_TOKENS"), max_upload_mib=args.max_upload_mib,
         job_timeout_s=args.job_timeout, executor=args.executor, workers=args.workers, ray_address=args.ray_address, ray_accelerator_type=args.ray_accelerator_type,
         upload_idle_timeout_s=args.upload_idle_timeout, upload_timeout_s=args.upload_timeout, max_concurrent_uploads=args.max_concurrent_uploads,
-        min_free_mib=args.min_free_mib, unhealthy_after_s=args.unhealthy_after,
+        min_free_mib=args.min_free_mib, unhealthy_after_s=args.unhealthy_after, header_timeout_s=args.header_timeout,
+        max_connections_per_ip=args.max_connections_per_ip,
     )
     serve(settings, on_ready=lambda: err.print(f"sparsekit build service on http://{args.host}:{args.port} ({args.executor} executor, {args.workers} slot(s), state in {args.state_dir})"))
     return 0

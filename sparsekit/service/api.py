@@ -2,7 +2,11 @@
 disk with a byte counter (413 past the limit, 408 when it stalls, 503 when too many arrive at
 once, 507 when the disk is full; nothing kept in any case); the build spec travels in the
 ``X-Build-Spec`` header as JSON and a refusal names the field and its range. The API never parses
-ONNX or runs builds: workers do. Answers never contain the server's absolute paths."""
+ONNX or runs builds: workers do. Answers never contain the server's absolute paths.
+
+A build (its record, logs and artifacts) is visible only to the bearer token that submitted it
+(others get 404, as for a build that does not exist); admin tokens see every build. Without auth
+(loopback only) there is one caller, who sees everything."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import secrets
 import sqlite3
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -32,6 +37,24 @@ STATE_ROLE, STORE_ROLE = "state folder", "engine store"
 REJECT_REASONS = ("size", "empty", "timeout", "busy", "disconnected", "disk_full", "storage")
 MIN_BUILD_TIMEOUT_S = 1.0
 ARTIFACTS = {"engine": None, "report.json": "report.json", "report.md": "report.md", "metadata.json": "metadata.json", "build.log": "build.log", "benchmark.json": None}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: ``owner`` is the identity stored on the jobs it submits (None without
+    auth); ``admin`` callers see every job."""
+
+    owner: str | None
+    admin: bool
+
+    def sees(self, job) -> bool:
+        """True when this caller may see ``job`` (its own, or any for an admin)."""
+        return self.admin or (job.owner is not None and job.owner == self.owner)
+
+
+def token_owner(token: str) -> str:
+    """The identity a token's jobs are stored under: its SHA-256 (the token cannot be recovered)."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 class Metrics:
@@ -132,19 +155,25 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
             return JSONResponse({"detail": disk.problem() or "disk full in the state folder"}, status_code=507)
         return JSONResponse({"detail": scrub(f"the job store is unavailable ({exc}); retry shortly")}, status_code=503, headers={"Retry-After": "5"})
 
-    def auth(authorization: str | None = Header(default=None)) -> None:
-        if not settings.tokens:
-            return
+    accepted = [(t, False) for t in settings.tokens] + [(t, True) for t in settings.admin_tokens]
+
+    def auth(authorization: str | None = Header(default=None)) -> Caller:
+        if not settings.auth_enabled:
+            return Caller(None, admin=True)
         scheme, _, token = (authorization or "").partition(" ")
-        ok = False
-        for t in settings.tokens:  # compare with every token, in constant time each
-            ok |= secrets.compare_digest(token.encode(), t.encode())
+        ok = admin = False
+        for t, is_admin in accepted:  # compare with every token, in constant time each
+            match = secrets.compare_digest(token.encode(), t.encode())
+            ok |= match
+            admin |= match and is_admin
         if scheme.lower() != "bearer" or not ok:
             raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return Caller(token_owner(token), admin)
 
-    def job_or_404(job_id: str):
+    def job_or_404(job_id: str, caller: Caller):
+        """The job, if it exists and ``caller`` may see it; 404 alike otherwise."""
         job = jobs.get(job_id) if len(job_id) == 32 and job_id.isalnum() else None
-        if job is None:
+        if job is None or not caller.sees(job):
             raise HTTPException(404, f"no build {job_id}")
         return job
 
@@ -194,8 +223,8 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
     def list_targets():
         return {"targets": scrub.value(target_list)}
 
-    @app.post("/v1/builds", dependencies=[Depends(auth)], status_code=202)
-    async def submit(request: Request, x_build_spec: str = Header(..., description="build spec JSON (see BuildSpec)"), bench: bool = False, timeout_s: float | None = None):
+    @app.post("/v1/builds", status_code=202)
+    async def submit(request: Request, x_build_spec: str = Header(..., description="build spec JSON (see BuildSpec)"), bench: bool = False, timeout_s: float | None = None, caller: Caller = Depends(auth)):
         try:
             spec = build_spec_from(x_build_spec)
         except BuildSpecError as exc:
@@ -224,7 +253,7 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
         existed = final.exists()  # no await from here to the job: no other request interleaves
         try:
             os.replace(upload.path, final)
-            job, how = jobs.submit(key, record, str(final))
+            job, how = jobs.submit(key, record, str(final), owner=caller.owner)
         except (OSError, sqlite3.Error) as exc:  # never an upload without a job
             upload.path.unlink(missing_ok=True)
             if not existed:
@@ -244,17 +273,17 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
         executor.notify()
         return {"build": public_job(job, scrub), "how": how}
 
-    @app.get("/v1/builds", dependencies=[Depends(auth)])
-    def list_builds(limit: int = 100):
-        return {"builds": [public_job(j, scrub) for j in jobs.list(min(max(limit, 1), 1000))]}
+    @app.get("/v1/builds")
+    def list_builds(limit: int = 100, caller: Caller = Depends(auth)):
+        return {"builds": [public_job(j, scrub) for j in jobs.list(min(max(limit, 1), 1000), owner=caller.owner, everyone=caller.admin)]}
 
-    @app.get("/v1/builds/{job_id}", dependencies=[Depends(auth)])
-    def get_build(job_id: str):
-        return {"build": public_job(job_or_404(job_id), scrub)}
+    @app.get("/v1/builds/{job_id}")
+    def get_build(job_id: str, caller: Caller = Depends(auth)):
+        return {"build": public_job(job_or_404(job_id, caller), scrub)}
 
-    @app.get("/v1/builds/{job_id}/logs", dependencies=[Depends(auth)], response_class=PlainTextResponse)
-    def get_logs(job_id: str):
-        job = job_or_404(job_id)
+    @app.get("/v1/builds/{job_id}/logs", response_class=PlainTextResponse)
+    def get_logs(job_id: str, caller: Caller = Depends(auth)):
+        job = job_or_404(job_id, caller)
         parts = []
         worker_log = settings.results / job.id / "worker.log"
         if worker_log.is_file():
@@ -265,9 +294,9 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
                 parts.append(build_log.read_text(errors="replace"))
         return scrub("\n".join(parts))
 
-    @app.get("/v1/builds/{job_id}/artifacts/{name}", dependencies=[Depends(auth)])
-    def get_artifact(job_id: str, name: str):
-        job = job_or_404(job_id)
+    @app.get("/v1/builds/{job_id}/artifacts/{name}")
+    def get_artifact(job_id: str, name: str, caller: Caller = Depends(auth)):
+        job = job_or_404(job_id, caller)
         if name not in ARTIFACTS:
             raise HTTPException(404, f"unknown artifact '{name}'; one of {sorted(ARTIFACTS)}")
         if job.state != "SUCCEEDED":
@@ -286,9 +315,9 @@ def create_app(settings: ServiceSettings, start_executor: bool = True):
             headers["X-Sparsekit-SHA256"] = meta["artifact_sha256"]
         return FileResponse(path, headers=headers, filename=path.name)
 
-    @app.post("/v1/builds/{job_id}/cancel", dependencies=[Depends(auth)])
-    def cancel(job_id: str):
-        job = job_or_404(job_id)
+    @app.post("/v1/builds/{job_id}/cancel")
+    def cancel(job_id: str, caller: Caller = Depends(auth)):
+        job = job_or_404(job_id, caller)
         if job.state in TERMINAL:
             return JSONResponse({"build": public_job(job, scrub), "cancelled": False, "reason": f"already {job.state}"}, status_code=409)
         jobs.finish(job.id, CANCELLED, error={"stage": "cancel", "message": "cancelled by request", "hint": ""})

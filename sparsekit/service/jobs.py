@@ -3,6 +3,12 @@
 States: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED. A job's ``key`` is its engine key
 (content hash of ONNX, canonical spec, target, kit version): a request whose key matches a
 SUCCEEDED job is a cache hit; one whose key matches a QUEUED/RUNNING job joins it.
+
+Each job has an ``owner``: an identity of the bearer token that submitted it (never the token),
+or None (submitted without auth, or before owners were kept). Hits and joins stay within one
+owner: another owner's identical request gets a job of its own (a cache hit is copied into a
+new SUCCEEDED job that points at the same engine; a request identical to another owner's build
+in flight is queued, and waits for that build to finish so it can use the cached engine).
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker_pid INTEGER,
     worker_start INTEGER,
     error TEXT,
-    result TEXT
+    result TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs(key, state);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
@@ -52,6 +59,7 @@ class Job:
         result: ``{"record": folder, "artifacts": {...}}`` for SUCCEEDED jobs.
         worker_pid / worker_start: the build process of a RUNNING job and its start time (clock
             ticks after boot, from ``/proc``), so a later server can tell it from a reused pid.
+        owner: identity of the token that submitted it (see the module docstring); not shown.
     """
 
     id: str
@@ -67,16 +75,17 @@ class Job:
     error: dict | None
     result: dict | None
     worker_start: int | None = None
+    owner: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for private in ("onnx_path", "worker_pid", "worker_start"):
+        for private in ("onnx_path", "worker_pid", "worker_start", "owner"):
             d.pop(private)
         return d
 
 
 def _row(r: sqlite3.Row) -> Job:
-    return Job(r["id"], r["key"], r["state"], json.loads(r["request"]), r["onnx_path"], r["created"], r["started"], r["finished"], r["attempts"], r["worker_pid"], json.loads(r["error"]) if r["error"] else None, json.loads(r["result"]) if r["result"] else None, r["worker_start"])
+    return Job(r["id"], r["key"], r["state"], json.loads(r["request"]), r["onnx_path"], r["created"], r["started"], r["finished"], r["attempts"], r["worker_pid"], json.loads(r["error"]) if r["error"] else None, json.loads(r["result"]) if r["result"] else None, r["worker_start"], r["owner"])
 
 
 class JobStore:
@@ -93,6 +102,9 @@ class JobStore:
             columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
             if "worker_start" not in columns:  # a database from before worker start times were kept
                 db.execute("ALTER TABLE jobs ADD COLUMN worker_start INTEGER")
+            if "owner" not in columns:  # from before owners were kept: its jobs have none
+                db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created)")
             db.commit()
         finally:
             db.close()
@@ -114,22 +126,32 @@ class JobStore:
             finally:
                 db.close()
 
-    def submit(self, key: str, request: dict, onnx_path: str) -> tuple[Job, str]:
-        """Create a job, or return the existing one with the same key.
+    def submit(self, key: str, request: dict, onnx_path: str, owner: str | None = None) -> tuple[Job, str]:
+        """Create a job for ``owner``, or return that owner's existing one with the same key.
 
         Returns:
-            ``(job, how)`` with ``how`` in ``created`` / ``joined`` (identical job in flight) /
-            ``cached`` (identical job already succeeded).
+            ``(job, how)`` with ``how`` in ``created`` / ``joined`` (the owner's identical job in
+            flight) / ``cached`` (an identical job already succeeded: the owner's own, or a new
+            SUCCEEDED job of the owner's carrying another owner's result).
         """
         with self._tx() as db:
-            hit = db.execute("SELECT * FROM jobs WHERE key=? AND state=? ORDER BY finished DESC LIMIT 1", (key, SUCCEEDED)).fetchone()
-            if hit:
+            hit = db.execute("SELECT * FROM jobs WHERE key=? AND state=? ORDER BY owner IS ? DESC, finished DESC LIMIT 1", (key, SUCCEEDED, owner)).fetchone()
+            if hit and hit["owner"] == owner:
                 return _row(hit), "cached"
-            live = db.execute("SELECT * FROM jobs WHERE key=? AND state IN (?, ?) ORDER BY created LIMIT 1", (key, QUEUED, RUNNING)).fetchone()
+            if hit:
+                result = {**json.loads(hit["result"] or "{}"), "cached": True}
+                now = time.time()
+                job_id = uuid.uuid4().hex
+                db.execute(
+                    "INSERT INTO jobs (id, key, state, request, onnx_path, created, finished, result, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (job_id, key, SUCCEEDED, json.dumps(request, sort_keys=True), onnx_path, now, now, json.dumps(result), owner),
+                )
+                return _row(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()), "cached"
+            live = db.execute("SELECT * FROM jobs WHERE key=? AND state IN (?, ?) AND owner IS ? ORDER BY created LIMIT 1", (key, QUEUED, RUNNING, owner)).fetchone()
             if live:
                 return _row(live), "joined"
             job_id = uuid.uuid4().hex
-            db.execute("INSERT INTO jobs (id, key, state, request, onnx_path, created) VALUES (?, ?, ?, ?, ?, ?)", (job_id, key, QUEUED, json.dumps(request, sort_keys=True), onnx_path, time.time()))
+            db.execute("INSERT INTO jobs (id, key, state, request, onnx_path, created, owner) VALUES (?, ?, ?, ?, ?, ?, ?)", (job_id, key, QUEUED, json.dumps(request, sort_keys=True), onnx_path, time.time(), owner))
             return _row(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()), "created"
 
     def get(self, job_id: str) -> Job | None:
@@ -137,16 +159,21 @@ class JobStore:
             r = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _row(r) if r else None
 
-    def list(self, limit: int = 100) -> list[Job]:
+    def list(self, limit: int = 100, owner: str | None = None, everyone: bool = False) -> list[Job]:
+        """The newest ``limit`` jobs of ``owner`` (of every owner when ``everyone``)."""
         with self._tx() as db:
-            return [_row(r) for r in db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()]
+            if everyone:
+                return [_row(r) for r in db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()]
+            return [_row(r) for r in db.execute("SELECT * FROM jobs WHERE owner IS ? ORDER BY created DESC LIMIT ?", (owner, limit)).fetchall()]
 
     def claim_next(self, backend: str | None = None) -> Job | None:
-        """Move the oldest QUEUED job (of ``backend``) to RUNNING and return it."""
+        """Move the oldest QUEUED job (of ``backend``) to RUNNING and return it. A job whose key
+        is being built (another owner's identical request) waits: it then finds the engine cached."""
         with self._tx() as db:
+            building = {r[0] for r in db.execute("SELECT key FROM jobs WHERE state=?", (RUNNING,)).fetchall()}
             for r in db.execute("SELECT * FROM jobs WHERE state=? ORDER BY created", (QUEUED,)).fetchall():
                 job = _row(r)
-                if backend and job.request["spec"].get("backend") != backend:
+                if job.key in building or (backend and job.request["spec"].get("backend") != backend):
                     continue
                 db.execute("UPDATE jobs SET state=?, started=?, attempts=attempts+1 WHERE id=? AND state=?", (RUNNING, time.time(), job.id, QUEUED))
                 return _row(db.execute("SELECT * FROM jobs WHERE id=?", (job.id,)).fetchone())

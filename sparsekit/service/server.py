@@ -31,10 +31,15 @@ def serve(settings: ServiceSettings, on_ready=lambda: None) -> None:
     import uvicorn
 
     from sparsekit.service.api import create_app
+    from sparsekit.service.connections import guarded_protocol
 
     app = create_app(settings)
     on_ready()
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=KEEP_ALIVE_S)
+    protocol = guarded_protocol(settings.header_timeout_s, settings.max_connections_per_ip)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=KEEP_ALIVE_S,
+        http=protocol,  # no limit_concurrency: a server-wide cap would let one flooding client starve /healthz
+    )
     server = uvicorn.Server(config)
     previous = signal.signal(signal.SIGHUP, lambda signum, frame: server.handle_exit(signal.SIGTERM, frame))  # a closed terminal stops it cleanly too
     try:

@@ -19,7 +19,8 @@ FLAGS = {
     "state_dir": "--state-dir", "host": "--host", "port": "--port", "max_upload_mib": "--max-upload-mib", "job_timeout_s": "--job-timeout",
     "executor": "--executor", "workers": "--workers", "ray_address": "--ray-address", "ray_accelerator_type": "--ray-accelerator-type",
     "upload_idle_timeout_s": "--upload-idle-timeout", "upload_timeout_s": "--upload-timeout", "max_concurrent_uploads": "--max-concurrent-uploads",
-    "min_free_mib": "--min-free-mib", "unhealthy_after_s": "--unhealthy-after",
+    "min_free_mib": "--min-free-mib", "unhealthy_after_s": "--unhealthy-after", "header_timeout_s": "--header-timeout",
+    "max_connections_per_ip": "--max-connections-per-ip",
 }
 
 
@@ -29,7 +30,9 @@ class ServiceSettings(StrictConfig):
     Attributes:
         state_dir: job database, uploads, engine store and per-job results live here.
         host / port: bind address (loopback by default).
-        tokens: accepted bearer tokens; empty disables auth, which is allowed on loopback only.
+        tokens: accepted bearer tokens; a token sees only the builds it submitted. Empty (and no
+            admin tokens) disables auth, which is allowed on loopback only.
+        admin_tokens: bearer tokens that see and manage every build.
         max_upload_mib: ONNX upload limit, enforced while streaming (413 beyond it).
         job_timeout_s: wall-clock limit of one build (+ benchmark), everything the worker does
             included (ONNX checks, graph analysis, build); a request may ask for less.
@@ -45,12 +48,17 @@ class ServiceSettings(StrictConfig):
             not ready and refuses uploads (507).
         unhealthy_after_s: a build slot that cannot reach the job store for this long makes
             ``/healthz`` fail (it retries with back-off meanwhile).
+        header_timeout_s: a connection that has not sent a complete request head this many
+            seconds after it opened (or after its first byte of a later request) is closed (408).
+        max_connections_per_ip: open connections allowed per client IP address; more are answered
+            429 and closed at once (behind a reverse proxy all clients share its address).
     """
 
     state_dir: Path = Path(".sparsekit-service")
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=0, le=65535)
     tokens: tuple[str, ...] = ()
+    admin_tokens: tuple[str, ...] = ()
     max_upload_mib: int = Field(2048, ge=1, le=1 << 16)
     job_timeout_s: float = Field(3600, ge=1, le=7 * DAY_S)
     executor: Literal["local", "ray"] = "local"
@@ -63,6 +71,8 @@ class ServiceSettings(StrictConfig):
     max_concurrent_uploads: int = Field(32, ge=1, le=1024)
     min_free_mib: int = Field(256, ge=0, le=1 << 20)
     unhealthy_after_s: float = Field(60, ge=0.1, le=DAY_S)
+    header_timeout_s: float = Field(10, ge=0.1, le=3600)
+    max_connections_per_ip: int = Field(32, ge=1, le=65536)
 
     @field_validator("state_dir", mode="after")
     @classmethod
@@ -87,8 +97,13 @@ class ServiceSettings(StrictConfig):
 
     def check(self) -> None:
         """Refuse unsafe combinations (no tokens on a non-loopback address)."""
-        if not self.tokens and not _is_loopback(self.host):
+        if not self.auth_enabled and not _is_loopback(self.host):
             raise ServiceConfigError(f"refusing to serve on {self.host} without bearer tokens", "pass --token-file FILE (one token per line) or bind to 127.0.0.1")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when requests need a bearer token (user or admin)."""
+        return bool(self.tokens or self.admin_tokens)
 
     @property
     def db_path(self) -> Path:
@@ -116,15 +131,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def read_tokens(path: str | os.PathLike | None) -> tuple[str, ...]:
-    """Tokens from a file (one per line, ``#`` comments) or ``SPARSEKIT_TOKENS`` (comma-separated)."""
+def read_tokens(path: str | os.PathLike | None, env: str = "SPARSEKIT_TOKENS") -> tuple[str, ...]:
+    """Tokens from a file (one per line, ``#`` comments) and the environment variable ``env``
+    (comma-separated; ``SPARSEKIT_ADMIN_TOKENS`` for admin tokens)."""
     tokens: list[str] = []
     if path:
         p = Path(path)
         if not p.is_file():
             raise SparsekitError(f"token file '{p}' does not exist", "create it with one token per line")
         tokens += [line.split("#", 1)[0].strip() for line in p.read_text().splitlines()]
-    tokens += os.environ.get("SPARSEKIT_TOKENS", "").split(",")
+    tokens += [t.strip() for t in os.environ.get(env, "").split(",")]
     tokens = [t for t in tokens if t]
     if any(len(t) < 16 for t in tokens):
         raise SparsekitError("a bearer token is shorter than 16 characters", "use long random tokens, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")

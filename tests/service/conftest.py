@@ -25,10 +25,11 @@ def free_port() -> int:
 
 class Server:
     """``sparsekit serve`` as users start it. ``wrap`` is a command prefix (``prlimit ...``,
-    ``unshare ... sh -c ...``) that ends by exec-ing the server, so ``proc.pid`` is the server."""
+    ``unshare ... sh -c ...``) that ends by exec-ing the server, so ``proc.pid`` is the server.
+    ``env`` adds to (or overrides) the server's environment, e.g. ``SPARSEKIT_TOKENS``."""
 
-    def __init__(self, state: Path, *extra: str, token: bool = True, wrap: tuple[str, ...] = ()) -> None:
-        self.state, self.extra, self.token, self.wrap = state, extra, token, wrap
+    def __init__(self, state: Path, *extra: str, token: bool = True, wrap: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        self.state, self.extra, self.token, self.wrap, self.env = state, extra, token, wrap, env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -38,7 +39,7 @@ class Server:
         return self.state.parent / f"server-{self.port}.log"
 
     def start(self) -> "Server":
-        env = {**os.environ, "SPARSEKIT_TOKENS": TOKEN if self.token else ""}
+        env = {**os.environ, "SPARSEKIT_TOKENS": TOKEN if self.token else "", "SPARSEKIT_ADMIN_TOKENS": "", **self.env}
         cmd = [*self.wrap, sys.executable, "-m", "sparsekit", "serve", "--port", str(self.port), "--state-dir", str(self.state), *self.extra]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
