@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsekit.errors import InputShapeError, ModelSourceError
+from sparsekit.errors import InputShapeError, ModelSourceError, UntrustedSourceError
 from sparsekit.models.calib import load_calibration
 from sparsekit.models.checkpoint import save_checkpoint
 from sparsekit.models.source import load_model, wrap
@@ -165,7 +165,9 @@ def test_wrapped_in_memory_models_and_their_checkpoints(tmp_path):
     assert not (tmp_path / "plain.pt").exists()
     built = wrap(load_model(f"{DATA / 'user_model.py'}:build", {"width": 32}).model, [(2, 16, 12, 12)], source=f"{DATA / 'user_model.py'}:build", args={"width": 32})
     save_checkpoint(built, tmp_path / "factory.pt")
-    assert load_model(str(tmp_path / "factory.pt")).model.proj.out_features == 32
+    with pytest.raises(UntrustedSourceError):  # a checkpoint's factory runs only when the caller names it
+        load_model(str(tmp_path / "factory.pt"))
+    assert load_model(str(tmp_path / "factory.pt"), model_sources=[f"{DATA / 'user_model.py'}:build"]).model.proj.out_features == 32
 
 
 def test_checkpoint_of_a_factory_model_keeps_its_inputs(tmp_path):
@@ -174,7 +176,8 @@ def test_checkpoint_of_a_factory_model_keeps_its_inputs(tmp_path):
     loaded = load_model(f"{DATA / 'user_model.py'}:build_without_shapes", input_shapes=["1x16x8x8"])
     loaded.model, _ = sparsify_(loaded.model, "magnitude")
     save_checkpoint(loaded, tmp_path / "u.pt")
-    restored = load_model(str(tmp_path / "u.pt"))  # the factory declares no shape: the checkpoint's is used
+    trusted = [f"{DATA / 'user_model.py'}:build_without_shapes"]
+    restored = load_model(str(tmp_path / "u.pt"), model_sources=trusted)  # the factory declares no shape: the checkpoint's is used
     assert restored.inputs.tensors[0].shape == (1, 16, 8, 8)
-    override = load_model(str(tmp_path / "u.pt"), input_shapes=["3x16x6x6"], dynamic_axes=["input:2=height"])
+    override = load_model(str(tmp_path / "u.pt"), input_shapes=["3x16x6x6"], dynamic_axes=["input:2=height"], model_sources=trusted)
     assert override.inputs.tensors[0].shape == (3, 16, 6, 6) and override.inputs.tensors[0].dynamic == ((2, "height"),)

@@ -68,7 +68,7 @@ def test_chain_without_wrappers(name, source, method, hf_dirs, tmp_path):
         assert "lm_head" not in expected  # tied to the token embedding: kept dense
     ckpt = tmp_path / "m.pt"
     save_checkpoint(loaded, ckpt)
-    restored = load_model(str(ckpt))  # inputs, ranges and dynamic axes come from the checkpoint
+    restored = load_model(str(ckpt), model_sources=[_spec(name, source, hf_dirs)])  # inputs, ranges and dynamic axes come from the checkpoint; a factory is named to be trusted
     assert restored.inputs == loaded.inputs
     for precision in ("fp32", "fp16", "int8"):
         result = export_(restored, precision, tmp_path / f"m.{precision}.onnx")
