@@ -102,6 +102,22 @@ def declared_elements(tensor, where: str = "") -> int:
     return count
 
 
+def _open_inside(base_dir: str, location: str) -> int:
+    """Open ``location`` read-only if it is a regular file inside ``base_dir`` (not absolute, no
+    ``..``, not a link); the check older ONNX versions do not offer.
+
+    Raises:
+        ValueError: the location points outside the folder, or is a link or not a regular file.
+    """
+    if not location or os.path.isabs(location) or ".." in Path(location).parts:
+        raise ValueError(f"'{location}' points outside the directory")
+    full = os.path.join(base_dir, location)
+    real, root = os.path.realpath(full), os.path.realpath(base_dir)
+    if os.path.islink(full) or not real.startswith(root + os.sep) or not os.path.isfile(real):
+        raise ValueError(f"'{location}' is not a regular file inside the directory")
+    return os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+
+
 def _external_bytes(tensor, base_dir: str) -> int:
     """Bytes of ``tensor``'s external data that lie inside its file at offset/length; the file is
     opened through ONNX's own safe path check (no absolute path, ``..``, link or device) and only
@@ -116,7 +132,8 @@ def _external_bytes(tensor, base_dir: str) -> int:
     where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
     try:
         info = edh.ExternalDataInfo(tensor)
-        fd = edh._open_external_data_fd(base_dir, info.location, tensor.name, True)
+        opener = getattr(edh, "_open_external_data_fd", None)  # ONNX's own safe opener (onnx >= 1.20)
+        fd = opener(base_dir, info.location, tensor.name, True) if opener else _open_inside(base_dir, info.location)
         try:
             size = os.fstat(fd).st_size
         finally:
@@ -273,7 +290,7 @@ def load_validated_onnx(path: str | os.PathLike):
     from sparsekit.analyze.onnx_weights import load_onnx
 
     model = load_onnx(path, load_external_data=False)
-    count = validate_tensors(model, Path(path).resolve().parent)
+    count = validate_tensors(model, os.path.dirname(os.path.abspath(path)))
     run_checker(path)
     log.debug("%s: %d tensors validated, ONNX checker passed", path, count)
     return model

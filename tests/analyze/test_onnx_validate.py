@@ -159,3 +159,22 @@ def test_a_100k_node_graph_is_checked_in_seconds(tmp_path, capsys):
     assert rc == 0, err
     assert json.loads(out)["summary"]["sparse_2to4"] == 1
     assert elapsed < 30, f"{elapsed:.1f} s for {n} nodes"
+
+
+@pytest.mark.parametrize("onnx_opener", [True, False], ids=["onnx-opener", "own-check"])
+def test_external_locations_outside_or_linked_are_refused_with_either_opener(tmp_path, monkeypatch, onnx_opener):
+    from onnx import external_data_helper
+
+    if not onnx_opener:  # older onnx releases have no safe opener: the kit's own check applies
+        monkeypatch.delattr(external_data_helper, "_open_external_data_fd", raising=False)
+    w = sparse_values((16, 8))
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "link.bin").symlink_to(tmp_path / "data.bin")
+    for name, location in (("up", "../data.bin"), ("link", "link.bin"), ("absolute", str(tmp_path / "data.bin"))):
+        path = save_matmul(inner / f"{name}.onnx", {"w": _external(tmp_path, location, w.tobytes(), 512)}, check=False)
+        with pytest.raises(ExternalDataError, match=f"cannot read tensor 'w' from external data '{location}'"):
+            load_validated_onnx(path)
+    (inner / "data.bin").write_bytes(w.tobytes())
+    ok = save_matmul(inner / "ok.onnx", {"w": _external(inner, "data.bin", w.tobytes(), 512)}, check=False)
+    assert load_validated_onnx(ok).graph.initializer[0].name == "w"
