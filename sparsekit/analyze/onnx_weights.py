@@ -217,6 +217,9 @@ def tensor_array(tensor, base_dir: str | os.PathLike = ""):
 
     The location is resolved by ONNX's own reader, which accepts only a regular file inside
     ``base_dir`` (no absolute path, no ``..``, no link, no device) and an offset/length within it.
+    Validate the tensor first (:func:`~sparsekit.analyze.onnx_validate.validate_tensor`, done by
+    :func:`~sparsekit.analyze.onnx_validate.load_validated_onnx`) so that its declared shape
+    matches the bytes it stores.
 
     Args:
         tensor: an ``onnx.TensorProto`` (an initializer of a model loaded without external data).

@@ -178,3 +178,23 @@ def test_external_locations_outside_or_linked_are_refused_with_either_opener(tmp
     (inner / "data.bin").write_bytes(w.tobytes())
     ok = save_matmul(inner / "ok.onnx", {"w": _external(inner, "data.bin", w.tobytes(), 512)}, check=False)
     assert load_validated_onnx(ok).graph.initializer[0].name == "w"
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([low])
+        out += bytes([low | 0x80])
+
+
+def test_a_huge_repeated_field_count_is_refused_quickly(tmp_path, capsys):
+    base = onnx.load(str(save_matmul(tmp_path / "base.onnx", {"w": sparse_values((16, 8))})))
+    graph = base.graph.SerializeToString() + b"\x2a\x00" * 500_000  # 500k empty 'initializer' entries
+    base.ClearField("graph")
+    path = tmp_path / "repeated.onnx"
+    path.write_bytes(base.SerializeToString() + b"\x3a" + _varint(len(graph)) + graph)
+    start = time.perf_counter()
+    one_line_error(capsys, ["check", str(path), "--require", "*"], match="undefined data type")
+    assert time.perf_counter() - start < 20
