@@ -81,7 +81,6 @@ def test_conforming_weights_are_2to4_on_their_stored_values(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["fp8_e4m3fn", "int4", "uint4_zp8", "uint8_zp128", "uint8_per_channel"])
 def test_dense_weights_of_every_type_fail(tmp_path, name):
-    (weights, nodes), _, _ = CASES[name]
     dense = {"fp8_e4m3fn": _cast(DENSE.astype(ml_dtypes.float8_e4m3fn)), "int4": _dq(_levels(DENSE).astype(ml_dtypes.int4)),
              "uint4_zp8": _dq((_levels(DENSE) + 8).astype(np.uint8).astype(ml_dtypes.uint4), np.array(8, ml_dtypes.uint4)),
              "uint8_zp128": _dq((_levels(DENSE).astype(np.int16) + 128).astype(np.uint8), np.uint8(128)),
