@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from sparsekit.analyze.onnx_weights import find_weights, load_onnx
+from sparsekit.analyze.onnx_validate import iter_graphs, load_validated_onnx
+from sparsekit.analyze.onnx_weights import find_weights
 from sparsekit.analyze.rules import likely_wins, trt_eligible
 from sparsekit.analyze.torch_layers import AnalysisReport, LayerAnalysis
 
@@ -51,11 +52,12 @@ def _static_shapes(model) -> dict[str, list[int]]:
     except Exception:  # shape inference is best-effort; FLOPs are then unknown
         inferred = model
     shapes = {}
-    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
-    for t in inferred.graph.initializer:
-        shapes[t.name] = list(t.dims)
+    for _, graph in iter_graphs(inferred.graph):  # subgraphs too: their layers get FLOPs per run of the body
+        for vi in [*graph.value_info, *graph.input, *graph.output]:
+            dims = vi.type.tensor_type.shape.dim
+            shapes.setdefault(vi.name, [d.dim_value if d.HasField("dim_value") else 1 for d in dims])
+        for t in graph.initializer:
+            shapes.setdefault(t.name, list(t.dims))
     return shapes
 
 
@@ -93,11 +95,22 @@ def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
 
     ModelOpt's rules do not apply to ONNX (the weights are already fixed); the ``magnitude`` and
     ``sparsegpt`` columns report "n/a" and count as accepted for the bound.
+
+    The file is validated first (every tensor stores the bytes it declares, ONNX's checker passes).
+    Layers inside If/Loop/Scan subgraphs are analysed too, named with their subgraph path; their
+    FLOPs count one run of the body (a Loop's trip count is not known statically).
+
+    Raises:
+        OnnxModelError: the file is not a valid ONNX model (see
+            :func:`~sparsekit.analyze.onnx_validate.load_validated_onnx`).
     """
-    model = load_onnx(path, load_external_data=False)  # shapes only: weights (maybe external, > 2 GiB) stay on disk
+    model = load_validated_onnx(path)  # shapes only: weights (maybe external, > 2 GiB) stay on disk
     shapes = _static_shapes(model)
-    # keyed by each node's first output: unique in a graph, unlike node names (often empty)
-    node_flops = {n.output[0]: _node_flops(n, shapes) for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.output}
+    # keyed by each node's first output: unique in a model, unlike node names (often empty)
+    node_flops = {
+        n.output[0]: _node_flops(n, shapes)
+        for _, graph in iter_graphs(model.graph) for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.output
+    }
     known = [f for f in node_flops.values() if f]
     total = sum(known) if known else None
     na = {"ok": True, "reason": "n/a for ONNX"}
@@ -112,9 +125,9 @@ def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
                 rows *= d
         layers.append(
             LayerAnalysis(
-                ref.module or ref.node, ref.op_type, list(ref.dims), ref.axis, ref.dims[ref.axis],
+                ref.layer_name, ref.op_type, list(ref.dims), ref.axis, ref.dims[ref.axis],
                 trt_eligible(ref.op_type, ref.dims, ref.axis, dtype=ref.dtype).to_dict(), na, na,
-                likely_wins(ref.dims, ref.axis).to_dict(), rows, f, round(f / total, 6) if f and total else None,
+                likely_wins(ref.dims, ref.axis).to_dict(), rows, f, round(f / total, 6) if f and total else None, subgraph=ref.subgraph, dtype=ref.dtype,
             )
         )
     initializers = {t.name for t in model.graph.initializer}

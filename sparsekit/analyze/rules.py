@@ -9,6 +9,11 @@ from dataclasses import dataclass
 # C_in and C_out are both large (~256+; a 3x3 kernel counts like 9x the input channels).
 LIKELY_WIN_MIN_CHANNELS = 256
 
+TRT_SPARSE_DTYPES = ("float32", "float16", "bfloat16", "int8", "float8_e4m3fn", "float8e4m3fn")
+"""Stored weight types TensorRT runs with 2:4 sparse kernels (fp32 as TF32; fp8 e4m3 on Hopper and
+later). Both spellings of fp8 e4m3fn: numpy's (``float8_e4m3fn``, what ONNX weights report) and
+the older one."""
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -36,8 +41,8 @@ def trt_eligible(kind: str, weight_shape: tuple[int, ...], axis: int, groups: in
         return Verdict(False, "weight is not a constant initializer")
     if groups != 1:
         return Verdict(False, f"grouped conv (groups={groups})")
-    if dtype not in ("float32", "float16", "bfloat16", "int8", "float8e4m3fn"):
-        return Verdict(False, f"weight dtype {dtype}")
+    if dtype not in TRT_SPARSE_DTYPES:
+        return Verdict(False, f"weight dtype {dtype}: TensorRT has no 2:4 sparse kernels for it")
     if len(weight_shape) < 2:
         return Verdict(False, "weight is not 2-D or higher")
     if weight_shape[axis] % 4:

@@ -26,6 +26,8 @@ class LayerAnalysis:
         gemm_rows: the GEMM's M dimension at the analysed batch (small M rarely gains).
         flops: FLOPs at the analysed input shape; ``flop_share`` of the model total (0..1).
         tied_to: the parameter this layer's weight is shared with (kept dense unless untied), if any.
+        subgraph: the If/Loop/Scan subgraph holding the layer (ONNX), "" at top level.
+        dtype: the weight's stored type (ONNX), "" for PyTorch layers.
     """
 
     name: str
@@ -41,6 +43,8 @@ class LayerAnalysis:
     flops: int | None
     flop_share: float | None
     tied_to: str | None = None
+    subgraph: str = ""
+    dtype: str = ""
 
 
 @dataclass

@@ -34,13 +34,17 @@ def run(args) -> int:
     emit(args, payload)
     if not args.json:
         t = Table(title=f"2:4 check of {report.source} (TensorRT axis)")
-        for col in ("layer", "kind", "weight", "axis", "eligible", "2:4 groups", "zeros %", "2:4", "required"):
+        for col in ("layer", "kind", "weight", "dtype", "axis", "2:4 groups", "zeros %", "2:4", "TRT eligible", "required"):
             t.add_column(col)
         for layer in report.layers:
             ok = layer.is_2to4
-            t.add_row(layer.name, layer.kind, "x".join(map(str, layer.shape)), str(layer.axis), yes_no(layer.eligible), f"{layer.conforming}/{layer.groups}", f"{100 * layer.zero_fraction:.1f}", yes_no(ok), ("[red]FAIL[/]" if not ok else "[green]ok[/]") if layer.required else "")
+            t.add_row(layer.name, layer.kind, "x".join(map(str, layer.shape)), layer.dtype, str(layer.axis), f"{layer.conforming}/{layer.groups}", f"{100 * layer.zero_fraction:.1f}", yes_no(ok), yes_no(layer.eligible), ("[red]FAIL[/]" if not ok else "[green]ok[/]") if layer.required else "")
         out.print(t)
         s = payload["summary"]
-        out.print(f"{s['sparse_2to4']} of {s['layers']} weights are 2:4; {s['required']} required, {len(s['failures'])} failing" + (f", {len(s['missing'])} recorded layer(s) missing" if s["missing"] else ""))
+        out.print(f"{s['sparse_2to4']} of {s['layers']} weights are 2:4 ({s['trt_sparse']} of them TensorRT-eligible); {s['required']} required, {len(s['failures'])} failing" + (f", {len(s['missing'])} recorded layer(s) missing" if s["missing"] else ""))
+        for layer in [x for x in report.required if x.is_2to4 and not x.eligible][:10]:
+            out.print(f"  [dim]{layer.name}: 2:4, but TensorRT cannot run it sparse: {layer.reason}[/]")
+        for layer in [x for x in report.layers if x.zero.startswith(("values not judged", "zero point '"))][:10]:
+            out.print(f"  [dim]{layer.name}: {layer.zero}[/]")
     raise_if_failed(report)
     return 0

@@ -13,7 +13,7 @@ from torch import nn
 from sparsekit.analyze.rules import Verdict, trt_eligible
 from sparsekit.errors import CheckRequirementError, OnnxModelError
 from sparsekit.sparsify.methods import METHODS
-from sparsekit.sparsify.pattern import group_stats
+from sparsekit.sparsify.pattern import GroupStats, group_stats, zero_group_stats
 from sparsekit.sparsify.select import layer_kind
 
 SPARSIFIED = "@sparsified"
@@ -39,16 +39,22 @@ class LayerCheck:
         shape: stored weight shape.
         axis: axis grouped by 4.
         dtype: stored dtype.
-        eligible: TensorRT could run it with 2:4 kernels (shape/type rules).
+        eligible: TensorRT could run it with 2:4 kernels (shape/type rules), reported apart from
+            the pattern: a conforming weight TensorRT cannot run sparse is ``is_2to4`` and not ``eligible``.
         reason: why (not) eligible.
         groups / conforming: 4-groups in total / with >= 2 zeros.
         zero_fraction: share of exact zeros in the weight.
-        is_2to4: every group conforms.
+        is_2to4: every group conforms, judged on the STORED values (fp8 +0/-0 bit patterns, a
+            quantized weight's zero point, packed int4 unpacked).
         sparsified: the kit (ModelOpt) put a 2:4 mask on it (PyTorch only; None for ONNX).
         required: a requirement names this layer.
         node: the consuming ONNX node's name (ONNX checks only).
         sparsifiable: a method of ``sparsify`` would sparsify this layer (ModelOpt's shape rules).
         sparsify_reason: which methods would, or why none would.
+        trt_sparse: 2:4 and eligible: TensorRT can run it with sparse kernels.
+        zero: what counted as zero in the stored values (``0.0``, ``+0 or -0 bit pattern``,
+            ``zero point 128``...), or why the values could not be judged.
+        subgraph: the If/Loop/Scan subgraph holding the layer (ONNX), "" at top level.
     """
 
     name: str
@@ -68,6 +74,9 @@ class LayerCheck:
     node: str = ""
     sparsifiable: bool = False
     sparsify_reason: str = ""
+    trt_sparse: bool = False
+    zero: str = ""
+    subgraph: str = ""
 
 
 @dataclass
@@ -110,6 +119,8 @@ class CheckReport:
                 "layers": len(self.layers),
                 "eligible": sum(layer.eligible for layer in self.layers),
                 "sparse_2to4": sum(layer.is_2to4 for layer in self.layers),
+                "trt_sparse": sum(layer.trt_sparse for layer in self.layers),
+                "required_not_eligible": [layer.name for layer in self.required if layer.is_2to4 and not layer.eligible],
                 "required": sum(layer.required for layer in self.layers),
                 "failures": [layer.name for layer in self.failures],
                 "missing": list(self.missing),
@@ -211,7 +222,7 @@ def check_model(model: nn.Module, require: Sequence[str] = (SPARSIFIED,), source
         sparsify = sparsify_verdict(kind, weight.shape)
         layers.append(LayerCheck(
             name, kind, f"{name}.weight", list(weight.shape), axis, "float32", verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4,
-            _is_masked(module), sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason,
+            _is_masked(module), sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason, trt_sparse=stats.is_2to4 and verdict.ok, zero="0.0",
         ))
     _mark_required(layers, require, source=source)
     return CheckReport(source, layers, list(require))
@@ -238,8 +249,11 @@ def recorded_sparse_layers(model) -> list[str] | None:
 def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), sparsified_modules: Iterable[str] | None = None) -> CheckReport:
     """Check every constant Conv/Gemm/MatMul weight of an ONNX file on TensorRT's axis.
 
-    Weights are followed back through Q/DQ, Cast and Transpose nodes. Time is linear in the
-    graph size.
+    The file is validated first (every tensor stores the bytes it declares, ONNX's checker
+    passes). Weights are followed back through Q/DQ, Cast and Transpose nodes, in the main graph
+    and in If/Loop/Scan subgraphs. 2:4 is judged on the stored values of every type (see
+    :func:`~sparsekit.analyze.onnx_weights.stored_zero_mask`); TensorRT eligibility is reported
+    beside it. Time is linear in the graph size; memory one weight at a time.
 
     Args:
         path: the ONNX file.
@@ -250,31 +264,55 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
             Names the graph does not have are listed in ``report.missing`` (a failure).
 
     Raises:
-        OnnxModelError: the file is missing, unreadable or not ONNX.
+        OnnxModelError: the file is missing, unreadable, not ONNX, declares sizes it does not
+            store, or fails ONNX's checker.
+        ExternalDataError: its external data is outside its folder, missing or too short.
         CheckRequirementError: a pattern in ``require`` matches no layer.
     """
-    from sparsekit.analyze.onnx_weights import find_weights, load_onnx, tensor_array
+    from sparsekit.analyze.onnx_validate import load_validated_onnx
+    from sparsekit.analyze.onnx_weights import constant_tensors, find_weights
 
     # weights are read one at a time (from the file, or from its external data next to it)
-    model = load_onnx(path, load_external_data=False)
+    model = load_validated_onnx(path)
     if sparsified_modules is None:
         sparsified_modules = recorded_sparse_layers(model) or []
     sparsified_modules = list(sparsified_modules)
-    arrays = {t.name: t for t in model.graph.initializer}
+    tensors = constant_tensors(model)
+    base_dir = os.path.dirname(os.path.abspath(path))
     layers = []
     for ref in find_weights(model):
-        weight = tensor_array(arrays[ref.initializer], os.path.dirname(os.path.abspath(path)))
         verdict = trt_eligible(ref.op_type, ref.dims, ref.axis, groups=ref.group, dtype=ref.dtype)
-        stats = group_stats(weight, ref.axis)
-        name = ref.module or ref.node
+        stats, zero = _stored_stats(ref, tensors, base_dir)
+        name = ref.layer_name
         torch_layer = _onnx_layer_as_torch(ref.op_type, ref.operand, ref.dims, ref.axis)
         sparsify = sparsify_verdict(*torch_layer) if torch_layer else Verdict(False, f"constant {ref.operand} operand of {ref.op_type}: not a Linear/Conv weight")
         layers.append(LayerCheck(
             name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6),
-            stats.is_2to4 and verdict.ok, node=ref.node, sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason,
+            stats.is_2to4, node=ref.node, sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason, trt_sparse=stats.is_2to4 and verdict.ok, zero=zero, subgraph=ref.subgraph,
         ))
-    del model, arrays
+    del model, tensors
     _mark_required(layers, require, sparsified_modules, source=f"'{path}'")
     found = {layer.name for layer in layers}
     missing = [name for name in sparsified_modules if name not in found] if SPARSIFIED in require else []
     return CheckReport(str(path), layers, list(require), missing)
+
+
+def _stored_stats(ref, tensors: dict, base_dir: str) -> tuple[GroupStats, str]:
+    """2:4 group statistics of one weight on its stored values, and what counted as zero.
+
+    A quantized integer weight's zero is the zero point of the ``DequantizeLinear`` reading it;
+    a zero point that is computed at run time, or of an unknown layout, leaves the weight
+    unjudged (0 groups, so not 2:4) with the reason.
+    """
+    from sparsekit.analyze.onnx_weights import stored_zero_mask, tensor_array
+
+    zero_point = None
+    if ref.zero_point:
+        zp_tensor = tensors.get(ref.zero_point)
+        if zp_tensor is None:
+            return GroupStats(0, 0, 0.0), f"zero point '{ref.zero_point}' is computed at run time, not stored: values not judged"
+        zero_point = tensor_array(zp_tensor, base_dir)
+    mask, zero = stored_zero_mask(tensors[ref.initializer], base_dir, zero_point, ref.zero_point_axis, ref.block_size)
+    if mask is None:
+        return GroupStats(0, 0, 0.0), f"values not judged: {zero}"
+    return zero_group_stats(mask, ref.axis), zero

@@ -48,14 +48,27 @@ def group_stats(weight: np.ndarray, axis: int) -> GroupStats:
     """Count 2:4-conforming groups of ``weight`` along ``axis``.
 
     Args:
-        weight: any-rank numeric array (float, fp16 or int8).
+        weight: any-rank numeric array (float, fp16 or int8); exact zeros count.
         axis: the axis TensorRT groups by 4.
     """
-    w = np.asarray(weight)
-    zero_fraction = float(np.count_nonzero(w == 0)) / max(w.size, 1)
-    if w.ndim == 0 or w.shape[axis] % 4 or w.size == 0:
+    return zero_group_stats(np.asarray(weight) == 0, axis)
+
+
+def zero_group_stats(is_zero: np.ndarray, axis: int) -> GroupStats:
+    """Count 2:4-conforming groups of a weight whose zeros are already known.
+
+    For stored types where "zero" is not ``== 0`` (fp8 bit patterns, a quantized weight's zero
+    point): see :func:`sparsekit.analyze.onnx_weights.stored_zero_mask`.
+
+    Args:
+        is_zero: bool array of the weight's shape, True where the stored value is zero.
+        axis: the axis TensorRT groups by 4.
+    """
+    z = np.asarray(is_zero, dtype=bool)
+    zero_fraction = float(np.count_nonzero(z)) / max(z.size, 1)
+    if z.ndim == 0 or z.shape[axis] % 4 or z.size == 0:
         return GroupStats(0, 0, zero_fraction)
-    zeros = np.count_nonzero(_grouped(w, axis) == 0, axis=-1)
+    zeros = np.count_nonzero(_grouped(z, axis), axis=-1)
     return GroupStats(int(zeros.size), int(np.count_nonzero(zeros >= 2)), zero_fraction)
 
 
