@@ -21,7 +21,7 @@ def _amdahl_from_onnx(onnx_path: Path) -> dict:
     from sparsekit.analyze.rules import amdahl_bound
     from sparsekit.sparsify.check import check_onnx
 
-    sparse = {layer.name for layer in check_onnx(onnx_path).layers if layer.is_2to4}
+    sparse = {layer.name for layer in check_onnx(onnx_path).layers if layer.trt_sparse}  # 2:4 AND runnable sparse by TensorRT
     share = sum(layer.flop_share or 0.0 for layer in analyze_onnx(onnx_path).layers if layer.name in sparse)
     return {"sparse_flop_share": round(share, 4), "bound": round(amdahl_bound(share), 4), "sparse_layers_in_onnx": len(sparse)}
 
