@@ -44,30 +44,45 @@ def sparsekit_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def sparsekit_inprocess(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    """Run ``sparsekit ARGS`` in this process (no ~10 s of imports per call), with stdin, stdout and
-    stderr captured, and return what a subprocess run would (``returncode``, ``stdout``, ``stderr``)."""
+def sparsekit_inprocess(*args: str, stdin: str = "", cwd: str | os.PathLike | None = None, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """Run ``sparsekit ARGS`` in this process, as :func:`sparsekit_cli` does in a subprocess, and
+    return the same ``returncode``, ``stdout`` and ``stderr``.
+
+    The command's imports are paid once per test session instead of ~10 s per call; what only a
+    process shows (the console script, signals, exit on a fatal error) keeps :func:`sparsekit_cli`.
+    ``timeout`` is accepted for symmetry and not enforced.
+    """
     import contextlib
     import io
 
     from sparsekit.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
-    old_stdin = sys.stdin
+    old_stdin, old_cwd = sys.stdin, os.getcwd()
     sys.stdin = io.StringIO(stdin)
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main(list(args))
-            except SystemExit as exc:  # argparse errors
-                code = exc.code if isinstance(exc.code, int) else 2
+            except SystemExit as exc:  # argparse errors and --help
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     finally:
         sys.stdin = old_stdin
+        os.chdir(old_cwd)
     return subprocess.CompletedProcess(["sparsekit", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
 def cli():
+    """The CLI as tests call it: in-process (:func:`sparsekit_inprocess`)."""
+    return sparsekit_inprocess
+
+
+@pytest.fixture
+def cli_subprocess():
+    """The installed console script in a real subprocess, for what only a process shows."""
     return sparsekit_cli
 
 

@@ -90,9 +90,10 @@ def test_factory_checkpoint_exports_and_checks_without_its_shape(cli1, tmp_path)
     loaded = load_model(f"{DATA / 'user_model.py'}:build_without_shapes", input_shapes=["1x16x8x8"])  # as 'sparsify --input-shape' does
     loaded.model, _ = sparsify_(loaded.model, "magnitude")
     save_checkpoint(loaded, tmp_path / "u.pt")
-    proc = cli1("check", str(tmp_path / "u.pt"))
+    trust = ("--model-source", f"{DATA / 'user_model.py'}:build_without_shapes")
+    proc = cli1("check", str(tmp_path / "u.pt"), *trust)
     assert proc.returncode == 0, proc.stderr
-    proc = cli1("export", str(tmp_path / "u.pt"), "--input-shape", "3x16x6x6", "--dynamic-axis", "input:2=height", "-o", str(tmp_path / "v.onnx"), "--precision", "fp32")
+    proc = cli1("export", str(tmp_path / "u.pt"), *trust, "--input-shape", "3x16x6x6", "--dynamic-axis", "input:2=height", "-o", str(tmp_path / "v.onnx"), "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
     dims = onnx.load(str(tmp_path / "v.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 16, "height", 6]
