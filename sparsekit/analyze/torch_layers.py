@@ -8,7 +8,7 @@ from torch import nn
 
 from sparsekit.analyze.flops import layer_flops
 from sparsekit.analyze.rules import amdahl_bound, likely_wins, modelopt_magnitude, modelopt_sparsegpt, trt_eligible
-from sparsekit.sparsify.select import layer_kind
+from sparsekit.analyze.layer_kinds import layer_kind
 
 
 @dataclass
@@ -86,7 +86,7 @@ def analyze_model(loaded) -> AnalysisReport:
     another parameter (a language model's head and its token embedding) counts as dense, as
     ``sparsify`` keeps it unless told to untie it.
     """
-    from sparsekit.models.ties import tied_weights
+    from sparsekit.analyze.ties import tied_weights
 
     model = loaded.model
     flops, rows, total = layer_flops(model, loaded.inputs.random(seed=0))

@@ -42,7 +42,7 @@ def run(args) -> int:
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.sparsify.sparsify import sparsify_
 
-    from sparsekit.bench.select import resolve_layer_patterns
+    from sparsekit.sparsify.layer_lists import resolve_layer_patterns
 
     ensure_writable_target(args.output, args.force)
     include, exclude = resolve_layer_patterns(args.include, args.exclude, args.include_from, args.exclude_from)

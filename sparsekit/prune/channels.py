@@ -151,7 +151,7 @@ def prune_channels_(
     import torch_pruning as tp
 
     from sparsekit.analyze.flops import layer_flops
-    from sparsekit.models.ties import tied_weights
+    from sparsekit.analyze.ties import tied_weights
 
     start = time.perf_counter()
     ratios = {"ratio": ratio, **{f"layer ratio '{k}'": v for k, v in (layer_ratios or {}).items()}, **({"head ratio": head_ratio} if head_ratio is not None else {})}

@@ -95,7 +95,7 @@ def factorize_(loaded, rank_fraction: float = 0.5, include: Sequence[str] = ("*"
         SparsekitError: a fraction outside (0, 1).
         NoEligibleLayersError: no selected layer gets smaller.
     """
-    from sparsekit.models.ties import tied_weights
+    from sparsekit.analyze.ties import tied_weights
 
     if not 0.0 < rank_fraction < 1.0:
         raise SparsekitError(f"rank fraction must be in (0, 1), got {rank_fraction}", "give the share of the full rank to keep, e.g. 0.5")

@@ -107,7 +107,7 @@ def _analyze(ctx: StageContext) -> dict:
 def _sparsify(ctx: StageContext) -> dict:
     from sparsekit.models.calib import calibration_for
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.bench.select import resolve_layer_patterns
+    from sparsekit.sparsify.layer_lists import resolve_layer_patterns
     from sparsekit.sparsify.sparsify import sparsify_
 
     s = ctx.recipe.sparsify
@@ -189,7 +189,7 @@ def _finetune(ctx: StageContext) -> dict:
 
 def _list_contents(r: Recipe) -> dict:
     """Contents of include/exclude list files and calibration data: a change must re-run sparsify."""
-    from sparsekit.bench.select import read_layer_list
+    from sparsekit.sparsify.layer_lists import read_layer_list
 
     s = r.sparsify
     lists = {k: read_layer_list(path, k) for k, path in (("include", s.include_from), ("exclude", s.exclude_from)) if path}

@@ -14,7 +14,7 @@ from sparsekit.analyze.rules import Verdict, trt_eligible
 from sparsekit.errors import CheckRequirementError, OnnxModelError
 from sparsekit.sparsify.methods import METHODS
 from sparsekit.sparsify.pattern import GroupStats, group_stats, zero_group_stats
-from sparsekit.sparsify.select import layer_kind
+from sparsekit.analyze.layer_kinds import layer_kind
 
 SPARSIFIED = "@sparsified"
 """Requirement token: every layer the kit sparsified must be 2:4 (a model: the layers holding a

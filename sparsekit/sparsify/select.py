@@ -13,14 +13,6 @@ log = logging.getLogger(__name__)
 SPARSIFIABLE = (nn.Linear, nn.Conv2d)
 
 
-def layer_kind(module: nn.Module) -> str:
-    """``Linear``/``Conv2d``... also for ModelOpt's dynamic classes (``SparseLinear``, ``QuantConv2d``)."""
-    name = type(module).__name__
-    for prefix in ("Sparse", "Quant"):
-        name = name.replace(prefix, "")
-    return name
-
-
 def candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every Linear/Conv2d of ``model`` by module path (the layer types ModelOpt sparsifies)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, SPARSIFIABLE)}

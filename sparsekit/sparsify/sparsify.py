@@ -18,7 +18,8 @@ from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.pattern import magnitude_mask, retained_magnitude
 from sparsekit.sparsify.permute import PermutationReport, permute_channels_
 from sparsekit.sparsify.select import candidate_layers, select_layers
-from sparsekit.models.ties import TiedWeight, tied_weights, untie_
+from sparsekit.analyze.ties import TiedWeight, tied_weights
+from sparsekit.models.ties import untie_
 
 log = logging.getLogger(__name__)
 

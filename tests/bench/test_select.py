@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sparsekit.bench.select import read_layer_list
+from sparsekit.sparsify.layer_lists import read_layer_list
 from sparsekit.errors import SparsekitError
 
 
