@@ -291,6 +291,17 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.1f} GiB"
 
 
+def _file_size_limit() -> int | None:
+    """This process's file-size limit (``ulimit -f``) in bytes, or None when there is none."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullError | None:
     """The :class:`DiskFullError` for a write of ``path`` that failed with ``exc``; None when
     ``exc`` is not a full disk. Empty output folders this process created for ``path`` are removed."""
@@ -298,7 +309,10 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullErro
         return None
     target = Path(path)
     remove_created_folders(target)
-    code = next((e.errno for e in _chain(exc) if isinstance(e, OSError) and e.errno in FULL_ERRNOS), errno.ENOSPC)
+    code = next((e.errno for e in _chain(exc) if isinstance(e, OSError) and e.errno in FULL_ERRNOS), None)
+    limit = _file_size_limit()
+    if code is None:  # PyTorch's writer says only that a write came back short
+        code = errno.EFBIG if limit is not None else errno.ENOSPC
     existing = target.parent.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -307,7 +321,8 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullErro
     except OSError:
         free = "; what was started is removed"
     if code == errno.EFBIG:
-        problem = f"cannot write '{target}': File too large (this process's file-size limit was reached{free})"
+        reached = f"this process's file-size limit of {_size(limit)} was reached" if limit is not None else "the file system's largest file was reached"
+        problem = f"cannot write '{target}': File too large ({reached}{free})"
         return DiskFullError(problem, "raise the file-size limit (ulimit -f) or write to another location, then run the command again")
     problem = f"the disk holding '{existing}' is full while writing '{target}' ({os.strerror(code)}{free})"
     return DiskFullError(problem, "free space on that disk, or choose an output on another disk, then run the command again")
