@@ -6,11 +6,18 @@ it by appending ``.<what>.tmp``), and is renamed onto the target only when compl
 (including the ``KeyboardInterrupt`` of Ctrl-C, and SIGTERM/SIGHUP in the CLI, which raise) removes
 it. A process killed outright (``kill -9``) cannot clean up: the next write of the same target
 removes such leftovers (see :func:`remove_stale_temps`).
+
+A write that fails because the disk is full (``ENOSPC``, a quota: ``EDQUOT``, or the file-size
+limit: ``EFBIG``, "File too large"; PyTorch's writer reports a short write as a ``RuntimeError``
+"enforce fail at inline_container") raises :class:`~sparsekit.errors.DiskFullError` naming the
+folder and the file; the temporary is removed, and so is every output folder this process created
+on the way to it that is still empty (:func:`make_folders`, :func:`remove_created_folders`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -21,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from sparsekit.errors import OutputExistsError, OutputPathError
+from sparsekit.errors import DiskFullError, OutputExistsError, OutputPathError
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +57,9 @@ def ensure_writable_target(path: str | os.PathLike, force: bool = False) -> Path
     ensure_writable_file(target)
     parent = target.parent if str(target.parent) else Path(".")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        make_folders(parent)
     except OSError as exc:
-        raise OutputPathError(f"cannot create folder '{parent}': {exc.strerror}", "choose a writable output location") from exc
+        raise disk_full_error(exc, parent / target.name) or OutputPathError(f"cannot create folder '{parent}': {exc.strerror}", "choose a writable output location") from exc
     return target
 
 
@@ -211,30 +218,149 @@ def remove_stale_temps(target: str | os.PathLike, pattern: re.Pattern | None = N
     return removed
 
 
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Errors of a write that found no room: disk full, quota exceeded, file-size limit reached."""
+_TORCH_SHORT_WRITE = ("enforce fail at inline_container", "file write failed", "No space left")
+"""What PyTorch's zip writer (``torch.save``) says when a write came back short."""
+
+_CREATED_FOLDERS: set[Path] = set()
+"""Output folders this process created (absolute); removed again, when empty, after a full disk."""
+
+
+def make_folders(folder: str | os.PathLike) -> Path:
+    """``mkdir -p folder``, remembering each folder it creates (see :func:`remove_created_folders`).
+
+    Raises:
+        OSError: a folder cannot be created.
+    """
+    folder = Path(folder)
+    missing = []
+    current = folder.absolute()
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    _CREATED_FOLDERS.update(missing)
+    return folder
+
+
+def remove_created_folders(path: str | os.PathLike) -> list[Path]:
+    """Remove the empty folders on the way to ``path`` that this process created, deepest first.
+
+    A folder that existed before this process made it, or that holds anything, stays.
+
+    Returns:
+        The removed folders.
+    """
+    target = Path(path).absolute()
+    removed = []
+    for folder in sorted((f for f in _CREATED_FOLDERS if f == target or f in target.parents), key=lambda f: len(f.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            break  # not empty (or not removable): neither are the folders above it
+        _CREATED_FOLDERS.discard(folder)
+        removed.append(folder)
+    return removed
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it came from) is a write that found no room."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
+            return True
+        if isinstance(e, RuntimeError) and any(text in str(e) for text in _TORCH_SHORT_WRITE):
+            return True
+    return False
+
+
+def _size(n: int) -> str:
+    """Bytes in words: ``"64 KiB"``, ``"12.5 MiB"``, ``"3.2 GiB"``."""
+    if n < 2**20:
+        return f"{n / 2**10:.0f} KiB"
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.1f} GiB"
+
+
+def _file_size_limit() -> int | None:
+    """This process's file-size limit (``ulimit -f``) in bytes, or None when there is none."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+    """The :class:`DiskFullError` for a write of ``path`` that failed with ``exc``; None when
+    ``exc`` is not a full disk. Empty output folders this process created for ``path`` are removed."""
+    if not is_disk_full(exc):
+        return None
+    target = Path(path)
+    remove_created_folders(target)
+    code = next((e.errno for e in _chain(exc) if isinstance(e, OSError) and e.errno in FULL_ERRNOS), None)
+    limit = _file_size_limit()
+    if code is None:  # PyTorch's writer says only that a write came back short
+        code = errno.EFBIG if limit is not None else errno.ENOSPC
+    existing = target.parent.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = f"; {_size(shutil.disk_usage(existing).free)} free after removing what was started"
+    except OSError:
+        free = "; what was started is removed"
+    if code == errno.EFBIG:
+        reached = f"this process's file-size limit of {_size(limit)} was reached" if limit is not None else "the file system's largest file was reached"
+        problem = f"cannot write '{target}': File too large ({reached}{free})"
+        return DiskFullError(problem, "raise the file-size limit (ulimit -f) or write to another location, then run the command again")
+    problem = f"the disk holding '{existing}' is full while writing '{target}' ({os.strerror(code)}{free})"
+    return DiskFullError(problem, "free space on that disk, or choose an output on another disk, then run the command again")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
     On any exception (``KeyboardInterrupt`` included) the temporary file is removed and ``path`` is
     untouched. Temporaries of ``path`` left by killed earlier runs are removed first
-    (:func:`remove_stale_temps`).
+    (:func:`remove_stale_temps`). A write in the ``with`` body that fails for lack of room (see
+    :func:`is_disk_full`) becomes a :class:`DiskFullError`, and the folders this process created
+    for ``path`` are removed when empty.
 
     Raises:
-        OutputPathError: the folder or the temporary file cannot be created (read-only or full disk).
+        DiskFullError: the disk filled while writing (or creating) the file.
+        OutputPathError: the folder or the temporary file cannot be created (read-only disk).
     """
     target = Path(path)
     remove_stale_temps(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(target.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise OutputPathError(f"cannot write '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
+        raise disk_full_error(exc, target) or OutputPathError(f"cannot write '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        full = disk_full_error(exc, target)
+        if full is None:
+            raise
+        raise full from exc
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from sparsekit._io import ensure_writable_target, write_json_atomic
+from sparsekit._io import disk_full_error, ensure_writable_target, write_json_atomic
 from sparsekit._memory import release_memory, releaser_for
-from sparsekit.errors import ExportError, OnnxModelError
+from sparsekit.errors import ExportError, OnnxModelError, OutputPathError
 from sparsekit.export.external_data import PROTOBUF_LIMIT, compact, data_file_name, embedded_size, move_weights_, write_onnx
 from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
 from sparsekit.export.precisions import get_precision
@@ -160,6 +160,18 @@ def input_spec_of(onnx_path: str | os.PathLike):
     return InputSpec(tuple(tensors))
 
 
+def _write_failure(exc: OSError | RuntimeError, target: Path) -> Exception:
+    """What to raise for a write of ``target``'s stage that failed: a :class:`DiskFullError` (empty
+    output folders this run created are removed), an :class:`OutputPathError` for any other
+    ``OSError``, else ``exc`` itself (an exporter or ONNX Runtime failure)."""
+    full = disk_full_error(exc, target)
+    if full is not None:
+        return full
+    if isinstance(exc, OSError):
+        return OutputPathError(f"cannot write '{target}': {exc.strerror or exc}", "choose a writable output location with free space")
+    return exc
+
+
 def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None, progress: Callable[[str], None] | None = None, external_data: bool | None = None) -> ExportResult:
     """Write one verified ONNX variant of ``loaded`` to ``out`` (plus ``<stem>.report.json``).
 
@@ -194,6 +206,8 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     Raises:
         ExportError: export failed, 2:4 was lost, or ONNX Runtime disagrees with PyTorch.
         OutputExistsError / OutputPathError: ``out`` exists (without ``force``) or is unwritable.
+        DiskFullError: the disk filled while writing; the stage and the empty output folders this
+            process created are removed.
     """
     start = time.perf_counter()
     spec = get_precision(precision)
@@ -207,24 +221,30 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         calib = load_calibration(None, loaded.inputs)
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
     props = {"sparsekit.inputs": json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)}
-    with staged_onnx(target) as tmp:
-        say = progress or (lambda msg: None)
-        say(f"{precision}: writing ONNX" + (" (calibrating)" if spec.needs_calibration else ""))
-        reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
-        release()
-        external = _finish_onnx(tmp, spec.convert, props, external_data, release)
-        release()
-        say(f"{precision}: checking 2:4 on TensorRT's axis")
-        check = _verify(tmp, sparsified)
-        release()
-        say(f"{precision}: comparing ONNX Runtime with PyTorch")
-        parity = compare_onnx_to_torch(tmp, reference, loaded.inputs, spec.tolerance, label)
-        del reference
-        release()
-        if not parity.passed:
-            raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: {parity.reason()}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
-        size = tmp.stat().st_size + (data_target(tmp).stat().st_size if external else 0)
-        check.source = str(target)
+    try:
+        with staged_onnx(target) as tmp:
+            say = progress or (lambda msg: None)
+            say(f"{precision}: writing ONNX" + (" (calibrating)" if spec.needs_calibration else ""))
+            reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
+            release()
+            external = _finish_onnx(tmp, spec.convert, props, external_data, release)
+            release()
+            say(f"{precision}: checking 2:4 on TensorRT's axis")
+            check = _verify(tmp, sparsified)
+            release()
+            say(f"{precision}: comparing ONNX Runtime with PyTorch")
+            parity = compare_onnx_to_torch(tmp, reference, loaded.inputs, spec.tolerance, label)
+            del reference
+            release()
+            if not parity.passed:
+                raise ExportError(f"ONNX Runtime disagrees with PyTorch for {precision}: {parity.reason()}", "run with --debug and inspect the ONNX; report the model if it is a zoo model")
+            size = tmp.stat().st_size + (data_target(tmp).stat().st_size if external else 0)
+            check.source = str(target)
+    except (OSError, RuntimeError) as exc:  # the stage is gone; name the output, not the stage
+        failure = _write_failure(exc, target)
+        if failure is exc:
+            raise
+        raise failure from exc
     result = ExportResult(precision, target, size, time.perf_counter() - start, sparsified, check, parity, data_target(target) if external else None)
     write_json_atomic(report_path(target), result.to_dict())
     log.info("exported %s (%s): %d sparse layers verified, rel err %.1e", target, precision, len(sparsified), parity.max_rel)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from sparsekit._io import _umask, remove_stale_temps
+from sparsekit._io import _umask, disk_full_error, remove_stale_temps
 from sparsekit.errors import OutputPathError
 from sparsekit.export.external_data import data_file_name
 
@@ -68,6 +68,7 @@ def staged_onnx(target: str | os.PathLike) -> Iterator[Path]:
     the new file is self-contained. On any exception nothing at the target changes.
 
     Raises:
+        DiskFullError: the stage folder cannot be created for lack of room.
         OutputPathError: the stage folder cannot be created next to ``target``.
     """
     target = Path(target)
@@ -75,7 +76,7 @@ def staged_onnx(target: str | os.PathLike) -> Iterator[Path]:
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".stage", dir=target.parent))
     except OSError as exc:
-        raise OutputPathError(f"cannot write next to '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
+        raise disk_full_error(exc, target) or OutputPathError(f"cannot write next to '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
     try:
         onnx_file = stage / target.name
         yield onnx_file

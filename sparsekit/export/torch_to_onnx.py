@@ -11,6 +11,7 @@ import warnings
 
 from torch import nn
 
+from sparsekit._io import is_disk_full
 from sparsekit.errors import ExportError, InputShapeError
 from sparsekit.models.spec import BATCH, InputSpec
 
@@ -79,6 +80,8 @@ def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike
 
     Raises:
         ExportError: the exporter failed.
+        OSError: the file could not be written (a full disk: also PyTorch's ``RuntimeError`` that
+            :func:`sparsekit._io.is_disk_full` recognises); the caller names the output.
     """
     import torch
 
@@ -96,6 +99,8 @@ def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike
                 input_names=inputs.names, output_names=names, dynamic_axes=dynamic, do_constant_folding=True,
             )
     except Exception as exc:
+        if isinstance(exc, OSError) or is_disk_full(exc):
+            raise  # writing failed, not exporting: the caller names the file (see export_)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"ONNX export failed: {first}", "run with --debug for the exporter's traceback; unsupported ops may need a newer opset (--opset)") from exc
     for line in sink.getvalue().splitlines():

@@ -6,20 +6,27 @@ model as teacher, then evaluates. The loop stops at the first step whose primary
 than ``max_drop`` points below the unpruned model's; the result is the last step within budget.
 Every finished step is saved (``step<N>.pt`` and ``loop.json`` in the work folder), so an
 interrupted loop resumes after its last finished step.
+
+``loop.json`` is data, checked in full before a resume uses any of it (:func:`read_loop_state`):
+its types, its step list against the schedule, and each step's checkpoint, which must be a file
+inside the work folder (no absolute path, no ``..``, no symlink out of it) whose SHA-256 is the one
+recorded when the step was written.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Callable
 
 from pydantic import Field, field_validator
 
-from sparsekit._io import write_json_atomic
+from sparsekit._io import make_folders, write_json_atomic
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError, TrainingStateError
 from sparsekit.recover.finetune import FineTuneConfig
@@ -84,30 +91,29 @@ def iterative_prune(loaded, task, config: LoopConfig, work_dir: str | Path, resu
     Raises:
         SparsekitError: the first step already drops more than ``max_drop`` (nothing accepted: the
             report is still written to ``loop.json``).
-        TrainingStateError: ``resume`` with a work folder of other settings.
+        TrainingStateError: ``resume`` with a work folder of other settings, a ``loop.json`` that
+            is damaged or does not fit the schedule, or a step checkpoint that is missing, outside
+            the work folder, or changed since its step wrote it.
     """
     from sparsekit.models.checkpoint import load_checkpoint, save_checkpoint
     from sparsekit.prune.channels import prune_channels_
     from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
 
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = make_folders(work_dir)
     fingerprint = json.dumps({"config": json.loads(config.canonical_json()), "task": task.name, "model": loaded.source}, sort_keys=True, default=str)
+    state_file = work / STATE
+    saved = read_loop_state(state_file, config, fingerprint, task) if resume and state_file.is_file() else None  # before any work
     teacher = copy.deepcopy(loaded.model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     reference = task.evaluate(teacher)
     base = _primary(task, reference)
-    state_file = work / STATE
     report = {"task": task.name, "metric": task.primary, "unpruned": reference.metrics, "max_drop": config.max_drop, "steps": [], "accepted": 0, "stopped": None, "fingerprint": fingerprint}
-    if resume and state_file.is_file():
-        saved = json.loads(state_file.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") != fingerprint:
-            raise TrainingStateError(f"'{state_file}' belongs to another model or other loop settings", "resume with the same settings, or delete the folder to start over")
+    if saved is not None:
         report = saved
         if report["steps"]:
             last = report["steps"][-1]
-            loaded = load_checkpoint(work / last["checkpoint"])
+            loaded = load_checkpoint(step_checkpoint(work, last))
             say(f"resumed after step {len(report['steps'])} (share {last['target']})")
     distill = DistillConfig(features=config.features, student_loss_weight=config.student_loss_weight if has_labels(task) else 0.0)
     settings = config.channels
@@ -128,12 +134,13 @@ def iterative_prune(loaded, task, config: LoopConfig, work_dir: str | Path, resu
         drop = base - _primary(task, after)
         name = f"step{index + 1}.pt"
         save_checkpoint(loaded, work / name, {"prune": {"loop_step": index + 1, "target": target, "channels": pruned.to_dict()}})
+        digest = file_sha256(work / name)
         (work / f"step{index + 1}.state.pt").unlink(missing_ok=True)
         report["steps"].append({
             "step": index + 1, "target": target, "params": pruned.params[1], "flops": pruned.flops[1], "params_unpruned": report["steps"][0]["params_unpruned"] if report["steps"] else pruned.params[0],
             "flops_unpruned": report["steps"][0]["flops_unpruned"] if report["steps"] else pruned.flops[0],
             "one_shot": one_shot.metrics, "metrics": after.metrics, "drop": round(drop, 4), "within": drop <= config.max_drop,
-            "finetune_seconds": round(tuned.seconds, 1), "seconds": round(time.perf_counter() - start, 1), "checkpoint": name, "heads": pruned.heads,
+            "finetune_seconds": round(tuned.seconds, 1), "seconds": round(time.perf_counter() - start, 1), "checkpoint": name, "sha256": digest, "heads": pruned.heads,
         })
         if drop <= config.max_drop:
             report["accepted"] = index + 1
@@ -142,8 +149,158 @@ def iterative_prune(loaded, task, config: LoopConfig, work_dir: str | Path, resu
         write_json_atomic(state_file, report)
     if report["accepted"] == 0:
         raise SparsekitError(f"the first pruning step already costs more than {config.max_drop} points of {task.primary} ({report['steps'][0]['drop']:.2f}); see {state_file}", "use a smaller first share in the schedule, more fine-tuning epochs, or a larger max_drop")
-    accepted = load_checkpoint(work / report["steps"][report["accepted"] - 1]["checkpoint"])
+    accepted = load_checkpoint(step_checkpoint(work, report["steps"][report["accepted"] - 1]))
     return accepted, report
+
+
+_RESTART = "delete the work folder, or run without --resume, to start the loop over"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MAX_BYTES_PER_STEP = 1 << 20
+"""The most bytes of ``loop.json`` per schedule step (a step entry is a few KiB: metrics, heads)."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_metrics(value, metric: str) -> bool:
+    """A ``{name: number}`` dict that holds ``metric``."""
+    return isinstance(value, dict) and metric in value and all(isinstance(k, str) and _is_number(v) for k, v in value.items())
+
+
+_STEP_FIELDS = {
+    "step": _is_int, "target": _is_number, "params": _is_int, "flops": _is_int, "params_unpruned": _is_int, "flops_unpruned": _is_int,
+    "drop": _is_number, "within": lambda v: isinstance(v, bool), "finetune_seconds": _is_number, "seconds": _is_number,
+    "checkpoint": lambda v: isinstance(v, str) and 0 < len(v) <= 255, "heads": lambda v: isinstance(v, dict),
+}
+"""Each field of a step entry and the check of its value (``one_shot``, ``metrics``, ``sha256``: below)."""
+
+
+def _damaged(state_file: Path, what: str) -> TrainingStateError:
+    return TrainingStateError(f"loop file '{state_file}' is damaged: {what}", _RESTART)
+
+
+def read_loop_state(state_file: Path, config: LoopConfig, fingerprint: str, task) -> dict:
+    """Read and check a work folder's ``loop.json`` before a resume uses any of it.
+
+    Checked: the size of the file (bounded by the schedule's length), the fingerprint (model,
+    task and settings), every field's type, the step list (at most one entry per schedule step,
+    numbered 1, 2, ... with that step's share), ``accepted``/``stopped`` against the steps, and each
+    step's checkpoint name (:func:`step_path`) and recorded SHA-256. The checkpoint files themselves
+    are hashed when they are loaded (:func:`step_checkpoint`).
+
+    Returns:
+        The report dict the loop continues.
+
+    Raises:
+        TrainingStateError: anything above does not hold (one line naming the file and the field).
+    """
+    limit = _MAX_BYTES_PER_STEP * (len(config.schedule) + 1)
+    try:
+        size = state_file.stat().st_size
+        if size > limit:
+            raise _damaged(state_file, f"it is {size:,} bytes, more than a loop of {len(config.schedule)} step(s) writes ({limit:,} at most)")
+        saved = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _damaged(state_file, f"it is not readable JSON ({type(exc).__name__})") from exc
+    if not isinstance(saved, dict):
+        raise _damaged(state_file, f"it holds a {type(saved).__name__}, not an object")
+    if saved.get("fingerprint") != fingerprint:
+        raise TrainingStateError(f"'{state_file}' belongs to another model or other loop settings", "resume with the same settings, or delete the folder to start over")
+    top = {"task": lambda v: v == task.name, "metric": lambda v: v == task.primary, "unpruned": lambda v: _is_metrics(v, task.primary),
+           "max_drop": _is_number, "steps": lambda v: isinstance(v, list), "accepted": _is_int, "stopped": lambda v: v is None or isinstance(v, str)}
+    bad = next((key for key, ok in top.items() if not ok(saved.get(key))), None)
+    if bad is not None:
+        raise _damaged(state_file, f"its '{bad}' entry is missing or wrong")
+    steps = saved["steps"]
+    if len(steps) > len(config.schedule):
+        raise _damaged(state_file, f"it lists {len(steps)} steps, and the schedule has {len(config.schedule)}")
+    for i, entry in enumerate(steps):
+        _check_step(state_file, entry, i, config, task.primary)
+    _check_outcome(state_file, saved)
+    return saved
+
+
+def _check_step(state_file: Path, entry, index: int, config: LoopConfig, metric: str) -> None:
+    """Check step entry ``index`` (0-based) of ``loop.json`` against the schedule; its metrics
+    must hold the task's primary ``metric``."""
+    where = f"step entry {index + 1}"
+    if not isinstance(entry, dict):
+        raise _damaged(state_file, f"{where} is a {type(entry).__name__}, not an object")
+    bad = next((key for key, ok in _STEP_FIELDS.items() if not ok(entry.get(key))), None)
+    if bad is None:
+        bad = next((key for key in ("one_shot", "metrics") if not _is_metrics(entry.get(key), metric)), None)
+    if bad is not None:
+        raise _damaged(state_file, f"{where} has no valid '{bad}'")
+    if entry["step"] != index + 1 or entry["target"] != config.schedule[index]:
+        raise _damaged(state_file, f"{where} is step {entry['step']} at share {entry['target']}, and the schedule's step {index + 1} is share {config.schedule[index]}")
+    if min(entry["params"], entry["flops"]) < 0 or min(entry["params_unpruned"], entry["flops_unpruned"]) <= 0:
+        raise _damaged(state_file, f"{where} has a negative or zero parameter or FLOP count")
+    if not isinstance(entry.get("sha256"), str):
+        raise TrainingStateError(f"loop file '{state_file}' records no checksum for step {index + 1}'s checkpoint (written by an older sparsekit)", _RESTART)
+    if not _SHA256.fullmatch(entry["sha256"]):
+        raise _damaged(state_file, f"{where}'s 'sha256' is not a SHA-256 digest")
+    step_path(state_file.parent, entry["checkpoint"])
+
+
+def _check_outcome(state_file: Path, saved: dict) -> None:
+    """``accepted`` and ``stopped`` must be what the loop leaves after these steps: every step
+    within budget is accepted, and the loop stops at the first one past it."""
+    steps, accepted, stopped = saved["steps"], saved["accepted"], saved["stopped"]
+    within = [entry["within"] for entry in steps]
+    expected = len(steps) if stopped is None else len(steps) - 1
+    if accepted != expected or not all(within[:accepted]) or (stopped is not None and (not steps or within[-1])):
+        raise _damaged(state_file, f"'accepted' is {accepted} and 'stopped' is {'set' if stopped else 'not set'}, which {len(steps)} step(s) of which {sum(within)} within budget cannot give")
+
+
+def step_path(work: Path, name: str) -> Path:
+    """The file ``name`` (a step entry's ``checkpoint``) inside the work folder ``work``.
+
+    Raises:
+        TrainingStateError: ``name`` is absolute, has a ``..`` part, or resolves (through a
+            symlink) outside ``work``.
+    """
+    state_file = work / STATE
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or "\0" in name or not relative.parts:
+        raise TrainingStateError(f"loop file '{state_file}' names the checkpoint '{name}', which is not a file name inside its folder", _RESTART)
+    path = work / relative
+    try:
+        inside = path.resolve().is_relative_to(work.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise TrainingStateError(f"loop file '{state_file}' names the checkpoint '{name}', which leads outside its folder", _RESTART)
+    return path
+
+
+def step_checkpoint(work: Path, entry: dict) -> Path:
+    """The checkpoint of a step entry of ``loop.json``, checked to be unchanged since its step.
+
+    Raises:
+        TrainingStateError: the file is missing, not a regular file, or its SHA-256 is not the one
+            recorded in the entry.
+    """
+    path = step_path(work, entry["checkpoint"])
+    state_file = work / STATE
+    if not path.is_file():
+        raise TrainingStateError(f"step {entry['step']}'s checkpoint '{path}' (named in '{state_file}') is missing", _RESTART)
+    if file_sha256(path) != entry["sha256"]:
+        raise TrainingStateError(f"step {entry['step']}'s checkpoint '{path}' changed since the step wrote it (its SHA-256 is not the one in '{state_file}')", _RESTART)
+    return path
 
 
 def taylor_gradients(task, batch_size: int, batches: int = 8):

@@ -133,14 +133,18 @@ class TrainingState:
         with atomic_path(self.path) as tmp:
             torch.save(payload, tmp)
 
-    def load(self) -> dict | None:
-        """The saved payload, or None when there is no state file yet.
+    def load(self, total_steps: int | None = None, steps_per_epoch: int | None = None) -> dict | None:
+        """The saved payload, checked, or None when there is no state file yet.
 
         The file is read as data only (tensors and plain values, see
-        :func:`sparsekit._safe_load.load_torch_data`); nothing in it is executed.
+        :func:`sparsekit._safe_load.load_torch_data`); nothing in it is executed. Every part is
+        checked for its type; with ``total_steps`` and ``steps_per_epoch`` (those of the run that
+        resumes), also the step (in ``[0, total_steps]``) and the loss lists against it: the
+        finished epochs' losses and the current epoch's step losses add up to the step.
 
         Raises:
-            TrainingStateError: unreadable file, or a state of another model or settings.
+            TrainingStateError: unreadable file, a state of another model or settings, or a part
+                that is missing, of the wrong type, or does not fit this run (one line).
             UnsafeCheckpointError: the file's pickle would import or call code.
         """
         from sparsekit._safe_load import load_torch_data
@@ -155,11 +159,97 @@ class TrainingState:
             raise TrainingStateError(f"training state '{self.path}' is unreadable ({type(exc).__name__})", "delete it to start over") from exc
         if not isinstance(payload, dict) or payload.get("fingerprint") != self.fingerprint:
             raise TrainingStateError(f"training state '{self.path}' belongs to another model or other settings", "resume with the same model and settings, or delete the state to start over")
-        parts = {"step": int, "model": dict, "optimizer": dict, "epoch_loss": list, "running": list}
-        broken = next((key for key, kind in parts.items() if not isinstance(payload.get(key), kind)), None)
-        if broken is not None:
-            raise TrainingStateError(f"training state '{self.path}' is damaged: its '{broken}' part is missing or of the wrong type", "delete it to start over")
+        self._check(payload, total_steps, steps_per_epoch)
         return payload
+
+    def _damaged(self, what: str) -> TrainingStateError:
+        return TrainingStateError(f"training state '{self.path}' is damaged: {what}", "delete it (or run without --resume) to start over")
+
+    def _check(self, payload: dict, total_steps: int | None, steps_per_epoch: int | None) -> None:
+        """Types of every part; with the run's step counts, the step and list lengths too."""
+        parts = {"step": _is_int, "model": lambda v: isinstance(v, dict), "optimizer": lambda v: isinstance(v, dict), "epoch_loss": lambda v: isinstance(v, list), "running": lambda v: isinstance(v, list)}
+        broken = next((key for key, ok in parts.items() if not ok(payload.get(key))), None)
+        if broken is not None:
+            raise self._damaged(f"its '{broken}' part is missing or of the wrong type")
+        metrics = payload.setdefault("epoch_metrics", [])
+        if not isinstance(metrics, list):
+            raise self._damaged("its 'epoch_metrics' part is not a list")
+        step, losses, running = payload["step"], payload["epoch_loss"], payload["running"]
+        if total_steps is not None and not 0 <= step <= total_steps:
+            raise self._damaged(f"its step {step} is outside this run's 0..{total_steps}")
+        if step < 0:
+            raise self._damaged(f"its step {step} is negative")
+        if steps_per_epoch is not None:
+            epochs = -(-step // steps_per_epoch)
+            if len(losses) > epochs or len(running) > steps_per_epoch or len(metrics) > len(losses) or len(losses) * steps_per_epoch + len(running) != step:
+                raise self._damaged(f"its {len(losses)} epoch loss(es), {len(metrics)} epoch evaluation(s) and {len(running)} step loss(es) do not add up to its step {step} at {steps_per_epoch} steps per epoch")
+        if not all(_is_real(x) for x in losses) or not all(_is_real(x) for x in running):
+            raise self._damaged("its losses are not all numbers")
+        if not all(isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in m.items()) for m in metrics):
+            raise self._damaged("its epoch evaluations are not all {metric: number}")
+
+    def restore(self, payload: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Load a checked payload (see :meth:`load`) into ``model`` and ``optimizer``.
+
+        The weights must have exactly the model's names and shapes, and the optimizer state must
+        have the optimizer's parameter groups (same hyperparameters but the learning rate, same
+        parameter count) and per-parameter tensors of each parameter's shape; nothing is loaded
+        otherwise.
+
+        Raises:
+            TrainingStateError: the weights or the optimizer state do not fit (one line).
+        """
+        _check_weights(self, payload["model"], model)
+        _check_optimizer(self, payload["optimizer"], optimizer)
+        try:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise self._damaged(f"it does not load into this model and optimizer ({first})") from exc
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_weights(state: TrainingState, weights: dict, model: nn.Module) -> None:
+    """The saved weights have the model's names, tensors of its shapes, nothing else."""
+    own = model.state_dict()
+    if set(weights) != set(own):
+        odd = next(iter(sorted(map(str, set(weights) ^ set(own)))))
+        raise state._damaged(f"its weights do not match the model's (e.g. '{odd}' is only in {'the state' if odd in weights else 'the model'})")
+    bad = next((k for k, v in weights.items() if not isinstance(v, torch.Tensor) or v.shape != own[k].shape), None)
+    if bad is not None:
+        raise state._damaged(f"its weight '{bad}' is not a tensor of the model's shape {tuple(own[bad].shape)}")
+
+
+def _check_optimizer(state: TrainingState, saved: dict, optimizer: torch.optim.Optimizer) -> None:
+    """The saved optimizer state has this optimizer's parameter groups and per-parameter tensors."""
+    groups, per_param = saved.get("param_groups"), saved.get("state")
+    own = optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or not isinstance(per_param, dict) or len(groups) != len(own):
+        raise state._damaged(f"its optimizer state does not have this optimizer's {len(own)} parameter group(s)")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for i, (group, mine) in enumerate(zip(groups, own)):
+        if not isinstance(group, dict) or not set(group) <= set(mine) or not isinstance(group.get("params"), list) or group["params"] != mine["params"]:
+            raise state._damaged(f"its optimizer parameter group {i} has other parameters or settings than this optimizer's")
+        changed = next((k for k in group if k not in ("params", "lr") and group[k] != mine[k]), None)
+        if changed is not None or not _is_real(group.get("lr")) or not 0 <= group["lr"] < float("inf"):
+            raise state._damaged(f"its optimizer parameter group {i} has another '{changed or 'lr'}' than this run's")
+    for index, values in per_param.items():
+        if not _is_int(index) or not 0 <= index < len(params) or not isinstance(values, dict):
+            raise state._damaged(f"its optimizer state names parameter {index!r}, and the optimizer has {len(params)}")
+        for key, value in values.items():
+            if key == "step":
+                if not (_is_real(value) or isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point()):
+                    raise state._damaged(f"its optimizer's step count of parameter {index} is not a number")
+            elif not (isinstance(value, torch.Tensor) and value.shape == params[index].shape):
+                raise state._damaged(f"its optimizer's '{key}' of parameter {index} does not have the parameter's shape {tuple(params[index].shape)}")
 
 
 def run_fingerprint(model: nn.Module, config: FineTuneConfig, extra: str = "") -> str:
@@ -202,7 +292,9 @@ def finetune_(
         TrainingDataError: an epoch yields no batch.
         TrainingDivergedError: the loss became NaN/inf; the model is rolled back to the last
             saved state (or its weights at the start) and the state file is left as it was.
-        TrainingStateError: the state file belongs to another run.
+        TrainingStateError: the state file belongs to another run, or is damaged (a part of the
+            wrong type, a step outside ``[0, total steps]``, loss lists that do not add up to it,
+            weights or optimizer state that do not fit the model and optimizer).
     """
     start = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -215,13 +307,12 @@ def finetune_(
     report = FineTuneReport(masked_layers=sum(1 for _ in masked_parameters(model)))
     running: list[float] = []
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    resumed = state.load() if state else None
+    resumed = state.load(total, steps_per_epoch) if state else None
     if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
+        state.restore(resumed, model, optimizer)
         report.steps = report.resumed_from_step = resumed["step"]
         report.epoch_loss, running = list(resumed["epoch_loss"]), list(resumed["running"])
-        report.epoch_metrics = list(resumed.get("epoch_metrics", []))
+        report.epoch_metrics = list(resumed["epoch_metrics"])
         snapshot = None
         log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
     model.train()
@@ -234,7 +325,7 @@ def finetune_(
                     continue  # done before the resume
                 loss = loss_fn(model, batch)
                 if not torch.isfinite(loss):
-                    _roll_back(model, state, snapshot)
+                    _roll_back(model, state, snapshot, total, steps_per_epoch)
                     kept = f"the last good state is kept at '{state.path}'" if state and state.path.is_file() else "the model was reset to its weights before training"
                     raise TrainingDivergedError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {report.steps + 1}; {kept}", "lower --lr (or raise --warmup) and resume")
                 for group in optimizer.param_groups:
@@ -270,7 +361,7 @@ def finetune_(
     return report
 
 
-def _roll_back(model: nn.Module, state: TrainingState | None, snapshot: dict | None) -> None:
-    saved = state.load() if state else None
+def _roll_back(model: nn.Module, state: TrainingState | None, snapshot: dict | None, total: int, steps_per_epoch: int) -> None:
+    saved = state.load(total, steps_per_epoch) if state else None
     model.load_state_dict(saved["model"] if saved else snapshot)
     model.eval()
