@@ -7,6 +7,8 @@ from pathlib import Path
 from rich.table import Table
 
 from sparsekit.cli.common import add_model_args, add_output_args, emit, err, load_from_args, out, status
+from sparsekit.cli.config_args import add_config_args, config_from_args
+from sparsekit.export.config import ExportConfig
 
 
 def add_parser(sub) -> None:
@@ -19,12 +21,7 @@ def add_parser(sub) -> None:
     )
     add_model_args(p, "MODEL_OR_CKPT")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help="the .onnx file for one precision, or a folder for several (files model.<precision>.onnx)")
-    p.add_argument("--precision", action="append", choices=("fp32", "fp16", "int8", "all"), help="variant(s) to write (repeatable; default fp16)")
-    p.add_argument("--calib", metavar="DATA", help="INT8 calibration data (.pt/.npy/.npz or module:function); default: random inputs")
-    p.add_argument("--calib-text", metavar="FILE", help="INT8 calibration on real text, one sample per line, tokenized by the tokenizer of the hf:DIR model folder")
-    p.add_argument("--calib-samples", type=int, default=128, metavar="N", help="random calibration samples for int8, or lines of --calib-text used (default 128)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--external-data", action="store_true", help="write the weights to <file>.onnx.data next to each ONNX (ONNX's external-data layout); automatic past the 2 GiB one ONNX file can hold")
+    add_config_args(p.add_argument_group("export settings (a recipe's export: section takes the same names; --precision all writes every variant)"), ExportConfig)
     p.add_argument("--force", action="store_true", help="replace existing files")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -39,27 +36,20 @@ def targets(output: str, precisions: list[str]) -> dict[str, Path]:
 
 def run(args) -> int:
     from sparsekit._io import ensure_writable_target
-    from sparsekit.export.export import export_, report_path
+    from sparsekit.export.export import export_all_, report_path
     from sparsekit.export.parity import parity_text
-    from sparsekit.models.calib import calibration_for
 
-    precisions = args.precision or ["fp16"]
-    if "all" in precisions:
-        precisions = ["fp32", "fp16", "int8"]
-    precisions = list(dict.fromkeys(precisions))
-    files = targets(args.output, precisions)
+    config = config_from_args(args, ExportConfig)
+    files = targets(args.output, config.precisions)
     for f in files.values():
         ensure_writable_target(f, args.force)
         ensure_writable_target(report_path(f), args.force)
     loaded = load_from_args(args)
-    calib = calibration_for(loaded, args.calib, args.calib_text, args.calib_samples) if "int8" in precisions else None
-    results = []
-    for i, (precision, path) in enumerate(files.items(), start=1):
-        step = f"[{i}/{len(files)}]"
-        with status(f"{step} {precision}: starting") as spinner:
-            result = export_(loaded, precision, path, calib if precision == "int8" else None, args.force, args.opset, external_data=True if args.external_data else None, progress=lambda msg, s=step, sp=spinner: sp.update(f"{s} {msg}"))
-        results.append(result)
-        err.print(f"[dim]{step} {precision}: {path} verified in {result.seconds:.1f} s[/]")
+    steps = {precision: f"[{i}/{len(files)}]" for i, precision in enumerate(files, start=1)}
+    with status("starting") as spinner:
+        results = export_all_(loaded, config, files, args.force, progress=lambda p, msg: spinner.update(f"{steps[p]} {msg}"))
+    for r in results:
+        err.print(f"[dim]{steps[r.precision]} {r.precision}: {r.path} verified in {r.seconds:.1f} s[/]")
     emit(args, {"model": loaded.name, "exports": [r.to_dict() for r in results]})
     if args.json:
         return 0

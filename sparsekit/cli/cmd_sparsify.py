@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 
 from sparsekit.cli.common import add_model_args, add_output_args, emit, load_from_args, out, status
+from sparsekit.cli.config_args import add_config_args, config_from_args
+from sparsekit.sparsify.config import SparsifyConfig
 
 
 def add_parser(sub) -> None:
@@ -17,20 +19,7 @@ def add_parser(sub) -> None:
     )
     add_model_args(p)
     p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (restores with its sparsity state)")
-    p.add_argument("--method", choices=("magnitude", "sparsegpt"), default="magnitude", help="sparsity method (default: magnitude)")
-    p.add_argument("--include", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layer names to sparsify (repeatable; default: all)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="fnmatch pattern of layer names to keep dense (repeatable), e.g. '*head*'")
-    p.add_argument("--include-from", metavar="FILE", help="layers to sparsify from a file: the JSON of 'sparsekit select' (its include list) or one name/pattern per line")
-    p.add_argument("--exclude-from", metavar="FILE", help="layers to keep dense from a file: a JSON with an 'exclude' list (e.g. from sensitivity analysis) or one name/pattern per line")
-    p.add_argument("--calib", metavar="DATA", help="calibration data for sparsegpt: .pt/.npy/.npz with [N, ...] samples, or module:function; default: random inputs")
-    p.add_argument("--calib-text", metavar="FILE", help="calibrate on real text, one sample per line, tokenized by the tokenizer of the hf:DIR model folder (padded/truncated to --seq-len)")
-    p.add_argument("--calib-samples", type=int, default=64, metavar="N", help="random calibration samples when --calib is not given, or lines of --calib-text used (default 64)")
-    p.add_argument("--permute", action="store_true", help="first search channel permutations (producer outputs + consumer inputs reordered together: "
-                   "the dense function is unchanged) so that 2:4 keeps more weight magnitude; reported per layer")
-    p.add_argument("--permute-sweeps", type=int, default=100, metavar="N", help="permutation search sweeps per layer (default 100; more keeps a little more, slower)")
-    p.add_argument("--untie-tied", action="store_true", help="also sparsify layers whose weight is tied to another parameter (a language model's head and its "
-                   "token embedding): each gets its own 2:4 copy, which adds its size (stated in the report); by default they stay dense")
-    p.add_argument("--conv-masks", choices=("sparsegpt", "magnitude"), default="sparsegpt", help="with --method sparsegpt, how k x k convs get their masks: TensorRT-layout SparseGPT (default) or TensorRT-layout magnitude (for comparison)")
+    add_config_args(p.add_argument_group("sparsify settings (a recipe's sparsify: section takes the same names)"), SparsifyConfig)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -38,25 +27,20 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from sparsekit._io import ensure_writable_target
-    from sparsekit.models.calib import calibration_for
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.sparsify.sparsify import sparsify_
-
-    from sparsekit.sparsify.layer_lists import resolve_layer_patterns
+    from sparsekit.sparsify.sparsify import sparsify_loaded_
 
     ensure_writable_target(args.output, args.force)
-    include, exclude = resolve_layer_patterns(args.include, args.exclude, args.include_from, args.exclude_from)
+    config = config_from_args(args, SparsifyConfig)
     loaded = load_from_args(args)
-    needs = args.method == "sparsegpt" or args.calib or args.calib_text
-    calib = calibration_for(loaded, args.calib, args.calib_text, args.calib_samples) if needs else None
-    with status(f"sparsifying with {args.method}"):
-        loaded.model, report = sparsify_(loaded.model, args.method, include, exclude, calib, permute=args.permute, permute_sweeps=args.permute_sweeps, untie_tied=args.untie_tied, conv_masks=args.conv_masks)
+    with status(f"sparsifying with {config.method}"):
+        report = sparsify_loaded_(loaded, config)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     payload = {**report.to_dict(), "checkpoint": str(args.output), "model_notes": loaded.notes}
     emit(args, payload)
     if args.json:
         return 0
-    t = Table(title=f"{args.method} 2:4 on {loaded.name}")
+    t = Table(title=f"{config.method} 2:4 on {loaded.name}")
     for col in ("layer", "kind", "weight", "status", "kept L1", "2:4 (TRT axis)", "reason"):
         t.add_column(col)
     check = {layer.name: layer for layer in report.check.layers}

@@ -17,7 +17,7 @@ from sparsekit.export.external_data import PROTOBUF_LIMIT, compact, data_file_na
 from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
 from sparsekit.export.precisions import get_precision
 from sparsekit.export.staging import data_target, staged_onnx
-from sparsekit.export.torch_to_onnx import DEFAULT_OPSET
+from sparsekit.export.config import DEFAULT_OPSET, ExportConfig
 from sparsekit.sparsify.check import SPARSIFIED, CheckReport, check_model, check_onnx
 
 log = logging.getLogger(__name__)
@@ -249,3 +249,25 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     write_json_atomic(report_path(target), result.to_dict())
     log.info("exported %s (%s): %d sparse layers verified, rel err %.1e", target, precision, len(sparsified), parity.max_rel)
     return result
+
+
+def export_all_(loaded, config: ExportConfig, paths: dict[str, Path], force: bool = False, progress: Callable[[str, str], None] = lambda precision, msg: None) -> list[ExportResult]:
+    """The export stage: every variant of ``config.precisions`` written to ``paths[precision]``
+    (each verified as :func:`export_` does), calibration batches made once for int8.
+
+    Args:
+        loaded: the model to export.
+        config: the stage's settings.
+        paths: target ``.onnx`` per precision.
+        force: replace existing files.
+        progress: ``progress(precision, line)`` as each step starts.
+
+    Raises:
+        ExportError, OutputPathError, CalibrationDataError: as :func:`export_`.
+    """
+    calib = config.batches_for(loaded) if "int8" in paths else None
+    results = []
+    for precision, path in paths.items():
+        results.append(export_(loaded, precision, path, calib if precision == "int8" else None, force, config.opset,
+                               external_data=True if config.external_data else None, progress=lambda msg, p=precision: progress(p, msg)))
+    return results

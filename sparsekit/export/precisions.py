@@ -1,5 +1,6 @@
 """Typed ONNX variants, registered by name: fp32, fp16 (TensorRT 11 reads precision from the
-ONNX), int8 Q/DQ and fp8 Q/DQ (ModelOpt PTQ on the sparse model).
+ONNX) and int8 Q/DQ (ModelOpt PTQ on the sparse model). FP8 is a quantization of ``finetune
+--quantize fp8`` only: no ONNX variant writes it yet.
 
 Each variant is a PyTorch -> ONNX write (``write``) and, where the precision is not the
 exporter's, a pass over the written ONNX (``convert``: fp16 weights and math, int8 weights
@@ -29,7 +30,7 @@ class Precision:
     """One ONNX variant.
 
     Attributes:
-        name: ``fp32``, ``fp16``, ``int8`` or ``fp8``.
+        name: ``fp32``, ``fp16`` or ``int8`` (:data:`sparsekit.export.config.PRECISION_NAMES`).
         tolerance: max ``max_abs / max|ref|`` of ONNX Runtime against the reference.
         needs_calibration: whether the variant quantizes with calibration data.
         write: ``write(model, inputs, calib, path, opset) -> (reference_model, reference_label)``

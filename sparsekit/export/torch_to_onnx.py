@@ -13,11 +13,10 @@ from torch import nn
 
 from sparsekit._io import is_disk_full
 from sparsekit.errors import ExportError, InputShapeError
+from sparsekit.export.config import DEFAULT_OPSET
 from sparsekit.models.spec import BATCH, InputSpec
 
 log = logging.getLogger(__name__)
-
-DEFAULT_OPSET = 17
 
 
 def output_names(model: nn.Module, inputs: InputSpec) -> list[str]:

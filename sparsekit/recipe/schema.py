@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from sparsekit.config import StrictConfig
 
 from sparsekit.errors import RecipeError
+from sparsekit.export.config import ExportConfig
+from sparsekit.sparsify.config import SparsifyConfig
 
 RECIPE_VERSION = 1
 
@@ -32,21 +34,6 @@ class ModelConfig(_Strict):
     dynamic_axes: list[str] = Field(default_factory=list, description="more dynamic input axes, NAME:AXIS[=LABEL] (axis 0, the batch, always is)")
     trust_remote_code: bool = Field(False, description="let an hf:DIR folder run its own Python (auto_map); the recipe is your program, so this is your choice, never a prompt")
     max_params: int | None = Field(None, ge=1, description="largest model (parameters) a file's description may build (default 20 B)")
-
-
-class SparsifyConfig(_Strict):
-    """2:4 sparsification through ModelOpt."""
-
-    method: Literal["magnitude", "sparsegpt"] = Field("magnitude", description="magnitude (no data) or sparsegpt (calibrated, Hessian-based)")
-    include: list[str] = Field(default_factory=lambda: ["*"], description="fnmatch patterns of layer names to sparsify")
-    exclude: list[str] = Field(default_factory=list, description="fnmatch patterns of layer names to keep dense")
-    include_from: str | None = Field(None, description="JSON from 'sparsekit select' (include list) or a text file of layer names")
-    exclude_from: str | None = Field(None, description="JSON with an 'exclude' list (sensitivity analysis) or a text file of layer names")
-    calib: str | None = Field(None, description="calibration data (.pt/.npy/.npz or module:fn); null = random inputs")
-    calib_text: str | None = Field(None, description="calibration text file, one sample per line, tokenized by the hf:DIR model's tokenizer")
-    calib_samples: int = Field(64, ge=1, description="random calibration samples (or lines of calib_text used)")
-    permute: bool = Field(False, description="search channel permutations first (same dense function, more magnitude kept by 2:4)")
-    untie_tied: bool = Field(False, description="also sparsify layers whose weight is tied to another parameter (e.g. lm_head and the token embedding), each with its own copy (+ its size)")
 
 
 class PruneConfig(_Strict):
@@ -82,23 +69,6 @@ class FinetuneConfig(_Strict):
     calib_method: Literal["max", "entropy", "percentile", "mse"] = Field("max", description="activation calibration of quantize")
     calib_samples: int = Field(256, ge=1, description="calibration samples of quantize (from the task)")
     no_quant: list[str] = Field(default_factory=list, description="fnmatch patterns of layers kept unquantized")
-
-
-class ExportConfig(_Strict):
-    """Typed ONNX variants, each verified (2:4 + ONNX Runtime parity)."""
-
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], description="ONNX variants to write, each verified")
-    opset: int = Field(17, ge=13, le=23, description="ONNX opset (raised where a variant needs more)")
-    calib: str | None = Field(None, description="INT8 calibration data (.pt/.npy/.npz or module:fn); null = random inputs")
-    calib_text: str | None = Field(None, description="INT8 calibration text file, one sample per line, tokenized by the hf:DIR model's tokenizer")
-    calib_samples: int = Field(128, ge=1, description="random INT8 calibration samples (or lines of calib_text used)")
-
-    @field_validator("precisions")
-    @classmethod
-    def _unique(cls, v):
-        if not v or len(set(v)) != len(v):
-            raise ValueError("precisions must be a non-empty list without repeats")
-        return v
 
 
 class Recipe(_Strict):

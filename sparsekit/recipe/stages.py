@@ -105,17 +105,11 @@ def _analyze(ctx: StageContext) -> dict:
 
 
 def _sparsify(ctx: StageContext) -> dict:
-    from sparsekit.models.calib import calibration_for
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.sparsify.layer_lists import resolve_layer_patterns
-    from sparsekit.sparsify.sparsify import sparsify_
+    from sparsekit.sparsify.sparsify import sparsify_loaded_
 
-    s = ctx.recipe.sparsify
     loaded = ctx.model(before="sparsify")
-    needs = s.method == "sparsegpt" or s.calib or s.calib_text
-    calib = calibration_for(loaded, s.calib, s.calib_text, s.calib_samples) if needs else None
-    include, exclude = resolve_layer_patterns(s.include, s.exclude, s.include_from, s.exclude_from)
-    loaded.model, report = sparsify_(loaded.model, s.method, include, exclude, calib, permute=s.permute, untie_tied=s.untie_tied)
+    report = sparsify_loaded_(loaded, ctx.recipe.sparsify)
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     return {"sparsified": len(report.sparsified), "layers": len(report.layers), "seconds": round(report.seconds, 2)}
@@ -199,13 +193,10 @@ def _list_contents(r: Recipe) -> dict:
 
 def _export_stage(precision: str) -> Stage:
     def run(ctx: StageContext) -> dict:
-        from sparsekit.export.export import export_
-        from sparsekit.models.calib import calibration_for
+        from sparsekit.export.export import export_all_
 
-        e = ctx.recipe.export
-        loaded = ctx.model()
-        calib = calibration_for(loaded, e.calib, e.calib_text, e.calib_samples) if precision == "int8" else None
-        result = export_(loaded, precision, ctx.run_dir / f"model.{precision}.onnx", calib, force=True, opset=e.opset, progress=lambda msg: ctx.say(f"export.{msg}"))
+        paths = {precision: ctx.run_dir / f"model.{precision}.onnx"}
+        (result,) = export_all_(ctx.model(), ctx.recipe.export, paths, force=True, progress=lambda p, msg: ctx.say(f"export.{msg}"))
         return {"size_bytes": result.size_bytes, "sparse_layers_verified": len(result.sparsified), "max_rel_err": result.parity.max_rel, "seconds": round(result.seconds, 2)}
 
     def settings(r: Recipe):

@@ -248,3 +248,21 @@ def sparsify_(
     report.check = check_model(model, source="sparsified model")
     log.info("sparsified %d of %d layers with %s", len(report.sparsified), len(layers), method)
     return model, report
+
+
+def sparsify_loaded_(loaded, config: "SparsifyConfig") -> SparsifyReport:
+    """The sparsify stage: ``loaded`` (a :class:`~sparsekit.models.loaded.LoadedModel`) made 2:4 as
+    ``config`` says, in place (``loaded.model`` may be replaced by ModelOpt's converted module).
+
+    Layer lists are read (:func:`~sparsekit.sparsify.layer_lists.resolve_layer_patterns`) and
+    calibration batches made (for ``sparsegpt``, or when data is given) before :func:`sparsify_`.
+
+    Raises:
+        SparsekitError: bad lists or calibration data, or no layer to sparsify.
+    """
+    from sparsekit.sparsify.layer_lists import resolve_layer_patterns
+
+    include, exclude = resolve_layer_patterns(config.include, config.exclude, config.include_from, config.exclude_from)
+    calib = config.batches_for(loaded) if config.needs_calibration else None
+    loaded.model, report = sparsify_(loaded.model, config.method, include, exclude, calib, permute=config.permute, permute_sweeps=config.permute_sweeps, untie_tied=config.untie_tied, conv_masks=config.conv_masks)
+    return report
