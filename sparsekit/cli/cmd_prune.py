@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.table import Table
 
 from sparsekit.cli.common import add_model_args, add_output_args, add_task_option_arg, emit, input_options, out, progress_bar, status, task_options
-from sparsekit.prune.apply import GRANULARITIES
+from sparsekit.cli.config_args import add_config_args, config_from_args
+from sparsekit.prune.config import PruneConfig
 
 
 def add_parser(sub) -> None:
@@ -24,63 +25,16 @@ def add_parser(sub) -> None:
     )
     add_model_args(p, "MODEL", nargs="?")
     p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (rebuilds the pruned architecture on load)")
-    p.add_argument("--granularity", choices=GRANULARITIES, default="channel", help="what to remove (default: channel)")
-    g = p.add_argument_group("channel pruning")
-    g.add_argument("--ratio", type=float, default=0.25, metavar="R", help="share of each layer's output channels to remove, 0..1 (default 0.25)")
-    g.add_argument("--importance", choices=("l1", "l2", "bn", "taylor"), default="l1", help="channel ranking: l1/l2 filter norm, bn = BatchNorm |gamma| (network slimming: train with 'finetune --bn-l1' first), taylor = |w * dL/dw| (needs --task with labels); default l1")
-    g.add_argument("--round-to", type=int, default=16, metavar="N", help="keep widths (and low-rank ranks) at multiples of N (default 16: ModelOpt 2:4-sparsifies only layers whose input channels are a multiple of 16, and INT8 Tensor Cores want 16; 8 suffices for fp16 alone; 1 = exact ratio)")
-    g.add_argument("--layer-ratio", action="append", default=[], metavar="PATTERN=R", help="ratio for layers matching the fnmatch PATTERN instead of --ratio (repeatable)")
-    g.add_argument("--head-ratio", type=float, metavar="R", help="share of attention heads to remove per block (default: --ratio)")
-    g.add_argument("--global", dest="global_ranking", action="store_true", help="rank channels across layers (widths then differ per layer)")
-    g.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="layers that keep their width (channel) or are left alone (unstructured, low-rank); repeatable")
-    loop = p.add_argument_group("prune -> fine-tune loop (with --task)")
+    add_config_args(p.add_argument_group("pruning settings (a recipe's prune: section takes the same names)"), PruneConfig)
+    loop = p.add_argument_group("prune -> fine-tune loop (channel pruning with --task)")
     loop.add_argument("--task", metavar="NAME", help="fine-tune after each step on this task ('digits', 'docstrings'), distilled from the unpruned model; MODEL defaults to the task's model")
     loop.add_argument("--data", metavar="PATH", help="task data file where the task has one")
     add_task_option_arg(loop)
-    loop.add_argument("--schedule", metavar="R1,R2,...", help="cumulative shares of the original channels removed after each step, e.g. 0.25,0.5 (default: one step to --ratio)")
-    loop.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS", help="stop when the task metric falls more than this below the unpruned model (default 1)")
-    loop.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per step (default 2)")
-    loop.add_argument("--lr", type=float, default=1e-3, help="fine-tuning peak learning rate (default 1e-3)")
-    loop.add_argument("--batch-size", type=int, default=32)
-    loop.add_argument("--student-loss-weight", type=float, default=0.5, metavar="W", help="share of the task's own loss next to distillation (default 0.5; label-free tasks use 0)")
     loop.add_argument("--work-dir", metavar="DIR", help="where each step's checkpoint and loop.json go (default: OUTPUT + '.steps/')")
     loop.add_argument("--resume", action="store_true", help="continue after the last finished step in --work-dir")
-    u = p.add_argument_group("unstructured")
-    u.add_argument("--amount", type=float, default=0.5, metavar="S", help="share of weights to zero (default 0.5)")
-    u.add_argument("--threshold", type=float, metavar="T", help="zero every weight with |w| < T instead")
-    u.add_argument("--scope", choices=("layer", "global"), default="layer", help="amount per layer or one cut across layers (default layer)")
-    lr = p.add_argument_group("low-rank")
-    lr.add_argument("--rank-fraction", type=float, default=0.5, metavar="F", help="rank as a share of min(in, out) (default 0.5)")
-    lr.add_argument("--include", action="append", default=[], metavar="PATTERN", help="Linear layers to factorise (repeatable; default all)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
     p.set_defaults(func=run)
-
-
-def _layer_ratios(items: list[str]) -> dict[str, float]:
-    from sparsekit.errors import SparsekitError
-
-    ratios = {}
-    for item in items:
-        pattern, sep, value = item.rpartition("=")
-        try:
-            ratios[pattern] = float(value)
-        except ValueError:
-            pattern = ""
-        if not sep or not pattern:
-            raise SparsekitError(f"--layer-ratio '{item}' is not PATTERN=R", "e.g. --layer-ratio 'stages.2.*=0.5'")
-    return ratios
-
-
-def _schedule(text: str | None, ratio: float) -> list[float]:
-    from sparsekit.errors import SparsekitError
-
-    if not text:
-        return [ratio]
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise SparsekitError(f"--schedule '{text}' is not a comma-separated list of shares", "e.g. --schedule 0.25,0.5") from exc
 
 
 def _load(args):
@@ -99,43 +53,25 @@ def _load(args):
 
 
 def run(args) -> int:
-    from pydantic import ValidationError
-
     from sparsekit._io import ensure_writable_target
-    from sparsekit.errors import SparsekitError
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.prune.apply import prune_
+    from sparsekit.recover.prune_loop import prune_stage_
 
     ensure_writable_target(args.output, args.force)
+    config = config_from_args(args, PruneConfig)
     with status("loading the model"):
         task, loaded = _load(args)
-    settings = dict(ratio=args.ratio, importance=args.importance, round_to=args.round_to, layer_ratios=_layer_ratios(args.layer_ratio), head_ratio=args.head_ratio,
-                    global_ranking=args.global_ranking, include=args.include or ["*"], exclude=args.exclude, amount=args.amount, threshold=args.threshold,
-                    scope=args.scope, rank_fraction=args.rank_fraction, batch_size=args.batch_size)
-    if args.granularity == "channel" and task is not None:
-        from sparsekit.prune.loop import ChannelSettings, LoopConfig
-        from sparsekit.recover.finetune import FineTuneConfig
-
-        try:
-            config = LoopConfig(
-                schedule=_schedule(args.schedule, args.ratio), max_drop=args.max_drop, batch_size=args.batch_size, student_loss_weight=args.student_loss_weight,
-                channels=ChannelSettings(importance=args.importance, round_to=args.round_to, exclude=args.exclude, global_ranking=args.global_ranking, head_share=args.head_ratio),
-                finetune=FineTuneConfig(epochs=args.epochs, lr=args.lr),
-            )
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise SparsekitError(f"invalid loop setting {'.'.join(map(str, err['loc']))}: {err['msg']}", "see 'sparsekit prune --help'") from exc
+    if config.granularity == "channel" and task is not None:
         with progress_bar("prune + fine-tune") as bar:
             job = bar.add_task("train", total=None, info="")
 
             def progress(info):
                 bar.update(job, total=info["steps"], completed=info["step"], info=f"epoch {info['epoch']} loss {info['loss']:.4f}")
 
-            loaded, summary = prune_(loaded, "channel", task=task, loop=config, work_dir=Path(args.work_dir or f"{args.output}.steps"), resume=args.resume,
-                                     say=lambda m: bar.console.print(m), progress=progress, **settings)
+            loaded, summary = prune_stage_(loaded, config, task, Path(args.work_dir or f"{args.output}.steps"), args.resume, say=lambda m: bar.console.print(m), progress=progress)
     else:
-        with status(f"pruning ({args.granularity})"):
-            loaded, summary = prune_(loaded, args.granularity, **settings)
+        with status(f"pruning ({config.granularity})"):
+            loaded, summary = prune_stage_(loaded, config, task)
     meta = {"prune": summary}
     save_checkpoint(loaded, args.output, meta)
     payload = {**meta["prune"], "checkpoint": str(args.output)}

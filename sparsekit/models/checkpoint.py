@@ -135,7 +135,7 @@ def load_checkpoint(path: str | os.PathLike):
     The architecture comes from the recorded source (without reading its inputs from it: the
     checkpoint's own input spec is used), ``transformers.Conv1D`` layers are converted as at load
     time, recorded architecture edits (pruned widths, factorised layers:
-    :mod:`sparsekit.prune.structure`) are redone, and layers whose tied weight was untied before sparsifying are untied again.
+    :mod:`sparsekit.models.structure`) are redone, and layers whose tied weight was untied before sparsifying are untied again.
 
     Returns:
         A :class:`~sparsekit.models.loaded.LoadedModel` whose ``checkpoint`` holds the metadata
@@ -155,7 +155,7 @@ def load_checkpoint(path: str | os.PathLike):
     from sparsekit.models.loaded import LoadedModel
     from sparsekit.models.spec import InputSpec
     from sparsekit.models.ties import untie_like_
-    from sparsekit.prune.structure import apply_edits_
+    from sparsekit.models.structure import apply_edits_
 
     source = payload["source"]
     inputs = InputSpec.from_dict(payload["inputs"])  # checked before the model is built

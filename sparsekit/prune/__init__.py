@@ -9,6 +9,6 @@
   runs it no faster).
 - :mod:`~sparsekit.prune.lowrank`: truncated-SVD factorisation of Linear layers.
 - :mod:`~sparsekit.prune.loop`: prune -> fine-tune (distilled from the unpruned model) -> repeat.
-- :mod:`~sparsekit.prune.structure`: the record of what changed the architecture, replayed when a
+- :mod:`~sparsekit.models.structure`: the record of what changed the architecture, replayed when a
   checkpoint is loaded.
 """

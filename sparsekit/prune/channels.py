@@ -28,7 +28,7 @@ from torch import nn
 
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
 from sparsekit.prune.attention import attention_blocks, transformer_fixed_layers
-from sparsekit.prune.structure import record_edit, refuse_converted, resize_edit, snapshot_sizes
+from sparsekit.models.structure import record_edit, refuse_converted, resize_edit, snapshot_sizes
 
 log = logging.getLogger(__name__)
 
@@ -214,3 +214,18 @@ def prune_channels_(
     report.seconds = time.perf_counter() - start
     log.info("pruned %d layers: %d -> %d parameters", len(report.layers), *report.params)
     return report
+
+
+def taylor_gradients(task, batch_size: int, batches: int = 8):
+    """``gradients(model)``: backward passes of the task loss on a few training batches."""
+
+    def run(model):
+        model.train()
+        for batch in task.train_batches(batch_size)(0)[:batches]:
+            loss = task.task_loss(model, batch)
+            if loss is None:
+                raise SparsekitError(f"importance 'taylor' needs labels, and task '{task.name}' has none", "use --importance l1")
+            loss.backward()
+        model.eval()
+
+    return run

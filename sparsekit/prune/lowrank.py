@@ -19,20 +19,8 @@ import torch
 from torch import nn
 
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
-from sparsekit.prune.structure import record_edit, refuse_converted
-
-
-class LowRankLinear(nn.Module):
-    """``x [..., in] -> up(down(x)) [..., out]``; ``down`` has no bias, ``up`` carries the original bias."""
-
-    def __init__(self, in_features: int, rank: int, out_features: int, bias: bool = True) -> None:
-        super().__init__()
-        self.down = nn.Linear(in_features, rank, bias=False)
-        self.up = nn.Linear(rank, out_features, bias=bias)
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.down(x))
+from sparsekit.models.low_rank import LowRankLinear, replace_with_low_rank_
+from sparsekit.models.structure import record_edit, refuse_converted
 
 
 @dataclass
@@ -62,22 +50,6 @@ def low_rank_size(out_features: int, in_features: int, fraction: float, round_to
     full = min(out_features, in_features)
     rank = max(1, math.ceil(fraction * full))
     return min(full, math.ceil(rank / round_to) * round_to)
-
-
-def replace_with_low_rank_(model: nn.Module, ranks: dict[str, int]) -> None:
-    """Swap each named ``nn.Linear`` for a :class:`LowRankLinear` of the given rank (weights unset)."""
-    from sparsekit.errors import ModelSourceError
-
-    for name, rank in ranks.items():
-        parent_name, _, leaf = name.rpartition(".")
-        try:
-            parent = model.get_submodule(parent_name) if parent_name else model
-            layer = getattr(parent, leaf)
-        except AttributeError as exc:
-            raise ModelSourceError(f"the checkpoint factorises layer '{name}', which the model lacks", "the model source changed since the checkpoint was written; factorise again") from exc
-        if not isinstance(layer, nn.Linear):
-            raise ModelSourceError(f"the checkpoint factorises '{name}', which is a {type(layer).__name__}, not a Linear", "the model source changed since the checkpoint was written; factorise again")
-        setattr(parent, leaf, LowRankLinear(layer.in_features, rank, layer.out_features, layer.bias is not None).to(layer.weight.dtype))
 
 
 @torch.no_grad()

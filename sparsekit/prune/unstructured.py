@@ -72,7 +72,7 @@ def prune_unstructured_(model: nn.Module, amount: float | None = 0.5, threshold:
         raise SparsekitError(f"threshold must be >= 0, got {threshold}", "give a weight magnitude, e.g. 1e-3")
     if scope not in ("layer", "global"):
         raise SparsekitError(f"scope must be 'layer' or 'global', got '{scope}'", "use --scope layer or --scope global")
-    from sparsekit.prune.structure import refuse_converted
+    from sparsekit.models.structure import refuse_converted
 
     refuse_converted(model, "unstructured pruning")
     layers = {n: m for n, m in model.named_modules() if isinstance(m, _LAYERS) and any(fnmatch.fnmatchcase(n, p) for p in include) and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}

@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from sparsekit.config import StrictConfig
 
 from sparsekit.errors import RecipeError
 from sparsekit.export.config import ExportConfig
+from sparsekit.prune.config import PruneConfig
 from sparsekit.sparsify.config import SparsifyConfig
 
 RECIPE_VERSION = 1
@@ -34,25 +35,6 @@ class ModelConfig(_Strict):
     dynamic_axes: list[str] = Field(default_factory=list, description="more dynamic input axes, NAME:AXIS[=LABEL] (axis 0, the batch, always is)")
     trust_remote_code: bool = Field(False, description="let an hf:DIR folder run its own Python (auto_map); the recipe is your program, so this is your choice, never a prompt")
     max_params: int | None = Field(None, ge=1, description="largest model (parameters) a file's description may build (default 20 B)")
-
-
-class PruneConfig(_Strict):
-    """Coarse-grained pruning before 2:4 (see ``sparsekit prune --help``)."""
-
-    granularity: Literal["channel", "unstructured", "low_rank"] = Field("channel", description="channel (filters, heads, FFN neurons removed: a smaller dense model), unstructured (zeros, no GPU speedup), low_rank (truncated SVD of Linear layers)")
-    ratio: float = Field(0.25, ge=0, lt=1, description="channel: share of each layer's output channels removed (one step; see schedule)")
-    importance: Literal["l1", "l2", "bn", "taylor"] = Field("l1", description="channel ranking: l1 / l2 filter norm, bn (BatchNorm |gamma|), taylor (needs a task with labels)")
-    round_to: int = Field(16, ge=1, description="channel widths and low-rank ranks kept at multiples of this (16: ModelOpt 2:4 needs input channels % 16)")
-    exclude: list[str] = Field(default_factory=list, description="fnmatch patterns of layers left as they are")
-    global_ranking: bool = Field(False, description="channel: rank across layers instead of the same share per layer")
-    head_ratio: float | None = Field(None, ge=0, lt=1, description="channel: share of attention heads removed (default: ratio)")
-    schedule: list[float] | None = Field(None, description="channel: prune -> fine-tune loop, cumulative shares removed after each step (needs 'task'); null = one step to ratio without fine-tuning")
-    max_drop: float = Field(1.0, ge=0, description="loop: stop when the task metric falls more than this many points below the unpruned model")
-    epochs: int = Field(2, ge=1, description="loop: fine-tuning epochs per step")
-    lr: float = Field(1e-3, gt=0, description="loop: fine-tuning peak learning rate")
-    batch_size: int = Field(32, ge=1, description="loop: fine-tuning batch size")
-    amount: float = Field(0.5, ge=0, lt=1, description="unstructured: share of weights zeroed per layer")
-    rank_fraction: float = Field(0.5, gt=0, lt=1, description="low_rank: rank as a share of min(in, out)")
 
 
 class FinetuneConfig(_Strict):
@@ -92,10 +74,6 @@ class Recipe(_Strict):
             raise ValueError("finetune, prune.schedule and prune.importance 'taylor' need a 'task' (e.g. task: digits)")
         if self.finetune is not None and self.finetune.quantize and self.export is not None and self.export.precisions != ["int8"]:
             raise ValueError(f"finetune.quantize {self.finetune.quantize} makes a QAT model: set export.precisions to [int8] (or export: null for fp8)" if self.finetune.quantize == "int8" else "finetune.quantize fp8 makes an FP8 QAT model, which export does not write: set export: null")
-        if self.prune is not None and self.prune.schedule is not None:
-            v = self.prune.schedule
-            if not v or any(not 0 < x < 1 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
-                raise ValueError("prune.schedule must be a non-empty increasing list of shares in (0, 1), e.g. [0.25, 0.5]")
         return self
 
 

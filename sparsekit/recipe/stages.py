@@ -120,21 +120,14 @@ def _prune(ctx: StageContext) -> dict:
 
     from sparsekit.errors import TrainingStateError
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.prune.apply import prune_
+    from sparsekit.recover.prune_loop import prune_stage_
 
     p = ctx.recipe.prune
-    settings = dict(ratio=p.ratio, importance=p.importance, round_to=p.round_to, head_ratio=p.head_ratio, global_ranking=p.global_ranking, exclude=p.exclude,
-                    amount=p.amount, rank_fraction=p.rank_fraction, batch_size=p.batch_size)
     if p.granularity == "channel" and p.schedule:
-        from sparsekit.prune.loop import ChannelSettings, LoopConfig
-        from sparsekit.recover.finetune import FineTuneConfig
-
-        config = LoopConfig(schedule=p.schedule, max_drop=p.max_drop, batch_size=p.batch_size, finetune=FineTuneConfig(epochs=p.epochs, lr=p.lr),
-                            channels=ChannelSettings(importance=p.importance, round_to=p.round_to, exclude=p.exclude, global_ranking=p.global_ranking, head_share=p.head_ratio))
         steps = ctx.run_dir / "prune.steps"
 
         def loop(resume: bool):
-            return prune_(load_source_model(ctx.recipe.model), "channel", task=ctx.task(), loop=config, work_dir=steps, resume=resume, say=lambda m: ctx.say(f"prune: {m}"), **settings)
+            return prune_stage_(load_source_model(ctx.recipe.model), p, ctx.task(), steps, resume, say=lambda m: ctx.say(f"prune: {m}"))
 
         try:  # an interrupted loop resumes after its last finished step ...
             loaded, summary = loop(resume=True)
@@ -146,7 +139,7 @@ def _prune(ctx: StageContext) -> dict:
         short = {"accepted_step": report["accepted"], "params": [last["params_unpruned"], last["params"]], "flops": [last["flops_unpruned"], last["flops"]], "metrics": last["metrics"]}
     else:
         needs_task = p.granularity == "channel" and p.importance == "taylor"
-        loaded, summary = prune_(load_source_model(ctx.recipe.model), p.granularity, task=ctx.task() if needs_task else None, **settings)
+        loaded, summary = prune_stage_(load_source_model(ctx.recipe.model), p, ctx.task() if needs_task else None)
         report = summary.get("channels") or summary.get("unstructured") or summary["low_rank"]
         short = {"sparsity": report["sparsity"], "note": report["note"]} if p.granularity == "unstructured" else {"params": report["params"], **({"flops": report["flops"]} if "flops" in report else {"layers": len(report["layers"])})}
     write_json_atomic(ctx.run_dir / "prune.json", summary)

@@ -14,6 +14,7 @@ from torch import nn
 from sparsekit._quiet import quiet_modelopt
 from sparsekit.errors import CalibrationDataError, NoEligibleLayersError, SparsekitError
 from sparsekit.sparsify.check import CheckReport, check_model
+from sparsekit.sparsify.config import SparsifyConfig
 from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.pattern import magnitude_mask, retained_magnitude
 from sparsekit.sparsify.permute import PermutationReport, permute_channels_
@@ -250,7 +251,7 @@ def sparsify_(
     return model, report
 
 
-def sparsify_loaded_(loaded, config: "SparsifyConfig") -> SparsifyReport:
+def sparsify_loaded_(loaded, config: SparsifyConfig) -> SparsifyReport:
     """The sparsify stage: ``loaded`` (a :class:`~sparsekit.models.loaded.LoadedModel`) made 2:4 as
     ``config`` says, in place (``loaded.model`` may be replaced by ModelOpt's converted module).
 

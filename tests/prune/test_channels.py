@@ -88,7 +88,7 @@ def test_transformer_prunes_whole_heads_and_ffn_neurons_not_the_residual_stream(
     out = _out(loaded, x)
     assert [tuple(t.shape) for t in (out if isinstance(out, tuple) else (out,))] == shapes
     save_checkpoint(loaded, tmp_path / "p.pt")
-    again = load_model(str(tmp_path / "p.pt"))
+    again = load_model(str(tmp_path / "p.pt"), model_sources=[f"{DATA / 'hf_factories.py'}:bert_classifier"])
     a, b = _out(loaded, x), _out(again, x)
     for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
         assert torch.equal(u, v)
@@ -144,14 +144,15 @@ def test_checkpoint_with_an_unknown_or_mismatched_edit_is_refused(tmp_path):
         load_checkpoint(tmp_path / "bad2.pt")
 
 
-def test_prune_entry_dispatches_and_refuses_a_loop_without_a_task():
+def test_prune_entry_dispatches_and_refuses_bad_settings():
     from sparsekit.prune.apply import prune_
+    from sparsekit.prune.config import PruneConfig
 
-    loaded, summary = prune_(load_model("mlp", {"in_features": 32, "hidden": 64, "depth": 1}), "low_rank", rank_fraction=0.25, round_to=8)
+    loaded, summary = prune_(load_model("mlp", {"in_features": 32, "hidden": 64, "depth": 1}), granularity="low_rank", rank_fraction=0.25, round_to=8)
     assert summary["granularity"] == "low-rank" and summary["low_rank"]["params"][1] < summary["low_rank"]["params"][0]
-    loaded, summary = prune_(load_model("mlp", {"in_features": 32, "hidden": 64, "depth": 1}), "channel", ratio=0.5, round_to=8)
+    loaded, summary = prune_(load_model("mlp", {"in_features": 32, "hidden": 64, "depth": 1}), PruneConfig(ratio=0.5, round_to=8))
     assert summary["channels"]["params"][1] < summary["channels"]["params"][0] and loaded.model(torch.randn(2, 32)).shape == (2, 10)
-    with pytest.raises(SparsekitError, match="unknown pruning granularity 'blocks'"):
-        prune_(loaded, "blocks")
-    with pytest.raises(SparsekitError, match="needs a task"):
-        prune_(loaded, "channel", loop=object())
+    with pytest.raises(SparsekitError, match="invalid pruning setting granularity"):
+        prune_(loaded, granularity="blocks")
+    with pytest.raises(SparsekitError, match="invalid pruning setting layer_ratio"):
+        prune_(loaded, layer_ratio=["stages.*"])

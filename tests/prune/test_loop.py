@@ -10,7 +10,7 @@ from torch import nn
 
 from sparsekit.errors import TrainingStateError
 from sparsekit.models.source import load_model
-from sparsekit.prune.loop import LoopConfig, iterative_prune, step_ratio
+from sparsekit.recover.prune_loop import LoopConfig, iterative_prune, step_ratio
 from sparsekit.recover.finetune import FineTuneConfig, finetune_
 
 

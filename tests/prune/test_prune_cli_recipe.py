@@ -71,7 +71,7 @@ def test_prune_cli_reports_and_refuses(tmp_path, cli):
     lr = cli("prune", "bert", "-o", str(tmp_path / "l.pt"), "--granularity", "low-rank", "--rank-fraction", "0.25", "--json")
     assert lr.returncode == 0 and json.loads(lr.stdout)["low_rank"]["layers"]
     for args, message in (
-        (["cnn", "--ratio", "1.5"], "ratio must be in [0, 1)"),
+        (["cnn", "--ratio", "1.5"], "invalid --ratio: Input should be less than 1"),
         (["bert", "--importance", "bn"], "no BatchNorm layer"),
         (["cnn", "--importance", "taylor"], "needs gradients"),
         (["cnn", "--layer-ratio", "stem"], "is not PATTERN=R"),

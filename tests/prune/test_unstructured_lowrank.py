@@ -10,7 +10,8 @@ from torch import nn
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
 from sparsekit.models.checkpoint import save_checkpoint
 from sparsekit.models.source import load_model
-from sparsekit.prune.lowrank import LowRankLinear, factorize_, low_rank_size
+from sparsekit.models.low_rank import LowRankLinear
+from sparsekit.prune.lowrank import factorize_, low_rank_size
 from sparsekit.prune.unstructured import NO_SPEEDUP, prune_unstructured_
 from sparsekit.recover.finetune import FineTuneConfig, finetune_
 

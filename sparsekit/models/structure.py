@@ -10,7 +10,7 @@ are loaded. Each edit is ``{"kind": "resize" | "low_rank", ...}``:
   attributes and parameter/buffer shapes of every module whose shapes changed (values come from
   the weights loaded afterwards);
 - ``low_rank``: ``{"layers": {name: rank}}``: ``nn.Linear`` layers replaced by
-  :class:`~sparsekit.prune.lowrank.LowRankLinear` of that rank.
+  :class:`~sparsekit.models.low_rank.LowRankLinear` of that rank.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from sparsekit.errors import ModelSourceError
+from sparsekit.models.low_rank import replace_with_low_rank_
 
 SIZE_ATTRS = (
     "in_features", "out_features", "in_channels", "out_channels", "groups", "num_features",
@@ -163,8 +164,6 @@ def apply_edits_(model: nn.Module, edits: list[dict]) -> nn.Module:
         ModelSourceError: an edit names a module or tensor the model does not have, or is of an
             unknown kind (a checkpoint from a newer sparsekit).
     """
-    from sparsekit.prune.lowrank import replace_with_low_rank_
-
     if len(edits) > MAX_EDITS:
         raise ModelSourceError(f"the checkpoint records {len(edits):,} architecture edits (at most {MAX_EDITS} are read)", _DAMAGED)
     for edit in edits:

@@ -29,6 +29,7 @@ from pydantic import Field, field_validator
 from sparsekit._io import make_folders, write_json_atomic
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError, TrainingStateError
+from sparsekit.prune.config import PruneConfig
 from sparsekit.recover.finetune import FineTuneConfig
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def iterative_prune(loaded, task, config: LoopConfig, work_dir: str | Path, resu
             the work folder, or changed since its step wrote it.
     """
     from sparsekit.models.checkpoint import load_checkpoint, save_checkpoint
-    from sparsekit.prune.channels import prune_channels_
+    from sparsekit.prune.channels import prune_channels_, taylor_gradients
     from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
 
     work = make_folders(work_dir)
@@ -303,16 +304,32 @@ def step_checkpoint(work: Path, entry: dict) -> Path:
     return path
 
 
-def taylor_gradients(task, batch_size: int, batches: int = 8):
-    """``gradients(model)``: backward passes of the task loss on a few training batches."""
+def loop_config_from(config: PruneConfig) -> LoopConfig:
+    """The loop settings a :class:`~sparsekit.prune.config.PruneConfig` with a ``schedule`` describes."""
+    channels = ChannelSettings(importance=config.importance, round_to=config.round_to, exclude=config.exclude, global_ranking=config.global_ranking, head_share=config.head_ratio)
+    return LoopConfig(schedule=config.schedule or [config.ratio], max_drop=config.max_drop, batch_size=config.batch_size, student_loss_weight=config.student_loss_weight,
+                      channels=channels, finetune=FineTuneConfig(epochs=config.epochs, lr=config.lr))
 
-    def run(model):
-        model.train()
-        for batch in task.train_batches(batch_size)(0)[:batches]:
-            loss = task.task_loss(model, batch)
-            if loss is None:
-                raise SparsekitError(f"importance 'taylor' needs labels, and task '{task.name}' has none", "use --importance l1")
-            loss.backward()
-        model.eval()
 
-    return run
+def prune_stage_(loaded, config: PruneConfig, task=None, work_dir: str | Path | None = None, resume: bool = False,
+                 say: Callable[[str], None] = lambda m: None, progress: Callable[[dict], None] = lambda info: None) -> tuple[object, dict]:
+    """The prune stage of ``sparsekit prune`` and of a recipe: channel pruning with a task and a
+    ``work_dir`` runs the prune -> fine-tune loop (:func:`iterative_prune`, one step per share of
+    ``config.schedule``, else one to ``config.ratio``, saved in ``work_dir``); everything else is one
+    step of :func:`sparsekit.prune.apply.prune_` (``task`` then only gives taylor gradients).
+
+    Returns:
+        ``(loaded, summary)``: the pruned model (the loop's accepted step, a new object) and
+        ``{"granularity": ..., <"loop"|"channels"|"unstructured"|"low_rank">: report}``.
+
+    Raises:
+        SparsekitError: bad settings, nothing prunable, or a first step that already costs more
+            than ``max_drop``.
+        TrainingStateError: ``resume`` with a work folder of other settings.
+    """
+    from sparsekit.prune.apply import prune_
+
+    if config.granularity == "channel" and task is not None and work_dir is not None:
+        loaded, report = iterative_prune(loaded, task, loop_config_from(config), work_dir, resume, say=say, progress=progress)
+        return loaded, {"granularity": "channel", "loop": report}
+    return prune_(loaded, config, task=task)
