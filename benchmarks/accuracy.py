@@ -177,7 +177,7 @@ def run_task(name: str, quick: bool, work: Path, on_row=None) -> dict:
 
     from sparsekit.models.source import load_model
     from sparsekit.quantize.ptq import quantize_
-    from sparsekit.recover.finetune import FineTuneConfig
+    from sparsekit.recover.finetune import TrainingConfig
     from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
     from sparsekit.sparsify.sparsify import sparsify_
     from sparsekit.tasks import get_task
@@ -204,7 +204,7 @@ def run_task(name: str, quick: bool, work: Path, on_row=None) -> dict:
 
     t0 = time.perf_counter()
     if s.dense_epochs:
-        dense_model, _ = finetune_on_task_(dense_model, task, FineTuneConfig(epochs=s.dense_epochs, lr=s.dense_lr, weight_decay=1e-4, warmup=0.05), s.batch, progress=Progress(f"{name} dense training"))
+        dense_model, _ = finetune_on_task_(dense_model, task, TrainingConfig(epochs=s.dense_epochs, lr=s.dense_lr, weight_decay=1e-4, warmup=0.05), s.batch, progress=Progress(f"{name} dense training"))
     row, dense = _row("dense" + (" (trained here)" if s.dense_epochs else ""), task, dense_model, None, time.perf_counter() - t0)
     eval_items = len(dense.per_item)
     _robustness(row, dense_model, extra_tasks, references)
@@ -240,7 +240,7 @@ def run_task(name: str, quick: bool, work: Path, on_row=None) -> dict:
             epochs = s.epochs_by_corpus.get(corpus, s.ft_epochs)
             train_task = task if not corpus or corpus == getattr(task, "corpus", None) else get_task(task.name, **{**s.task_args, "corpus": corpus})
             t0 = time.perf_counter()
-            student, ft_report = finetune_on_task_(copy.deepcopy(starts[s.start]), train_task, FineTuneConfig(epochs=epochs, lr=s.ft_lr, weight_decay=0.01, masks=masks), s.batch, teacher=dense_model, distill=distill,
+            student, ft_report = finetune_on_task_(copy.deepcopy(starts[s.start]), train_task, TrainingConfig(epochs=epochs, lr=s.ft_lr, weight_decay=0.01, masks=masks), s.batch, teacher=dense_model, distill=distill,
                                                    progress=Progress(f"{name} fine-tune {corpus} {masks}"), evaluate_each_epoch=s.evaluate_each_epoch, reference=dense)
             what = (f"{corpus} text, " if corpus else "") + ("learned masks (SR-STE)" if masks == "learned" else "fixed masks")
             note = f"{epochs} epochs ({ft_report.steps} steps), lr {s.ft_lr}, batch {s.batch}, {loss_note}" + (f"; {ft_report.mask_flips} mask flips" if masks == "learned" else "")
@@ -260,7 +260,7 @@ def run_task(name: str, quick: bool, work: Path, on_row=None) -> dict:
         add(row)
     t0 = time.perf_counter()
     qat = quantize_(copy.deepcopy(student), calib, "int8", method=s.calib_methods[0])
-    qat, qat_report = finetune_on_task_(qat, task, FineTuneConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"), evaluate_each_epoch=s.evaluate_each_epoch, reference=dense)
+    qat, qat_report = finetune_on_task_(qat, task, TrainingConfig(epochs=s.qat_epochs, lr=s.qat_lr, weight_decay=0.01), s.batch, teacher=dense_model, distill=distill, progress=Progress(f"{name} QAT"), evaluate_each_epoch=s.evaluate_each_epoch, reference=dense)
     seconds = time.perf_counter() - t0
     row, _ = _row("  + INT8 QAT", task, qat, dense, seconds, note=f"{s.qat_epochs} epoch(s), lr {s.qat_lr}, distillation as above" + (" on the broad text" if calib_note else ""), epoch_loss=qat_report.epoch_loss, epoch_metrics=qat_report.epoch_metrics)
     _robustness(row, qat, extra_tasks, references)

@@ -103,7 +103,7 @@ def run_case(name: str, case: Case, quick: bool, work: Path) -> dict:
     from sparsekit.prune.lowrank import factorize_
     from sparsekit.prune.unstructured import prune_unstructured_
     from sparsekit.quantize.ptq import quantize_
-    from sparsekit.recover.finetune import FineTuneConfig
+    from sparsekit.recover.finetune import TrainingConfig
     from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
     from sparsekit.sparsify.sparsify import sparsify_
     from sparsekit.tasks import get_task
@@ -114,7 +114,7 @@ def run_case(name: str, case: Case, quick: bool, work: Path) -> dict:
     epochs = 1 if quick else case.ft_epochs
     t0 = time.perf_counter()
     if case.dense_epochs:
-        loaded.model, _ = finetune_on_task_(loaded.model, task, FineTuneConfig(epochs=2 if quick else case.dense_epochs, lr=case.dense_lr), case.batch, progress=Progress(f"{name} dense"))
+        loaded.model, _ = finetune_on_task_(loaded.model, task, TrainingConfig(epochs=2 if quick else case.dense_epochs, lr=case.dense_lr), case.batch, progress=Progress(f"{name} dense"))
     dense_seconds = time.perf_counter() - t0
     dense = loaded.model.eval()
     for p in dense.parameters():
@@ -157,7 +157,7 @@ def run_case(name: str, case: Case, quick: bool, work: Path) -> dict:
         _say(f"[{name}] {label}: {row['metrics']} params {row['params']:,} flops {row['flops']:,} latency {row['latency']}")
 
     def tune(row_loaded: LoadedModel, label: str, keep_zeros: bool = False) -> float:
-        config = FineTuneConfig(epochs=epochs, lr=case.ft_lr, keep_zeros=keep_zeros)
+        config = TrainingConfig(epochs=epochs, lr=case.ft_lr, keep_zeros=keep_zeros)
         row_loaded.model, report = finetune_on_task_(row_loaded.model, task, config, case.batch, dense, distill, progress=Progress(f"{name} {label}"))
         return report.seconds
 

@@ -38,7 +38,7 @@ _API = {
     "quantize_": "sparsekit.quantize.ptq",
     "permute_channels_": "sparsekit.sparsify.permute",
     "finetune_": "sparsekit.recover.finetune",
-    "FineTuneConfig": "sparsekit.recover.finetune",
+    "TrainingConfig": "sparsekit.recover.config",
     "MaskGuard": "sparsekit.recover.masks",
     "distillation_model": "sparsekit.recover.distill",
     "layer_sensitivity": "sparsekit.recover.sensitivity",

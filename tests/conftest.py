@@ -96,13 +96,13 @@ def digits_dense(tmp_path_factory):
     """The digits task and its zoo CNN trained dense for 3 epochs: (task, LoadedModel, checkpoint path)."""
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.models.source import load_model
-    from sparsekit.recover.finetune import FineTuneConfig
+    from sparsekit.recover.finetune import TrainingConfig
     from sparsekit.recover.task_finetune import finetune_on_task_
     from sparsekit.tasks import get_task
 
     task = get_task("digits")
     loaded = load_model(task.model[0], task.model[1])
-    loaded.model, _ = finetune_on_task_(loaded.model, task, FineTuneConfig(epochs=3, lr=3e-3, weight_decay=1e-4), batch_size=64)
+    loaded.model, _ = finetune_on_task_(loaded.model, task, TrainingConfig(epochs=3, lr=3e-3, weight_decay=1e-4), batch_size=64)
     path = tmp_path_factory.mktemp("digits") / "dense.pt"
     save_checkpoint(loaded, path)
     return task, loaded, path

@@ -86,7 +86,7 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
         elif origin is list and typing.get_args(annotation) == (float,):
             kw.update(type=_float_list, metavar=_extra(field).get("metavar", "A,B,..."))
         elif annotation in (int, float, str):
-            kw.update(type=annotation, metavar=_extra(field).get("metavar", "N" if annotation is not str else "VALUE"))
+            kw.update(type=annotation, metavar=_extra(field).get("metavar", {int: "N", float: "X", str: "VALUE"}[annotation]))
         else:
             raise TypeError(f"{config.__name__}.{name}: no command-line form for {field.annotation!r}; mark it json_schema_extra={{'cli': False}}")
         parser.add_argument(*flags, **kw)

@@ -4,7 +4,7 @@ Weights below a magnitude threshold (or the smallest ``amount`` share, per layer
 layers) become exact zeros. The model keeps its dense shapes and a GPU runs it at dense speed:
 neither cuBLAS nor TensorRT has kernels that skip scattered zeros; only 2:4 (and channel
 pruning) change what a GPU computes. Fine-tuning keeps the zeros with
-``FineTuneConfig(keep_zeros=True)``.
+``TrainingConfig(keep_zeros=True)``.
 """
 
 from __future__ import annotations

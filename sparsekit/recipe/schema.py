@@ -17,6 +17,7 @@ from sparsekit.config import StrictConfig
 from sparsekit.errors import RecipeError
 from sparsekit.export.config import ExportConfig
 from sparsekit.prune.config import PruneConfig
+from sparsekit.recover.config import FinetuneConfig
 from sparsekit.sparsify.config import SparsifyConfig
 
 RECIPE_VERSION = 1
@@ -35,22 +36,6 @@ class ModelConfig(_Strict):
     dynamic_axes: list[str] = Field(default_factory=list, description="more dynamic input axes, NAME:AXIS[=LABEL] (axis 0, the batch, always is)")
     trust_remote_code: bool = Field(False, description="let an hf:DIR folder run its own Python (auto_map); the recipe is your program, so this is your choice, never a prompt")
     max_params: int | None = Field(None, ge=1, description="largest model (parameters) a file's description may build (default 20 B)")
-
-
-class FinetuneConfig(_Strict):
-    """Fine-tuning after sparsify, masks fixed, distilled from the recipe's (unpruned, dense) model; optionally INT8/FP8 QAT."""
-
-    epochs: int = Field(3, ge=1, description="passes over the task's training data")
-    lr: float = Field(5e-5, gt=0, description="peak learning rate (warm-up, then cosine decay)")
-    batch_size: int = Field(32, ge=1, description="training batch size")
-    distill: bool = Field(True, description="distil from the recipe's model as loaded (before prune and sparsify)")
-    features: bool = Field(False, description="distillation also matches the task's feature layers")
-    student_loss_weight: float = Field(0.0, ge=0, le=1, description="share of the task's own loss next to distillation")
-    masks: Literal["fixed", "learned"] = Field("fixed", description="fixed 2:4 masks, or learned ones (SR-STE, frozen and checked at the end)")
-    quantize: Literal["int8", "fp8"] | None = Field(None, description="quantize first, then train (QAT); the export must then be of that precision")
-    calib_method: Literal["max", "entropy", "percentile", "mse"] = Field("max", description="activation calibration of quantize")
-    calib_samples: int = Field(256, ge=1, description="calibration samples of quantize (from the task)")
-    no_quant: list[str] = Field(default_factory=list, description="fnmatch patterns of layers kept unquantized")
 
 
 class Recipe(_Strict):

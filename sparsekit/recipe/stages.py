@@ -149,29 +149,17 @@ def _prune(ctx: StageContext) -> dict:
 
 def _finetune(ctx: StageContext) -> dict:
     from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.recover.finetune import FineTuneConfig
-    from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
-    from sparsekit.sparsify.check import check_model
+    from sparsekit.recover.task_finetune import finetune_stage_
 
     f = ctx.recipe.finetune
-    task = ctx.task()
     loaded = ctx.model(before="finetune")
     teacher = load_source_model(ctx.recipe.model).model if f.distill else None
-    reference = task.evaluate(teacher) if teacher is not None else None
-    if f.quantize:
-        from sparsekit.quantize.ptq import quantize_
-
-        ctx.say(f"finetune: {f.quantize} calibration ({f.calib_method})")
-        loaded.model = quantize_(loaded.model, task.calibration(f.calib_samples), f.quantize, f.no_quant, f.calib_method)
-    config = FineTuneConfig(epochs=f.epochs, lr=f.lr, masks=f.masks)
-    distill = DistillConfig(features=f.features, student_loss_weight=f.student_loss_weight)
-    loaded.model, report = finetune_on_task_(loaded.model, task, config, f.batch_size, teacher, distill, ctx.run_dir / "tuned.state.pt")
-    after = task.evaluate(loaded.model, reference)
-    meta = {"task": task.name, "quantize": f.quantize, "report": report.to_dict(), "metrics": after.metrics, "dense": reference.metrics if reference else None, "masks_2to4": check_model(loaded.model).passed}
+    result = finetune_stage_(loaded, ctx.task(), f, teacher, ctx.run_dir / "tuned.state.pt", say=lambda m: ctx.say(f"finetune: {m}"))
+    meta = {"task": ctx.task().name, "quantize": f.quantize, "report": result.report.to_dict(), "before": result.before, "metrics": result.after, "dense": result.reference, "masks_2to4": result.masks_2to4}
     write_json_atomic(ctx.run_dir / "finetune.json", meta)
     save_checkpoint(loaded, ctx.run_dir / "tuned.pt", {"finetune": meta})
     (ctx.run_dir / "tuned.state.pt").unlink(missing_ok=True)
-    return {"metrics": after.metrics, "dense": meta["dense"], "steps": report.steps, "masks_2to4": meta["masks_2to4"]}
+    return {"metrics": result.after, "dense": result.reference, "steps": result.report.steps, "masks_2to4": result.masks_2to4}
 
 
 def _list_contents(r: Recipe) -> dict:

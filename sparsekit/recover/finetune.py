@@ -13,14 +13,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from sparsekit._io import atomic_path
-from sparsekit.config import StrictConfig
+from sparsekit.recover.config import TrainingConfig
 from sparsekit.errors import SparsekitError, TrainingDataError, TrainingDivergedError, TrainingStateError
 from sparsekit.recover.masks import LearnedMasks, MaskGuard, masked_parameters
 
@@ -28,45 +27,6 @@ log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 """``loss_fn(model, batch) -> scalar loss tensor`` (the model is in train mode)."""
-
-
-class FineTuneConfig(StrictConfig):
-    """Fine-tuning settings.
-
-    Attributes:
-        epochs: passes over the training batches.
-        lr: peak learning rate (linear warm-up, then cosine decay to 0).
-        warmup: share of the steps spent warming up (0..0.5).
-        weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
-        optimizer: ``adamw`` or ``sgd`` (with ``momentum``).
-        momentum: SGD momentum.
-        grad_clip: max gradient L2 norm; 0 turns clipping off.
-        seed: seed of the batch order and dropout.
-        save_every: steps between training-state saves (0: at the end of each epoch only).
-        bn_l1: network slimming: an L1 penalty ``bn_l1 * sum|gamma|`` on every BatchNorm scale, so that
-            unimportant channels go towards zero and channel pruning by ``bn`` importance can take
-            them (0: off; 1e-4 to 1e-3 is typical).
-        keep_zeros: weights that are exactly zero when training starts stay zero (unstructured
-            pruning); 2:4 masks are kept either way.
-        masks: ``fixed`` (the 2:4 masks of sparsify stay) or ``learned`` (SR-STE: masks recomputed
-            from the dense weights every step, frozen at the end; see
-            :class:`~sparsekit.recover.masks.LearnedMasks`).
-        mask_decay: SR-STE's decay of the pruned weights (``learned`` only).
-    """
-
-    epochs: int = Field(3, ge=1)
-    lr: float = Field(5e-5, gt=0)
-    warmup: float = Field(0.06, ge=0, le=0.5)
-    weight_decay: float = Field(0.01, ge=0)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0)
-    seed: int = 0
-    save_every: int = Field(0, ge=0)
-    bn_l1: float = Field(0.0, ge=0)
-    keep_zeros: bool = False
-    masks: Literal["fixed", "learned"] = "fixed"
-    mask_decay: float = Field(2e-4, ge=0)
 
 
 @dataclass
@@ -98,7 +58,7 @@ class FineTuneReport:
         return {**self.__dict__, "seconds": round(self.seconds, 2), "epoch_loss": [round(x, 6) for x in self.epoch_loss]}
 
 
-def make_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
     """The optimizer over ``model``'s trainable parameters (frozen teachers are left out)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -106,7 +66,7 @@ def make_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _schedule(step: int, total: int, config: FineTuneConfig) -> float:
+def _schedule(step: int, total: int, config: TrainingConfig) -> float:
     """Learning-rate multiplier at ``step`` of ``total``: linear warm-up, cosine decay."""
     warm = int(total * config.warmup)
     if step < warm:
@@ -252,7 +212,7 @@ def _check_optimizer(state: TrainingState, saved: dict, optimizer: torch.optim.O
                 raise state._damaged(f"its optimizer's '{key}' of parameter {index} does not have the parameter's shape {tuple(params[index].shape)}")
 
 
-def run_fingerprint(model: nn.Module, config: FineTuneConfig, extra: str = "") -> str:
+def run_fingerprint(model: nn.Module, config: TrainingConfig, extra: str = "") -> str:
     """A digest of the model's parameter names/shapes, the settings and ``extra``."""
     import hashlib
 
@@ -266,7 +226,7 @@ def finetune_(
     model: nn.Module,
     batches: Callable[[int], Iterable[Any]],
     loss_fn: LossFn,
-    config: FineTuneConfig = FineTuneConfig(),
+    config: TrainingConfig = TrainingConfig(),
     state: TrainingState | None = None,
     progress: Callable[[dict], None] = lambda info: None,
     evaluate: Callable[[nn.Module], dict] | None = None,

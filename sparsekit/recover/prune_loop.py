@@ -30,7 +30,7 @@ from sparsekit._io import make_folders, write_json_atomic
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError, TrainingStateError
 from sparsekit.prune.config import PruneConfig
-from sparsekit.recover.finetune import FineTuneConfig
+from sparsekit.recover.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class LoopConfig(StrictConfig):
     schedule: list[float] = Field(description="cumulative share of the original channels removed after each step, increasing, each in (0, 1)")
     max_drop: float = Field(1.0, ge=0, description="stop when the primary metric is more than this many points below the unpruned model")
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
-    finetune: FineTuneConfig = Field(default_factory=lambda: FineTuneConfig(epochs=2, lr=1e-3), description="fine-tuning after each step")
+    finetune: TrainingConfig = Field(default_factory=lambda: TrainingConfig(epochs=2, lr=1e-3), description="fine-tuning after each step")
     batch_size: int = Field(32, ge=1)
     features: bool = Field(False, description="distillation also matches the task's feature layers")
     student_loss_weight: float = Field(0.5, ge=0, le=1, description="share of the task's own loss next to distillation (label-free tasks ignore it)")
@@ -308,7 +308,7 @@ def loop_config_from(config: PruneConfig) -> LoopConfig:
     """The loop settings a :class:`~sparsekit.prune.config.PruneConfig` with a ``schedule`` describes."""
     channels = ChannelSettings(importance=config.importance, round_to=config.round_to, exclude=config.exclude, global_ranking=config.global_ranking, head_share=config.head_ratio)
     return LoopConfig(schedule=config.schedule or [config.ratio], max_drop=config.max_drop, batch_size=config.batch_size, student_loss_weight=config.student_loss_weight,
-                      channels=channels, finetune=FineTuneConfig(epochs=config.epochs, lr=config.lr))
+                      channels=channels, finetune=TrainingConfig(epochs=config.epochs, lr=config.lr))
 
 
 def prune_stage_(loaded, config: PruneConfig, task=None, work_dir: str | Path | None = None, resume: bool = False,

@@ -10,7 +10,8 @@ from typing import Callable
 from torch import nn
 
 from sparsekit.errors import TrainingDataError
-from sparsekit.recover.finetune import FineTuneConfig, FineTuneReport, TrainingState, finetune_, run_fingerprint
+from sparsekit.recover.config import FinetuneConfig, TrainingConfig
+from sparsekit.recover.finetune import FineTuneReport, TrainingState, finetune_, run_fingerprint
 from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
 
 
@@ -34,7 +35,7 @@ class DistillConfig:
 def finetune_on_task_(
     model: nn.Module,
     task: Task,
-    config: FineTuneConfig,
+    config: TrainingConfig,
     batch_size: int = 32,
     teacher: nn.Module | None = None,
     distill: DistillConfig = DistillConfig(),
@@ -107,3 +108,46 @@ def finetune_on_task_(
         if teacher is not None:
             student = export_student(model)
     return student.eval(), report
+
+
+@dataclass
+class FinetuneResult:
+    """What the finetune stage did.
+
+    Attributes:
+        report: the training run (:class:`~sparsekit.recover.finetune.FineTuneReport`).
+        before: the task's metrics of the model as loaded (quantized first when ``quantize``).
+        after: its metrics after training.
+        reference: the teacher's (dense model's) metrics, when there was a teacher.
+        masks_2to4: every masked layer still holds 2:4 (checked after training).
+    """
+
+    report: FineTuneReport
+    before: dict
+    after: dict
+    reference: dict | None
+    masks_2to4: bool
+
+
+def finetune_stage_(loaded, task: Task, config: FinetuneConfig, teacher: nn.Module | None = None, state_path: str | os.PathLike | None = None,
+                    progress: Callable[[dict], None] = lambda info: None, say: Callable[[str], None] = lambda m: None) -> FinetuneResult:
+    """The finetune stage of ``sparsekit finetune`` and of a recipe, on ``loaded`` in place:
+    evaluate, quantize when ``config.quantize`` (then the training is QAT), train with the 2:4 masks
+    kept (distilled from ``teacher`` when given), evaluate again and check the masks.
+
+    Raises:
+        SparsekitError: bad data, a diverged run, or a quantizer ModelOpt rejects.
+    """
+    from sparsekit.sparsify.check import check_model
+
+    reference = task.evaluate(teacher) if teacher is not None else None
+    before = task.evaluate(loaded.model, reference)
+    if config.quantize:
+        from sparsekit.quantize.ptq import quantize_
+
+        say(f"{config.quantize} calibration ({config.calib_method})")
+        loaded.model = quantize_(loaded.model, task.calibration(config.calib_samples), config.quantize, config.no_quant, config.calib_method)
+    distill = DistillConfig(features=config.features, temperature=config.temperature, student_loss_weight=config.student_loss_weight)
+    loaded.model, report = finetune_on_task_(loaded.model, task, config.training(), config.batch_size, teacher, distill, state_path, progress, config.eval_each_epoch, reference)
+    after = task.evaluate(loaded.model, reference)
+    return FinetuneResult(report, before.metrics, after.metrics, reference.metrics if reference else None, check_model(loaded.model).passed)

@@ -17,7 +17,7 @@ from sparsekit.models.checkpoint import load_checkpoint, read_checkpoint, save_c
 from sparsekit.models.source import load_model
 from sparsekit.quantize.ptq import quantize_
 from sparsekit.recover.distill import distill_loss, distillation_model, export_student
-from sparsekit.recover.finetune import FineTuneConfig, TrainingState, finetune_
+from sparsekit.recover.finetune import TrainingConfig, TrainingState, finetune_
 from sparsekit.sparsify.sparsify import sparsify_
 
 SMALL = {"mlp": {"in_features": 32, "hidden": 64}, "cnn": {"width": 32, "image_size": 16}, "bert": {"vocab": 64, "hidden": 64, "layers": 1, "heads": 2, "ffn": 128, "seq": 16}}
@@ -47,7 +47,7 @@ def _student(name: str):
         m(*batch)
         return distill_loss(m)
 
-    report = finetune_(wrapped, batches, loss_fn, FineTuneConfig(epochs=1, lr=1e-4))
+    report = finetune_(wrapped, batches, loss_fn, TrainingConfig(epochs=1, lr=1e-4))
     loaded.model = export_student(wrapped)
     return loaded, {**meta, "finetune": {"report": report.to_dict(), "metrics": {"fidelity": 0.99}}}
 
@@ -100,7 +100,7 @@ def test_every_training_state_is_plain_data(tmp_path, optimizer, variant):
             return distill_loss(m)
 
     state = TrainingState(tmp_path / "state.pt", "run")
-    finetune_(model, batches, loss_fn, FineTuneConfig(epochs=1, lr=1e-3, optimizer=optimizer), state)
+    finetune_(model, batches, loss_fn, TrainingConfig(epochs=1, lr=1e-3, optimizer=optimizer), state)
     assert set(get_unsafe_globals_in_checkpoint(str(state.path))) <= ALLOWED
     saved = state.load()
     assert saved["step"] == 2 and set(saved["model"]) == set(model.state_dict())

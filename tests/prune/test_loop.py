@@ -11,7 +11,7 @@ from torch import nn
 from sparsekit.errors import TrainingStateError
 from sparsekit.models.source import load_model
 from sparsekit.recover.prune_loop import LoopConfig, iterative_prune, step_ratio
-from sparsekit.recover.finetune import FineTuneConfig, finetune_
+from sparsekit.recover.finetune import TrainingConfig, finetune_
 
 
 def test_step_ratio_reaches_the_cumulative_share():
@@ -28,7 +28,7 @@ def test_loop_prunes_fine_tunes_and_resumes(digits_dense, tmp_path):
 
     task, dense, _ = digits_dense
     loaded = copy.deepcopy(dense)
-    config = LoopConfig(schedule=[0.25, 0.5], max_drop=5.0, finetune=FineTuneConfig(epochs=1, lr=1e-3), batch_size=64)
+    config = LoopConfig(schedule=[0.25, 0.5], max_drop=5.0, finetune=TrainingConfig(epochs=1, lr=1e-3), batch_size=64)
     pruned, report = iterative_prune(loaded, task, config, tmp_path / "w")
     steps = report["steps"]
     assert [s["target"] for s in steps] == [0.25, 0.5] and report["accepted"] == 2
@@ -50,7 +50,7 @@ def test_loop_stops_at_the_first_step_past_max_drop(digits_dense, tmp_path):
     import copy
 
     task, dense, _ = digits_dense
-    config = LoopConfig(schedule=[0.25, 0.9375], max_drop=0.0, finetune=FineTuneConfig(epochs=1, lr=1e-4), batch_size=64)
+    config = LoopConfig(schedule=[0.25, 0.9375], max_drop=0.0, finetune=TrainingConfig(epochs=1, lr=1e-4), batch_size=64)
     try:
         pruned, report = iterative_prune(copy.deepcopy(dense), task, config, tmp_path / "w")
     except Exception as exc:  # the first step may already cost a point at max_drop 0: that is the other stop
@@ -65,7 +65,7 @@ def test_network_slimming_drives_batchnorm_scales_down():
         torch.manual_seed(0)
         model = load_model("cnn", {"width": 16, "image_size": 8}).model
         batches = [((torch.randn(8, 3, 8, 8),), torch.randint(0, 10, (8,))) for _ in range(6)]
-        finetune_(model, lambda e: batches, lambda m, b: nn.functional.cross_entropy(m(*b[0]), b[1]), FineTuneConfig(epochs=3, lr=1e-2, weight_decay=0.0, grad_clip=0.0, bn_l1=bn_l1))
+        finetune_(model, lambda e: batches, lambda m, b: nn.functional.cross_entropy(m(*b[0]), b[1]), TrainingConfig(epochs=3, lr=1e-2, weight_decay=0.0, grad_clip=0.0, bn_l1=bn_l1))
         return sum(float(m.weight.detach().abs().sum()) for m in model.modules() if isinstance(m, nn.BatchNorm2d))
 
     assert train(0.05) < 0.95 * train(0.0)  # measured: 303 against 335 over 336 scales starting at 1

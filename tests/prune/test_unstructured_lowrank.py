@@ -13,7 +13,7 @@ from sparsekit.models.source import load_model
 from sparsekit.models.low_rank import LowRankLinear
 from sparsekit.prune.lowrank import factorize_, low_rank_size
 from sparsekit.prune.unstructured import NO_SPEEDUP, prune_unstructured_
-from sparsekit.recover.finetune import FineTuneConfig, finetune_
+from sparsekit.recover.finetune import TrainingConfig, finetune_
 
 
 def _linears(model):
@@ -56,10 +56,10 @@ def test_fine_tuning_with_keep_zeros_keeps_them():
     zeros = {n: (m.weight == 0).clone() for n, m in _linears(model).items()}
     batches = [((torch.randn(8, 32),), torch.randint(0, 10, (8,))) for _ in range(4)]
     loss = lambda m, b: nn.functional.cross_entropy(m(*b[0]), b[1])  # noqa: E731
-    finetune_(model, lambda e: batches, loss, FineTuneConfig(epochs=2, lr=1e-2, weight_decay=0.1, keep_zeros=True))
+    finetune_(model, lambda e: batches, loss, TrainingConfig(epochs=2, lr=1e-2, weight_decay=0.1, keep_zeros=True))
     for name, layer in _linears(model).items():
         assert bool((layer.weight[zeros[name]] == 0).all())
-    finetune_(model, lambda e: batches, loss, FineTuneConfig(epochs=1, lr=1e-2))  # without it, they move
+    finetune_(model, lambda e: batches, loss, TrainingConfig(epochs=1, lr=1e-2))  # without it, they move
     assert any(bool((layer.weight[zeros[n]] != 0).any()) for n, layer in _linears(model).items())
 
 

@@ -9,7 +9,7 @@ import torch
 
 from sparsekit.errors import SparsekitError
 from sparsekit.quantize.ptq import CALIB_METHODS, quantize_
-from sparsekit.recover.finetune import FineTuneConfig
+from sparsekit.recover.finetune import TrainingConfig
 from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
 from sparsekit.sparsify.check import check_model, check_onnx
 from sparsekit.sparsify.sparsify import sparsify_
@@ -75,7 +75,7 @@ def test_qat_keeps_2to4_into_the_onnx_and_keeps_accuracy(sparse_digits, tmp_path
     dense = task.evaluate(loaded.model)
     calib = task.calibration(128)
     qat = quantize_(copy.deepcopy(model), calib, "int8")
-    qat, report = finetune_on_task_(qat, task, FineTuneConfig(epochs=1, lr=1e-4), 64, teacher=loaded.model, distill=DistillConfig(student_loss_weight=0.5))
+    qat, report = finetune_on_task_(qat, task, TrainingConfig(epochs=1, lr=1e-4), 64, teacher=loaded.model, distill=DistillConfig(student_loss_weight=0.5))
     assert report.steps > 0 and report.masked_layers == 8
     assert check_model(qat).passed
     assert task.evaluate(qat).metrics["accuracy"] >= dense.metrics["accuracy"] - 3

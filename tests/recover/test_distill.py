@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sparsekit.recover.distill import distill_loss, distillation_model, export_student
-from sparsekit.recover.finetune import FineTuneConfig, finetune_
+from sparsekit.recover.finetune import TrainingConfig, finetune_
 from sparsekit.sparsify.check import check_model
 from sparsekit.sparsify.sparsify import sparsify_
 
@@ -40,7 +40,7 @@ def test_distillation_raises_fidelity_and_keeps_the_masks():
         m(*batch)
         return distill_loss(m)
 
-    report = finetune_(wrapped, batches, loss_fn, FineTuneConfig(epochs=4, lr=3e-3))
+    report = finetune_(wrapped, batches, loss_fn, TrainingConfig(epochs=4, lr=3e-3))
     plain = export_student(wrapped)
     assert type(plain) is Encoder
     assert not any("teacher" in n for n, _ in plain.named_modules())

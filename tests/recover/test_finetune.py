@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sparsekit.errors import TrainingDataError, TrainingDivergedError, TrainingStateError
-from sparsekit.recover.finetune import FineTuneConfig, TrainingState, finetune_, run_fingerprint
+from sparsekit.recover.finetune import TrainingConfig, TrainingState, finetune_, run_fingerprint
 from sparsekit.sparsify.check import check_model
 from sparsekit.sparsify.sparsify import sparsify_
 
@@ -38,12 +38,12 @@ def _loss(model, batch):
     return nn.functional.cross_entropy(model(x), y)
 
 
-CONFIG = FineTuneConfig(epochs=3, lr=1e-2, save_every=2)
+CONFIG = TrainingConfig(epochs=3, lr=1e-2, save_every=2)
 
 
 def test_training_lowers_the_loss_and_keeps_2to4():
     model = _model()
-    report = finetune_(model, _batches, _loss, FineTuneConfig(epochs=4, lr=1e-2))
+    report = finetune_(model, _batches, _loss, TrainingConfig(epochs=4, lr=1e-2))
     assert report.steps == 24 and report.epochs == 4 and report.masked_layers == 2
     assert report.epoch_loss[-1] < report.epoch_loss[0]
     assert check_model(model).passed

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sparsekit.models.source import load_model
-from sparsekit.recover.finetune import FineTuneConfig, TrainingState, finetune_
+from sparsekit.recover.finetune import TrainingConfig, TrainingState, finetune_
 from sparsekit.recover.masks import masked_parameters
 from sparsekit.sparsify.check import check_model
 from sparsekit.sparsify.sparsify import sparsify_
@@ -37,7 +37,7 @@ def test_learned_masks_move_and_end_exactly_2to4_on_trt_axis(tmp_path):
 
     loaded = _sparse_mlp()
     before = _masks(loaded.model)
-    report = finetune_(loaded.model, lambda e: _batches(), _loss, FineTuneConfig(epochs=3, lr=5e-2, masks="learned"))
+    report = finetune_(loaded.model, lambda e: _batches(), _loss, TrainingConfig(epochs=3, lr=5e-2, masks="learned"))
     after = _masks(loaded.model)
     assert set(after) == set(before) and report.mask_flips > 0
     assert any(not torch.equal(before[n], after[n]) for n in before)  # weights moved between kept and pruned
@@ -53,7 +53,7 @@ def test_learned_masks_move_and_end_exactly_2to4_on_trt_axis(tmp_path):
 def test_fixed_masks_do_not_move():
     loaded = _sparse_mlp()
     before = _masks(loaded.model)
-    report = finetune_(loaded.model, lambda e: _batches(), _loss, FineTuneConfig(epochs=2, lr=5e-2))
+    report = finetune_(loaded.model, lambda e: _batches(), _loss, TrainingConfig(epochs=2, lr=5e-2))
     assert report.mask_flips == 0
     assert all(torch.equal(before[n], m) for n, m in _masks(loaded.model).items())
 
@@ -61,7 +61,7 @@ def test_fixed_masks_do_not_move():
 def test_learned_masks_resume_exactly(tmp_path):
     import pytest
 
-    config = FineTuneConfig(epochs=2, lr=5e-2, masks="learned", optimizer="sgd", warmup=0.0)
+    config = TrainingConfig(epochs=2, lr=5e-2, masks="learned", optimizer="sgd", warmup=0.0)
     steps = len(_batches())
     whole = _sparse_mlp()
     finetune_(whole.model, lambda e: _batches(), _loss, config)

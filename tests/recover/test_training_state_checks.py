@@ -8,10 +8,10 @@ import torch
 
 from sparsekit.cli.main import main
 from sparsekit.errors import TrainingStateError
-from sparsekit.recover.finetune import FineTuneConfig, TrainingState, finetune_, run_fingerprint
+from sparsekit.recover.finetune import TrainingConfig, TrainingState, finetune_, run_fingerprint
 from tests.recover.test_finetune import _batches, _loss, _model
 
-CONFIG = FineTuneConfig(epochs=3, lr=1e-2)  # 6 batches per epoch: 18 steps
+CONFIG = TrainingConfig(epochs=3, lr=1e-2)  # 6 batches per epoch: 18 steps
 
 
 @pytest.fixture(scope="module")
