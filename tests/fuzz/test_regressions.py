@@ -13,3 +13,32 @@ def test_a_recipe_nested_too_deeply_for_the_yaml_parser_is_one_line(tmp_path, cl
     recipe.write_text("version: 1\nmodel: {source: mlp}\nk: " + "[" * 2000 + "]" * 2000 + "\n")
     one_line_error(cli_inprocess("run", str(recipe), "--out", str(tmp_path / "run")), 2, "nests lists or mappings too deeply")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def mlp_onnx(tmp_path_factory):
+    """A real fp32 export of a small zoo MLP (it records its inputs in 'sparsekit.inputs')."""
+    from sparsekit.export.export import export_
+    from sparsekit.models.source import load_model
+
+    path = tmp_path_factory.mktemp("onnx") / "mlp.onnx"
+    export_(load_model("mlp", {"in_features": 32, "hidden": 32, "depth": 1, "classes": 4}), "fp32", path)
+    return path
+
+
+@pytest.mark.parametrize("value", ["11", '"abc"', "[1]", "{", '[{"name": "input", "shape": [1, 100000000000000000000000]}]', "[" * 100000])
+def test_analyze_refuses_damaged_recorded_inputs_in_one_line(tmp_path, mlp_onnx, cli_inprocess, value):
+    """Was: 'internal error: TypeError' (or ValueError, RecursionError) from the metadata the export recorded."""
+    import onnx
+
+    model = onnx.load(str(mlp_onnx))
+    next(p for p in model.metadata_props if p.key == "sparsekit.inputs").value = value
+    path = tmp_path / "damaged.onnx"
+    onnx.save(model, str(path))
+    one_line_error(cli_inprocess("analyze", str(path)), 2, "damaged 'sparsekit.inputs' metadata entry")
+
+
+def test_analyze_still_reads_the_recorded_inputs(mlp_onnx, cli_inprocess):
+    proc = cli_inprocess("analyze", str(mlp_onnx), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"body.0"' in proc.stdout
