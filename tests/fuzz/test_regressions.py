@@ -42,3 +42,18 @@ def test_analyze_still_reads_the_recorded_inputs(mlp_onnx, cli_inprocess):
     proc = cli_inprocess("analyze", str(mlp_onnx), "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"body.0"' in proc.stdout
+
+
+@pytest.mark.parametrize("value", [7, 2**63 - 1, 1.5, True])
+def test_an_architectures_entry_that_is_not_a_list_is_one_line(tmp_path, cli_inprocess, value):
+    """Was: 'internal error: TypeError: 'int' object is not iterable' for ``"architectures": 7``."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "m"
+    config = transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    transformers.BertModel(config).save_pretrained(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    raw["architectures"] = value
+    (folder / "config.json").write_text(json.dumps(raw))
+    one_line_error(cli_inprocess("analyze", f"hf:{folder}"), 2, "is not a model class of transformers")
