@@ -57,3 +57,22 @@ def test_an_architectures_entry_that_is_not_a_list_is_one_line(tmp_path, cli_inp
     raw["architectures"] = value
     (folder / "config.json").write_text(json.dumps(raw))
     one_line_error(cli_inprocess("analyze", f"hf:{folder}"), 2, "is not a model class of transformers")
+
+
+@pytest.mark.parametrize("spec", ["x\nos:system", "mlp\nsparsekit: error: all good", "\x1b[2Jos:system"])
+def test_a_recorded_code_source_is_shown_on_one_line(tmp_path, cli_inprocess, spec):
+    """Was: the refusal echoed the file's spec verbatim, so a newline in it split the error (and could
+    forge a second 'sparsekit: error:' line, or a terminal escape)."""
+    import torch
+
+    from sparsekit.models.checkpoint import save_checkpoint
+    from sparsekit.models.source import load_model
+
+    path = tmp_path / "ck.pt"
+    save_checkpoint(load_model("mlp", {"in_features": 32, "hidden": 32, "depth": 1, "classes": 4}), path)
+    payload = torch.load(path, weights_only=True)
+    payload["source"] = {**payload["source"], "kind": "factory", "spec": spec, "args": {}}
+    torch.save(payload, path)
+    line = one_line_error(cli_inprocess("check", str(path)), 2, "never run unless you name it")
+    assert "\x1b" not in line and "\r" not in line
+    assert spec.encode("unicode_escape").decode("ascii") in line
