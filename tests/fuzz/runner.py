@@ -32,7 +32,7 @@ def _describe(exc: BaseException) -> str:
     for sub in getattr(exc, "exceptions", None) or [exc]:
         text = "".join(traceback.format_exception_only(type(sub), sub)).strip()
         notes = "\n".join(getattr(sub, "__notes__", []) or [])
-        parts.append(f"{text[:1500]}\n{notes[:2500]}")
+        parts.append(f"{text[:12000]}\n{notes[:2500]}")
     return "\n---\n".join(parts)
 
 

@@ -15,6 +15,7 @@ CODE_SPECS = (
     "os:system", "builtins:exec", "builtins:eval", "subprocess:run", "subprocess:Popen", "posix:system", "importlib:import_module",
     "pty:spawn", "{PAYLOAD}:f", "{PAYLOAD}:missing", f"fuzz_payload:f", "torchvision:resnet18", "torchvision:{PAYLOAD}",
     "hf:{PAYLOAD}", "hf:/nonexistent/folder", "hf:../../..", "{PAYLOAD}", "mlp", "cnn", "bert", "", ":", "a:b:c", "mlp:", "../../etc/passwd",
+    "mlp\nsparsekit: error: forged", "x\nos:system", "hf:/x\ny", "torchvision:x\ny", "\x1b[2Jmlp", "mlp\r",
 )
 """Model sources a payload may name: code the user did not name, data prefixes, odd strings."""
 HOSTILE_STRINGS = ("{SENTINEL}", "touch {SENTINEL}", "$(touch {SENTINEL})", "`touch {SENTINEL}`", "../../../../tmp/x", "/etc/passwd", "\x00", "é" * 5, "%s%n", "{0.__class__}")

@@ -432,9 +432,10 @@ def apply_state(payload: dict, mutation: tuple, arena: Arena) -> None:
     elif op == "model.drop" and keys:
         model.pop(keys[rest[0] % len(keys)])
     elif op == "opt.state" and isinstance(opt.get("state"), dict) and opt["state"]:
-        entry = opt["state"][sorted(opt["state"])[rest[0] % len(opt["state"])]]
-        entry[rest[1]] = _value(rest[2])
-    elif op == "opt.group" and isinstance(opt.get("param_groups"), list) and opt["param_groups"]:
+        entry = opt["state"][sorted(opt["state"], key=str)[rest[0] % len(opt["state"])]]
+        if isinstance(entry, dict):
+            entry[rest[1]] = _value(rest[2])
+    elif op == "opt.group" and isinstance(opt.get("param_groups"), list) and opt["param_groups"] and isinstance(opt["param_groups"][0], dict):
         opt["param_groups"][0][rest[0]] = rest[1]
     elif op == "opt.set":
         opt[rest[0]] = rest[1]
