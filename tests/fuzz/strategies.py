@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 HUGE_INTS = (0, -1, -2, 1, 3, 17, 2**16 + 1, 2**24 + 1, 2**31, 2**32 + 7, 10**9, 10**12, 2**63 - 1, -(2**63), 2**64, 10**30)
 CODE_SPECS = (
     "os:system", "builtins:exec", "builtins:eval", "subprocess:run", "subprocess:Popen", "posix:system", "importlib:import_module",
-    "pty:spawn", "{PAYLOAD}:f", "{PAYLOAD}:missing", f"fuzz_payload:f", "torchvision:resnet18", "torchvision:{PAYLOAD}",
+    "pty:spawn", "{PAYLOAD}:f", "{PAYLOAD}:missing", "fuzz_payload:f", "torchvision:resnet18", "torchvision:{PAYLOAD}",
     "hf:{PAYLOAD}", "hf:/nonexistent/folder", "hf:../../..", "{PAYLOAD}", "mlp", "cnn", "bert", "", ":", "a:b:c", "mlp:", "../../etc/passwd",
     "mlp\nsparsekit: error: forged", "x\nos:system", "hf:/x\ny", "torchvision:x\ny", "\x1b[2Jmlp", "mlp\r",
 )

@@ -15,8 +15,8 @@ import re
 import resource
 import shutil
 import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -400,7 +400,7 @@ def onnx_target(arena: Arena, seeds: Seeds, cli: Callable, examples: int, findin
                     apply_onnx(model, mutation, arena)
             try:
                 data = model.SerializeToString()
-            except Exception:  # protobuf refuses some values (a negative dim is fine, an out-of-range int64 is not)
+            except Exception:  # noqa: BLE001 - protobuf refuses some values (a negative dim is fine, an out-of-range int64 is not)
                 return
             for op, frac, *byte in byte_ops:
                 pos = min(int(frac * len(data)), max(len(data) - 1, 0))
@@ -451,7 +451,7 @@ def library_outcome(call: Callable[[], Any], findings: Findings) -> None:
     except SparsekitError as exc:
         findings.outcome(type(exc).__name__)
         assert "\n" not in str(exc).strip(), f"a multi-line error: {str(exc)[:300]!r}"
-    except Exception as exc:  # noqa: BLE001 - the finding
+    except Exception as exc:  # the finding
         raise AssertionError(f"{type(exc).__name__} instead of a SparsekitError: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}") from exc
 
 
@@ -467,7 +467,7 @@ def training_state_target(arena: Arena, seeds: Seeds, cli: Callable, examples: i
     @given(mutations=st.lists(S.state_mutations(), min_size=1, max_size=3))
     @findings.collecting
     def fuzz_training_state(mutations):
-        with arena.case() as (inp, out):
+        with arena.case() as (_inp, out):
             payload = copy.deepcopy(base)
             for mutation in mutations:
                 apply_state(payload, mutation, arena)
@@ -534,7 +534,7 @@ def loop_target(arena: Arena, seeds: Seeds, cli: Callable, examples: int, findin
     @given(mutations=st.lists(S.loop_mutations(), min_size=1, max_size=3))
     @findings.collecting
     def fuzz_loop_json(mutations):
-        with arena.case() as (inp, out):
+        with arena.case() as (_inp, out):
             work = out / "work"  # resuming writes steps and loop.json: the work folder is the output
             shutil.copytree(seeds.loop_dir, work)
             loaded = load_model("mlp", dict(MLP_ARGS))

@@ -18,7 +18,8 @@ swapping the machine. On top of the hard limit, the runner records each case's g
 RSS and reports any case that grows it by more than 1 GiB, and this module asserts the child's
 peak RSS stays under :data:`PEAK_RSS_MB`.
 
-Runtime: about 580 cases in ~30 s on a 2-core machine (imports and seeds ~8 s). Set
+Runtime: about 580 cases; the whole tests/fuzz folder takes 25-50 s on a shared 2-core machine
+(imports and seeds ~6-10 s of it). Set
 ``SPARSEKIT_FUZZ_SCALE=5`` to run five times the cases (the same seed: a superset of them).
 """
 
@@ -38,10 +39,12 @@ REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_MB = 2048
 """Largest peak RSS of the fuzz process: ~0.65 GB measured, and nothing a case reads may add gigabytes."""
 PENDING = {
-    "training_state": "resuming validates a training state's model and optimizer parts only by type: wrong shapes, missing keys or "
-    "parameter groups end in RuntimeError/ValueError from torch instead of a TrainingStateError (sparsekit/recover/finetune.py)",
-    "loop_json": "resuming a prune loop reads loop.json without validating it: non-JSON, null, non-list steps, out-of-range "
-    "'accepted' end in JSONDecodeError/TypeError/IndexError instead of a TrainingStateError (sparsekit/prune/loop.py)",
+    "training_state": "resuming validates a training state's model and optimizer parts only by type: wrong shapes or missing keys, "
+    "a non-dict optimizer state, mismatched parameter groups or a negative step end in RuntimeError/ValueError/AttributeError/"
+    "TypeError/ZeroDivisionError instead of a TrainingStateError (sparsekit/recover/finetune.py)",
+    "loop_json": "resuming a prune loop reads loop.json without validating it: non-JSON, null or a list, non-list steps, a "
+    "non-string checkpoint, an out-of-range or non-int 'accepted' end in JSONDecodeError/TypeError/IndexError/AttributeError "
+    "instead of a TrainingStateError (sparsekit/prune/loop.py)",
 }
 """Targets whose failures are known and fixed elsewhere; the tests pass once those fixes land."""
 TARGETS = ("checkpoint", "hf_config", "recipe", "onnx", "training_state", "loop_json")
@@ -59,7 +62,7 @@ def fuzz_report(tmp_path_factory) -> dict:
         "TMPDIR": str(root / "tmp"), "HF_HOME": str(root / "hf_home"), "XDG_CACHE_HOME": str(root / "cache"),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
     }
-    proc = subprocess.run([sys.executable, "-m", "tests.fuzz.runner", str(root), str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "tests.fuzz.runner", str(root), str(report)], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(report.read_text())
 
