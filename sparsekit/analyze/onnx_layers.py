@@ -17,13 +17,24 @@ def _fix_input_dims(model) -> bool:
 
     Returns:
         Whether any input dimension was fixed.
+
+    Raises:
+        OnnxModelError: the metadata entry is not JSON or not a valid input spec.
     """
     import json
+
+    from sparsekit.errors import InputShapeError, OnnxModelError
+    from sparsekit.models.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}
     if "sparsekit.inputs" not in meta:
         return False
-    shapes = {i["name"]: i["shape"] for i in json.loads(meta["sparsekit.inputs"])}
+    try:
+        recorded = InputSpec.from_dict(json.loads(meta["sparsekit.inputs"]))  # every entry checked: the file may hold anything
+    except (ValueError, RecursionError, InputShapeError) as exc:
+        reason = exc.problem if isinstance(exc, InputShapeError) else "not JSON"
+        raise OnnxModelError(f"the ONNX file has a damaged 'sparsekit.inputs' metadata entry ({reason})", "export the model again, or remove that metadata entry") from exc
+    shapes = {t.name: list(t.shape) for t in recorded.tensors}
     fixed = False
     for vi in model.graph.input:
         dims = vi.type.tensor_type.shape.dim

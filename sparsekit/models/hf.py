@@ -181,7 +181,8 @@ def load_hf_folder(spec: str, args: dict[str, Any]) -> nn.Module:
             config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=remote)
         except Exception as exc:
             raise ModelSourceError(f"cannot read the config of '{path}': {_first_line(exc)}", _config_fix(raw, remote)) from exc
-        names = [arch] if arch else list(getattr(config, "architectures", None) or [])
+        declared = getattr(config, "architectures", None) or []
+        names = [arch] if arch else list(declared) if isinstance(declared, (list, tuple)) else [declared]  # config.json may hold any value
         if not names:
             raise ModelSourceError(f"the config of '{path}' names no model class ('architectures' is empty)", "pass --model-arg architecture=CLASS, e.g. architecture=BertModel")
         cls = _remote_class(tf, config, path) if remote and getattr(config, "auto_map", None) and not arch else _model_class(tf, str(names[0]), raw)

@@ -121,6 +121,13 @@ def trust_sources(*specs: str | None, remote_code: bool | None = None, max_param
         _POLICY.reset(token)
 
 
+def _one_line(text: str, limit: int = 120) -> str:
+    """``text`` as one printable line for a message: a file may put newlines or terminal escapes in
+    a source it records, and the error must stay one line (escaped as ``\\n``, ``\\x1b``), cut at ``limit``."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def require_allowed(spec: str, origin: str) -> None:
     """Refuse to run the code ``spec`` names unless the user named that same code in this invocation.
 
@@ -137,7 +144,7 @@ def require_allowed(spec: str, origin: str) -> None:
     ref = code_ref(spec)
     if ref in current_policy().sources:
         return
-    shown = spec if len(spec) <= 120 else spec[:117] + "..."
+    shown = _one_line(spec)
     raise UntrustedSourceError(
         f"{origin} names the code source '{shown}', and a file's model source is never run unless you name it yourself",
         f"if it is a factory you wrote and trust, name it on the command line: --model-source '{shown}' (in Python: with sparsekit.trust_sources('{shown}')); otherwise do not use this file",

@@ -128,6 +128,8 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe '{p}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
+    except RecursionError as exc:  # PyYAML parses nested collections recursively
+        raise RecipeError(f"recipe '{p}' nests lists or mappings too deeply to read", "a recipe nests a few levels; fix the YAML") from exc
     return recipe_from_dict(data, str(p), base=p.resolve().parent)
 
 
