@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Callable
 
 from sparsekit._io import write_json_atomic
@@ -50,25 +51,11 @@ class LocalExecutor(Executor):
         write_json_atomic(req, self._request(job))
         if res.exists():
             res.unlink()
-        env = dict(os.environ)
-        visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-        env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)] if visible else str(slot)  # one GPU per slot
-        limit = self._timeout(job)
-        with open(folder / "worker.log", "ab") as logf:
-            proc = subprocess.Popen([sys.executable, "-m", "sparsekit.service.worker", str(req), str(res)], stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = self._spawn(job, slot, req, res)
         with self._lock:
             self._procs[job.id] = proc
         try:
-            try:  # once: the worker also watches its own deadline and this server
-                self.jobs.set_worker(job.id, proc.pid, process_start(proc.pid))
-            except (sqlite3.Error, OSError) as exc:
-                log.warning("could not record the worker of job %s (%s)", job.id, exc)
-            try:
-                rc = proc.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                rc = None
+            rc = self._wait(job, proc)
         finally:
             with self._lock:
                 self._procs.pop(job.id, None)
@@ -79,13 +66,39 @@ class LocalExecutor(Executor):
         if current and current.state == CANCELLED:
             self._cleanup_staging(job.request.get("engine_key", job.key))
             return
+        self._finish(job, self._outcome(job, rc, res), health)
+
+    def _spawn(self, job: Job, slot: int, req: Path, res: Path) -> subprocess.Popen:
+        """Start the worker for ``job`` on slot ``slot``'s GPU, in its own process group, its
+        output appended to the job's ``worker.log``."""
+        env = dict(os.environ)
+        visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)] if visible else str(slot)  # one GPU per slot
+        with open(req.parent / "worker.log", "ab") as logf:
+            return subprocess.Popen([sys.executable, "-m", "sparsekit.service.worker", str(req), str(res)], stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def _wait(self, job: Job, proc: subprocess.Popen) -> int | None:
+        """Record the worker in the job store, then wait for it within the job's limit: its exit
+        status, or None when it ran out of time (its process group killed)."""
+        try:  # once: the worker also watches its own deadline and this server
+            self.jobs.set_worker(job.id, proc.pid, process_start(proc.pid))
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not record the worker of job %s (%s)", job.id, exc)
+        try:
+            return proc.wait(timeout=self._timeout(job))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return None
+
+    def _outcome(self, job: Job, rc: int | None, res: Path) -> dict:
+        """The job's result from the worker's exit status ``rc`` (None: timed out) and its result file."""
         if rc is None:
-            self._finish(job, self._timed_out(job), health)
-        elif res.is_file():
-            self._finish(job, json.loads(res.read_text()), health)
-        else:
-            how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
-            self._finish(job, {"ok": False, "error": {"stage": "worker", "message": f"the build process died ({how}) before reporting", "hint": "submit again; if it repeats, see logs (out of memory?)"}}, health)
+            return self._timed_out(job)
+        if res.is_file():
+            return json.loads(res.read_text())
+        how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+        return {"ok": False, "error": {"stage": "worker", "message": f"the build process died ({how}) before reporting", "hint": "submit again; if it repeats, see logs (out of memory?)"}}
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
