@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Callable
+
+import httpx
 
 from sparsekit._io import atomic_path
 from sparsekit.backends.spec import BuildSpec
@@ -22,12 +25,9 @@ class BuildClient:
     """Talks to ``sparsekit serve`` at ``server`` (``http://127.0.0.1:8700``)."""
 
     def __init__(self, server: str, token: str | None = None, timeout: float = 60.0) -> None:
-        import httpx
-
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.server = server.rstrip("/")
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
-        self._httpx = httpx
 
     def _unreachable(self, exc: Exception) -> "ServiceError":
         return ServiceError(f"cannot reach the build service at {self.server} ({type(exc).__name__})", "start it with 'sparsekit serve' or check --server")
@@ -35,7 +35,7 @@ class BuildClient:
     def _call(self, method: str, *args, **kwargs):
         try:
             return getattr(self._http, method)(*args, **kwargs)
-        except self._httpx.TransportError as exc:
+        except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
 
     def _check(self, resp):
@@ -97,13 +97,11 @@ class BuildClient:
 
     def download(self, build_id: str, name: str, dest: str | os.PathLike) -> Path:
         """Download artifact ``name`` to ``dest`` atomically; the engine's sha256 is verified."""
-        import hashlib
-
         dest = Path(dest)
         try:
             stream = self._http.stream("GET", f"/v1/builds/{build_id}/artifacts/{name}")
             resp = stream.__enter__()
-        except self._httpx.TransportError as exc:
+        except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         try:
             if resp.status_code >= 400:

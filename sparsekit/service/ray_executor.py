@@ -1,12 +1,15 @@
-"""The ``ray`` executor: each build is a Ray task routed to a GPU type, one build per worker process."""
+"""The ``ray`` executor: each build is a Ray task routed to a GPU type, one build per worker process.
+
+Ray itself is imported only when this executor starts: it is an optional dependency."""
 
 from __future__ import annotations
 
 import threading
 
-from sparsekit.service.executors import Executor
+from sparsekit.service.executor_base import Executor
 from sparsekit.service.jobs import CANCELLED, Job
 from sparsekit.service.slots import SlotHealth
+from sparsekit.service.worker import run_request
 
 
 class RayExecutor(Executor):
@@ -25,8 +28,6 @@ class RayExecutor(Executor):
 
     def start(self) -> None:
         import ray
-
-        from sparsekit.service.worker import run_request
 
         if not ray.is_initialized():
             host = (self.settings.ray_address or "127.0.0.1").split(":")[0]

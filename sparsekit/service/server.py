@@ -10,6 +10,10 @@ from __future__ import annotations
 import logging
 import signal
 
+import uvicorn
+
+from sparsekit.service.api import create_app
+from sparsekit.service.connections import guarded_protocol
 from sparsekit.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,6 @@ def serve(settings: ServiceSettings, on_ready=lambda: None) -> None:
     Raises:
         ServiceStateError: the state folder is held by another server or cannot be opened.
     """
-    import uvicorn
-
-    from sparsekit.service.api import create_app
-    from sparsekit.service.connections import guarded_protocol
-
     app = create_app(settings)
     on_ready()
     protocol = guarded_protocol(settings.header_timeout_s, settings.max_connections_per_ip)

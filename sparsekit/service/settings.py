@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from sparsekit.config import StrictConfig
 from sparsekit.errors import ServiceConfigError, SparsekitError
+from sparsekit.service.validation import describe_validation_error
 
 DAY_S = 86400.0
 
@@ -86,8 +87,6 @@ class ServiceSettings(StrictConfig):
         Raises:
             ServiceConfigError: a value outside its range, or an unsafe combination.
         """
-        from sparsekit.service.validation import describe_validation_error
-
         try:
             settings = cls(**options)
         except ValidationError as exc:

@@ -10,7 +10,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -64,6 +64,35 @@ def check_declared_size(declared: int | None, limit_bytes: int, disk: DiskGuard)
         raise UploadRefused(507, short, "disk_full")
 
 
+async def _next_chunk(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop, deadline: float, idle_s: float, total_s: float) -> bytes | None:
+    """The next piece of the body (None at its end), waiting at most ``idle_s`` seconds and never
+    past ``deadline`` (loop time, seconds).
+
+    Raises:
+        UploadRefused: 408 stalled or too slow, 400 client gone.
+    """
+    wait = min(idle_s, deadline - loop.time())
+    try:
+        return await asyncio.wait_for(chunks.__anext__(), max(wait, 0.0))
+    except StopAsyncIteration:
+        return None
+    except asyncio.TimeoutError:
+        if wait < idle_s:
+            raise UploadRefused(408, f"the upload was not complete after {total_s:.0f} s (the service's limit)", "timeout") from None
+        raise UploadRefused(408, f"the upload sent no data for {idle_s:.0f} s; send the file in one go", "timeout") from None
+    except ClientDisconnect:
+        raise UploadRefused(400, "the client disconnected before the upload was complete", "disconnected") from None
+
+
+def _write_refusal(exc: OSError, disk: DiskGuard, need_bytes: int) -> UploadRefused:
+    """The refusal of an upload its temp file could not take: 507 on a full disk (noted, with
+    ``need_bytes`` wanted), else 503."""
+    if is_disk_full(exc):
+        disk.note_full(UPLOADS_ROLE, need_bytes)
+        return UploadRefused(507, disk.shortfall(UPLOADS_ROLE) or "disk full in the uploads folder", "disk_full")
+    return UploadRefused(503, f"the service cannot store uploads now ({exc.strerror})", "storage")
+
+
 async def receive_upload(request: Request, folder: Path, limit_bytes: int, idle_s: float, total_s: float, disk: DiskGuard, declared: int | None = None) -> Upload:
     """Stream the request body to ``folder/.upload-<random>``, hashing it on the way.
 
@@ -88,29 +117,14 @@ async def receive_upload(request: Request, folder: Path, limit_bytes: int, idle_
     try:
         try:
             with open(tmp, "wb") as fh:
-                while True:
-                    left = deadline - loop.time()
-                    wait = min(idle_s, left)
-                    try:
-                        chunk = await asyncio.wait_for(chunks.__anext__(), max(wait, 0.0))
-                    except StopAsyncIteration:
-                        break
-                    except asyncio.TimeoutError:
-                        if wait < idle_s:
-                            raise UploadRefused(408, f"the upload was not complete after {total_s:.0f} s (the service's limit)", "timeout") from None
-                        raise UploadRefused(408, f"the upload sent no data for {idle_s:.0f} s; send the file in one go", "timeout") from None
-                    except ClientDisconnect:
-                        raise UploadRefused(400, "the client disconnected before the upload was complete", "disconnected") from None
+                while (chunk := await _next_chunk(chunks, loop, deadline, idle_s, total_s)) is not None:
                     size += len(chunk)
                     if size > limit_bytes:
                         raise UploadRefused(413, f"upload larger than {limit_bytes // MIB} MiB", "size")
                     digest.update(chunk)
                     fh.write(chunk)
         except OSError as exc:
-            if is_disk_full(exc):
-                disk.note_full(UPLOADS_ROLE, max(declared or 0, size))
-                raise UploadRefused(507, disk.shortfall(UPLOADS_ROLE) or "disk full in the uploads folder", "disk_full") from exc
-            raise UploadRefused(503, f"the service cannot store uploads now ({exc.strerror})", "storage") from exc
+            raise _write_refusal(exc, disk, max(declared or 0, size)) from exc
         if size == 0:
             raise UploadRefused(422, "empty upload: send the ONNX file as the request body", "empty")
     except BaseException:

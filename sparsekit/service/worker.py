@@ -21,14 +21,18 @@ import time
 from pathlib import Path
 
 from sparsekit._io import write_json_atomic
+from sparsekit.analyze.onnx_weights import load_onnx
+from sparsekit.backends.build import build_engine
+from sparsekit.backends.onnx_external import refuse_external_data
+from sparsekit.backends.spec import BuildSpec
+from sparsekit.bench.harness import BenchConfig, measure_single
+from sparsekit.errors import OnnxModelError, SparsekitError
 from sparsekit.service.disk import MIB, free_bytes, storage_errno, storage_failure
 
 WATCH_INTERVAL_S = 0.5
 
 
 def _fail(stage: str, exc: BaseException) -> dict:
-    from sparsekit.errors import SparsekitError
-
     if isinstance(exc, SparsekitError):
         return {"ok": False, "error": {"stage": stage, "message": exc.problem, "hint": exc.fix}}
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -57,11 +61,7 @@ def _failed(stage: str, exc: BaseException, request: dict) -> dict:
 
 def validate_onnx(path: Path) -> None:
     """Parse and check the ONNX (never an engine): the parser's reason on failure."""
-    import onnx
-
-    from sparsekit.analyze.onnx_weights import load_onnx
-    from sparsekit.backends.onnx_external import refuse_external_data
-    from sparsekit.errors import OnnxModelError
+    import onnx  # heavy: imported by the build, not by the server that imports this module
 
     model = load_onnx(path, load_external_data=False)  # never open files the upload names
     refuse_external_data(model)
@@ -75,8 +75,7 @@ def validate_onnx(path: Path) -> None:
 
 def benchmark(record, spec_backend: str, seconds: float = 2.0) -> dict:
     """Latency of the built artifact on this machine right after the build (batch from the ONNX)."""
-    from sparsekit.bench.harness import BenchConfig, measure_single
-    from sparsekit.export.export import input_spec_of
+    from sparsekit.export.export import input_spec_of  # imports torch
 
     inputs = input_spec_of(record.metadata["onnx"])
     config = BenchConfig(rounds=5, round_seconds=seconds / 5, warmup_seconds=0.2)
@@ -94,9 +93,6 @@ def benchmark(record, spec_backend: str, seconds: float = 2.0) -> dict:
 
 def run_request(request: dict) -> dict:
     """Execute one build request (also called in-process by the Ray executor's task)."""
-    from sparsekit.backends.build import build_engine
-    from sparsekit.backends.spec import BuildSpec
-
     onnx_path = Path(request["onnx"])
     try:
         validate_onnx(onnx_path)
