@@ -81,6 +81,7 @@ def finetune_on_task_(
         raise TrainingDataError(f"task '{task.name}' has no labels to train on", "give the dense model as teacher (--teacher) to distil from it")
     fingerprint = run_fingerprint(model, config, f"{task.name}|{batch_size}|{teacher is not None}|{distill}")
     student = model
+    teacher_grads = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []  # ModelOpt freezes the teacher in place
     if teacher is not None:
         features = task.feature_layers(model) if distill.features else []
         model = distillation_model(model, teacher, task.distill_output, features, distill.feature_weight, distill.temperature, distill.student_loss_weight)
@@ -107,6 +108,8 @@ def finetune_on_task_(
     finally:
         if teacher is not None:
             student = export_student(model)
+        for param, flag in teacher_grads:  # the caller's model is left as it was given
+            param.requires_grad_(flag)
     return student.eval(), report
 
 

@@ -50,3 +50,18 @@ def test_distillation_raises_fidelity_and_keeps_the_masks():
     assert report.epoch_loss[-1] < report.epoch_loss[0]
     assert check_model(plain).passed
     assert all(not p.requires_grad for p in teacher.parameters()), "the teacher is frozen"
+
+
+def test_distillation_leaves_the_callers_teacher_trainable(digits_dense):
+    """ModelOpt freezes the teacher in place; the kit gives the caller's model back as it was, so a
+    later run that trains it (or a copy) still has parameters to optimise."""
+    import copy
+
+    from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
+
+    task, loaded, _ = digits_dense
+    teacher = copy.deepcopy(loaded.model)
+    before = [p.requires_grad for p in teacher.parameters()]
+    student = copy.deepcopy(loaded.model)
+    finetune_on_task_(student, task, TrainingConfig(epochs=1, lr=1e-4), 256, teacher=teacher, distill=DistillConfig())
+    assert [p.requires_grad for p in teacher.parameters()] == before and any(before)
