@@ -51,6 +51,12 @@ def _configure_logging(verbose: bool, debug: bool) -> None:
         warnings.filterwarnings("ignore", message=r"transformers .* is not tested with current version of modelopt")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``): an error that
+    repeats a string from a file stays one line and cannot forge another or drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 SIGNALS_HANDLED_BY_COMMAND = {"serve"}
 """Commands that stop on SIGTERM/SIGHUP by themselves (the service drains and shuts down)."""
 
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except SparsekitError as exc:
         if args.debug:
             raise
-        print(f"sparsekit: error: {exc}", file=sys.stderr)
+        print(f"sparsekit: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("sparsekit: interrupted; unfinished outputs removed", file=sys.stderr)
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback with --debug
         if args.debug:
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = one_line((str(exc).strip().splitlines() or [""])[0])
         print(f"sparsekit: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback, and report it)", file=sys.stderr)
         return 1
 

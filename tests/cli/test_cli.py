@@ -125,3 +125,9 @@ def test_wrong_calibration_shape(cli, tmp_path):
 def test_debug_shows_traceback(cli_subprocess):
     proc = cli_subprocess("--debug", "check", "missing.onnx")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_an_error_repeating_a_string_from_input_stays_one_line(cli):
+    """A newline or terminal escape in a name (from a file or argv) is escaped, never printed raw."""
+    line = one_line_error(cli("analyze", "mlp\nsparsekit error forged\x1b[2J"), code=2, match="is not a built-in model")
+    assert "\\n" in line and "\\x1b" in line and "\x1b" not in line

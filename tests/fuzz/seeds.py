@@ -60,9 +60,9 @@ def make_seeds(root: Path) -> Seeds:
     sparse.model, _ = sparsify_(sparse.model, "magnitude")
     checkpoint = save_checkpoint(sparse, root / "mlp.pt")
 
-    pruned, _ = prune_(_mlp(), "channel", ratio=0.5, round_to=8)
+    pruned, _ = prune_(_mlp(), granularity="channel", ratio=0.5, round_to=8)
     pruned = save_checkpoint(pruned, root / "pruned.pt")
-    low, _ = prune_(_mlp(), "low_rank", rank_fraction=0.25, round_to=8)
+    low, _ = prune_(_mlp(), granularity="low_rank", rank_fraction=0.25, round_to=8)
     low_rank = save_checkpoint(low, root / "low_rank.pt")
 
     onnx = root / "mlp.onnx"
@@ -91,7 +91,7 @@ def tiny_training(model):
     """``(batches, loss_fn, config)`` of a two-step fine-tuning of the small MLP (fixed data)."""
     import torch
 
-    from sparsekit.recover.finetune import FineTuneConfig
+    from sparsekit.recover.config import TrainingConfig
 
     gen = torch.Generator().manual_seed(0)
     data = [(torch.randn(4, MLP_ARGS["in_features"], generator=gen), torch.randint(0, MLP_ARGS["classes"], (4,), generator=gen)) for _ in range(2)]
@@ -99,7 +99,7 @@ def tiny_training(model):
     def loss_fn(m, batch):
         return torch.nn.functional.cross_entropy(m(batch[0]), batch[1])
 
-    return (lambda epoch: data), loss_fn, FineTuneConfig(epochs=1, lr=1e-3)
+    return (lambda epoch: data), loss_fn, TrainingConfig(epochs=1, lr=1e-3)
 
 
 def _training_state(path: Path) -> tuple[Path, str]:

@@ -522,11 +522,11 @@ def loop_target(arena: Arena, seeds: Seeds, cli: Callable, examples: int, findin
     import torch
 
     from sparsekit.models.source import load_model
-    from sparsekit.prune.loop import LoopConfig, iterative_prune
-    from sparsekit.recover.finetune import FineTuneConfig
+    from sparsekit.recover.prune_loop import LoopConfig, iterative_prune
+    from sparsekit.recover.config import TrainingConfig
 
     task = _tiny_task()
-    config = LoopConfig(schedule=[0.5], max_drop=100.0, finetune=FineTuneConfig(epochs=1, lr=1e-3), batch_size=16)
+    config = LoopConfig(schedule=[0.5], max_drop=100.0, finetune=TrainingConfig(epochs=1, lr=1e-3), batch_size=16)
     base = json.loads((seeds.loop_dir / "loop.json").read_text())
     checkpoint = torch.load(seeds.loop_dir / "step1.pt", weights_only=True)
 

@@ -38,15 +38,6 @@ pytestmark = pytest.mark.fuzz
 REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_MB = 2048
 """Largest peak RSS of the fuzz process: ~0.65 GB measured, and nothing a case reads may add gigabytes."""
-PENDING = {
-    "training_state": "resuming validates a training state's model and optimizer parts only by type: wrong shapes or missing keys, "
-    "a non-dict optimizer state, mismatched parameter groups or a negative step end in RuntimeError/ValueError/AttributeError/"
-    "TypeError/ZeroDivisionError instead of a TrainingStateError (sparsekit/recover/finetune.py)",
-    "loop_json": "resuming a prune loop reads loop.json without validating it: non-JSON, null or a list, non-list steps, a "
-    "non-string checkpoint, an out-of-range or non-int 'accepted' end in JSONDecodeError/TypeError/IndexError/AttributeError "
-    "instead of a TrainingStateError (sparsekit/prune/loop.py)",
-}
-"""Targets whose failures are known and fixed elsewhere; the tests pass once those fixes land."""
 TARGETS = ("checkpoint", "hf_config", "recipe", "onnx", "training_state", "loop_json")
 
 
@@ -67,7 +58,7 @@ def fuzz_report(tmp_path_factory) -> dict:
     return json.loads(report.read_text())
 
 
-@pytest.mark.parametrize("target", [pytest.param(t, marks=pytest.mark.xfail(reason=PENDING[t], strict=False)) if t in PENDING else t for t in TARGETS])
+@pytest.mark.parametrize("target", TARGETS)
 def test_mutated_files_are_read_or_refused_in_one_line(fuzz_report, target):
     result = fuzz_report["targets"][target]
     assert result["examples"] >= 20, result  # the target really ran its cases
