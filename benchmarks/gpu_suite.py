@@ -140,7 +140,7 @@ def preflight(job, state: State) -> dict:
 def _bert_large_at(state: State, seq: int):
     """The headline model at sequence ``seq``: built and masked once (on the GPU, fp32)."""
     from sparsekit.models.source import LoadedModel, load_model
-    from sparsekit.models.spec import InputSpec, InputTensor
+    from sparsekit.input_spec import InputSpec, InputTensor
     from sparsekit.sparsify.direct import mask_weights_2to4_
 
     if state.loaded is None:

@@ -23,8 +23,8 @@ from typing import Any
 _API = {
     "load_model": "sparsekit.models.source",
     "LoadedModel": "sparsekit.models.source",
-    "InputSpec": "sparsekit.models.spec",
-    "InputTensor": "sparsekit.models.spec",
+    "InputSpec": "sparsekit.input_spec",
+    "InputTensor": "sparsekit.input_spec",
     "load_calibration": "sparsekit.models.calib",
     "save_checkpoint": "sparsekit.models.checkpoint",
     "load_checkpoint": "sparsekit.models.checkpoint",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from sparsekit.analyze.onnx_validate import iter_graphs, load_validated_onnx
+from sparsekit.onnx_io.graphs import iter_graphs
+from sparsekit.onnx_io.validate import load_validated_onnx
 from sparsekit.analyze.onnx_weights import find_weights
 from sparsekit.analyze.rules import likely_wins, trt_eligible
 from sparsekit.analyze.torch_layers import AnalysisReport, LayerAnalysis
@@ -21,19 +22,11 @@ def _fix_input_dims(model) -> bool:
     Raises:
         OnnxModelError: the metadata entry is not JSON or not a valid input spec.
     """
-    import json
+    from sparsekit.onnx_io.metadata import recorded_inputs
 
-    from sparsekit.errors import InputShapeError, OnnxModelError
-    from sparsekit.models.spec import InputSpec
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "sparsekit.inputs" not in meta:
+    recorded = recorded_inputs(model)
+    if recorded is None:
         return False
-    try:
-        recorded = InputSpec.from_dict(json.loads(meta["sparsekit.inputs"]))  # every entry checked: the file may hold anything
-    except (ValueError, RecursionError, InputShapeError) as exc:
-        reason = exc.problem if isinstance(exc, InputShapeError) else "not JSON"
-        raise OnnxModelError(f"the ONNX file has a damaged 'sparsekit.inputs' metadata entry ({reason})", "export the model again, or remove that metadata entry") from exc
     shapes = {t.name: list(t.shape) for t in recorded.tensors}
     fixed = False
     for vi in model.graph.input:
@@ -113,7 +106,7 @@ def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
 
     Raises:
         OnnxModelError: the file is not a valid ONNX model (see
-            :func:`~sparsekit.analyze.onnx_validate.load_validated_onnx`).
+            :func:`~sparsekit.onnx_io.validate.load_validated_onnx`).
     """
     model = load_validated_onnx(path)  # shapes only: weights (maybe external, > 2 GiB) stay on disk
     shapes = _static_shapes(model)

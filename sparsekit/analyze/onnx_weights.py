@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from collections import ChainMap
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
 
 from sparsekit.errors import OnnxModelError
+from sparsekit.onnx_io.graphs import MAX_SUBGRAPH_DEPTH, subgraphs_of
+from sparsekit.onnx_io.tensors import tensor_array
 
 _PASS_THROUGH = {"QuantizeLinear", "DequantizeLinear", "TRT_FP8QuantizeLinear", "TRT_FP8DequantizeLinear", "Cast", "Identity"}
 
@@ -31,7 +31,7 @@ class WeightRef:
         output: the consuming node's first output tensor (unique in the graph, unlike node names).
         group: the consuming Conv's ``group`` attribute (1 for Gemm/MatMul).
         subgraph: path of the If/Loop/Scan subgraph holding the consuming node
-            (``repeat.body``; see :func:`~sparsekit.analyze.onnx_validate.iter_graphs`), "" at top level.
+            (``repeat.body``; see :func:`~sparsekit.onnx_io.graphs.iter_graphs`), "" at top level.
         zero_point: the zero-point tensor of the ``DequantizeLinear`` that reads the stored tensor
             directly (through Identity only), or "" (then a stored integer 0 is the zero).
         zero_point_axis: that node's ``axis`` (per-channel zero points lie along it).
@@ -62,30 +62,6 @@ class WeightRef:
         return f"{self.subgraph}/{local}" if self.subgraph else local
 
 
-def load_onnx(path: str | os.PathLike, load_external_data: bool = True):
-    """Load an ONNX model, turning every failure into one clear :class:`OnnxModelError`.
-
-    An empty file, and bytes that happen to parse as a protobuf but carry no IR version, opset or
-    graph, are refused too (protobuf reads an empty file as an empty, valid-looking model).
-
-    Raises:
-        OnnxModelError: the file is missing, empty, unreadable or not an ONNX model.
-    """
-    import onnx
-
-    p = Path(path)
-    if not p.is_file():
-        raise OnnxModelError(f"ONNX file '{p}' does not exist", "check the path, or run 'sparsekit export' first")
-    if p.stat().st_size == 0:
-        raise OnnxModelError(f"ONNX file '{p}' is empty", "re-export it; the write that made it did not finish")
-    try:
-        model = onnx.load(str(p), load_external_data=load_external_data)
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise OnnxModelError(f"'{p}' is not a readable ONNX model ({type(exc).__name__})", "re-export it; the file is corrupt or not ONNX") from exc
-    if not model.ir_version or not model.opset_import or not model.HasField("graph"):
-        missing = "IR version" if not model.ir_version else "opset" if not model.opset_import else "graph"
-        raise OnnxModelError(f"'{p}' is not an ONNX model (it has no {missing})", "pass an .onnx file written by an ONNX exporter, e.g. 'sparsekit export'")
-    return model
 
 
 def module_from_node_name(node_name: str) -> str:
@@ -120,7 +96,7 @@ MAX_TRACE_DEPTH = 16
 def find_weights(model) -> list[WeightRef]:
     """All constant weights of Conv/Gemm/MatMul nodes, in graph order, each once per consumer,
     including nodes inside If/Loop/Scan subgraphs (which see their outer graphs' initializers and
-    tensors), up to :data:`~sparsekit.analyze.onnx_validate.MAX_SUBGRAPH_DEPTH` levels.
+    tensors), up to :data:`~sparsekit.onnx_io.graphs.MAX_SUBGRAPH_DEPTH` levels.
 
     Time and memory are linear in the graph size: each graph's producer index is built once, and
     each operand is followed back through at most :data:`MAX_TRACE_DEPTH` pass-through nodes.
@@ -138,8 +114,6 @@ def find_weights(model) -> list[WeightRef]:
 
 def _find_in_graph(graph, outer_inits: ChainMap, outer_producer: ChainMap, path: str, depth: int, found: list[WeightRef]) -> None:
     """Append the weights of ``graph``'s nodes to ``found``, then those of its subgraphs."""
-    from sparsekit.analyze.onnx_validate import MAX_SUBGRAPH_DEPTH, subgraphs_of
-
     inits = outer_inits.new_child({t.name: t for t in graph.initializer})
     producer = outer_producer.new_child({out: n for n in graph.node for out in n.output})
 
@@ -193,95 +167,14 @@ def _find_in_graph(graph, outer_inits: ChainMap, outer_producer: ChainMap, path:
         _find_in_graph(sub, inits, producer, sub_path, depth + 1, found)
 
 
-def initializer_array(model, name: str, base_dir: str | os.PathLike = ""):
-    """The numpy array of initializer ``name`` (fp16/int8 kept as stored).
-
-    Args:
-        model: an ``onnx.ModelProto`` (loaded with or without its external data).
-        name: the initializer's name.
-        base_dir: the ONNX file's folder, where its external data lives.
-
-    Raises:
-        KeyError: no initializer of that name.
-        ExternalDataError: its external data cannot be read (see :func:`tensor_array`).
-    """
-    for t in model.graph.initializer:
-        if t.name == name:
-            return tensor_array(t, base_dir)
-    raise KeyError(name)
 
 
-def tensor_array(tensor, base_dir: str | os.PathLike = ""):
-    """The numpy array of one ``TensorProto``, whether its bytes are inside the ONNX or in an
-    external-data file; only this tensor's bytes are read (memory: one copy of this tensor).
-
-    The location is resolved by ONNX's own reader, which accepts only a regular file inside
-    ``base_dir`` (no absolute path, no ``..``, no link, no device) and an offset/length within it.
-    Validate the tensor first (:func:`~sparsekit.analyze.onnx_validate.validate_tensor`, done by
-    :func:`~sparsekit.analyze.onnx_validate.load_validated_onnx`) so that its declared shape
-    matches the bytes it stores.
-
-    Args:
-        tensor: an ``onnx.TensorProto`` (an initializer of a model loaded without external data).
-        base_dir: the folder of the ONNX file the tensor belongs to.
-
-    Raises:
-        ExternalDataError: the location is unsafe or missing, or the file is too short.
-    """
-    from onnx import numpy_helper
-    from onnx.checker import ValidationError
-
-    from sparsekit.errors import ExternalDataError
-
-    try:
-        return numpy_helper.to_array(tensor, base_dir=str(base_dir))
-    except (ValidationError, ValueError, OSError) as exc:
-        where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExternalDataError(f"cannot read tensor '{tensor.name}' from external data '{where}': {first}", "keep the external-data file next to the ONNX, as export wrote it, or re-export") from exc
 
 
-def graph_tensors(graph) -> Iterator:
-    """Every ``TensorProto`` of a graph: initializers, sparse initializers, node attributes and
-    the tensors of subgraphs."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from node_tensors(node)
 
 
-def node_tensors(node) -> Iterator:
-    """Every ``TensorProto`` held by a node's attributes, subgraphs included."""
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        if attr.HasField("g"):
-            yield from graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from graph_tensors(sub)
 
 
-def constant_tensors(model) -> dict:
-    """Name -> ``TensorProto`` of every initializer and every ``Constant`` node's ``value``, in the
-    main graph and its subgraphs (ONNX names are unique across scopes)."""
-    from sparsekit.analyze.onnx_validate import iter_graphs
-
-    out: dict = {}
-    for _, graph in iter_graphs(model.graph):
-        for t in graph.initializer:
-            out.setdefault(t.name, t)
-        for node in graph.node:
-            if node.op_type == "Constant" and node.output:
-                value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
-                if value is not None:
-                    out.setdefault(node.output[0], value)
-    return out
 
 
 _FP8_SIGNED_ZERO = ("float8_e4m3fn", "float8_e5m2")
@@ -319,7 +212,7 @@ def stored_zero_mask(tensor, base_dir: str | os.PathLike = "", zero_point=None, 
     float32/float16/float64: ``== 0`` (-0 included); bfloat16 and fp8 e4m3fn/e5m2: the bit
     pattern of +0 or -0; fp8 fnuz: 0x00 only; integers (int8/uint8/int4/uint4 unpacked low nibble
     first, ...): equal to the zero point of the ``DequantizeLinear`` that reads them (0 without one).
-    Validate the tensor first (:func:`~sparsekit.analyze.onnx_validate.validate_tensor`): only
+    Validate the tensor first (:func:`~sparsekit.onnx_io.validate.validate_tensor`): only
     then is the allocation the size of the stored bytes. Memory: the tensor once, plus a bool mask.
 
     Args:

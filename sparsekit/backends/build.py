@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparsekit.analyze.onnx_weights import load_onnx
+from sparsekit.onnx_io.load import load_onnx
 from sparsekit.backends.registry import get_backend
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.store import BuildRecord, EngineStore, engine_key, onnx_digest, target_of
@@ -38,7 +38,7 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
             a target GPU lacks).
     """
     from sparsekit.backends.onnx_external import external_data_files
-    from sparsekit.recipe.runner import kit_version
+    from sparsekit._hashing import kit_version
 
     onnx_path = Path(onnx_path)
     model = load_onnx(onnx_path, load_external_data=False)  # clear error for missing/corrupt files

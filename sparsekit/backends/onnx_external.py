@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sparsekit.analyze.onnx_weights import graph_tensors, node_tensors
+from sparsekit.onnx_io.tensors import graph_tensors, node_tensors
 from sparsekit.errors import ExternalDataError
 
 _FIX = "keep external-data files next to the ONNX (as onnx.save_model(..., save_as_external_data=True) writes them) and reference them by a relative name"
@@ -132,7 +132,7 @@ def refuse_external_data(onnx_path) -> None:
         OnnxModelError: the file is missing or not ONNX.
         ExternalDataError: some tensor lives in another file.
     """
-    from sparsekit.analyze.onnx_weights import load_onnx
+    from sparsekit.onnx_io.load import load_onnx
 
     model = onnx_path if hasattr(onnx_path, "graph") else load_onnx(onnx_path, load_external_data=False)
     refs = external_refs(model)

@@ -10,7 +10,8 @@ def onnx_precision(path: str | os.PathLike) -> str:
     weights are stored in fp16/bf16, else ``fp32``."""
     import onnx
 
-    from sparsekit.analyze.onnx_weights import find_weights, load_onnx
+    from sparsekit.analyze.onnx_weights import find_weights
+    from sparsekit.onnx_io.load import load_onnx
 
     model = load_onnx(path, load_external_data=False)
     dtypes = {t.name: t.data_type for t in model.graph.initializer}

@@ -51,7 +51,7 @@ class OnnxRuntimeBackend:
         return {"backend": self.name, "onnxruntime": ort.__version__, "device": "cpu", "machine": platform.machine(), "os": platform.system().lower()}
 
     def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
-        from sparsekit.analyze.onnx_weights import load_onnx
+        from sparsekit.onnx_io.load import load_onnx
 
         model = load_onnx(onnx_path, load_external_data=False)
         names = {i.name for i in model.graph.input}
@@ -65,7 +65,7 @@ class OnnxRuntimeBackend:
         without the source folder."""
         import onnxruntime as ort
 
-        from sparsekit.analyze.onnx_weights import load_onnx
+        from sparsekit.onnx_io.load import load_onnx
         from sparsekit.backends.onnx_external import external_refs
 
         artifact = out_dir / self.artifact_name

@@ -39,9 +39,9 @@ def onnx_digest(path: Path) -> str:
         OnnxModelError: the ONNX is missing or unreadable.
         ExternalDataError: an external-data location is unsafe, missing or too short.
     """
-    from sparsekit.analyze.onnx_weights import load_onnx
+    from sparsekit.onnx_io.load import load_onnx
     from sparsekit.backends.onnx_external import external_data_files
-    from sparsekit.recipe.runner import file_sha256
+    from sparsekit._hashing import file_sha256
 
     path = Path(path)
     files = external_data_files(load_onnx(path, load_external_data=False), path)
@@ -139,7 +139,7 @@ class EngineStore:
     def entry_problem(folder: Path) -> str | None:
         """Why the entry in ``folder`` cannot be served (unreadable metadata, a missing file, a
         sha256 that differs from the recorded one), or None when it is intact."""
-        from sparsekit.recipe.runner import file_sha256
+        from sparsekit._hashing import file_sha256
 
         try:
             meta = json.loads((folder / "metadata.json").read_text())
@@ -202,7 +202,7 @@ class EngineStore:
 
     def write_record(self, staged: Path, artifact: Path, meta: dict, report, log_lines: list[str], data_files: Sequence[Path] = ()) -> None:
         """Write metadata (with the sha256 of the artifact and of each data file), report and log."""
-        from sparsekit.recipe.runner import file_sha256
+        from sparsekit._hashing import file_sha256
 
         meta = {
             **meta, "artifact": artifact.name, "artifact_sha256": file_sha256(artifact), "artifact_bytes": artifact.stat().st_size,

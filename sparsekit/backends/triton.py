@@ -35,7 +35,7 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
         SparsekitError: mixed backends, two plans for the same compute capability, or TensorRT-RTX
             engines (Triton's ``tensorrt_plan`` backend loads regular TensorRT plans only).
     """
-    from sparsekit.analyze.onnx_weights import load_onnx
+    from sparsekit.onnx_io.load import load_onnx
     from sparsekit.backends.trt_flavours import FLAVOURS
 
     backends = {r.metadata["spec"]["backend"] for r in records}

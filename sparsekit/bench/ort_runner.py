@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsekit.models.spec import InputSpec
+from sparsekit.input_spec import InputSpec
 
 
 class OrtTimedRunner:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparsekit.models.spec import InputSpec
+from sparsekit.input_spec import InputSpec
 
 
 class TrtTimedRunner:

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from sparsekit.recipe.runner import kit_version
+    from sparsekit._hashing import kit_version
 
     return kit_version()
 

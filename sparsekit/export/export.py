@@ -12,12 +12,13 @@ from typing import Callable, Sequence
 
 from sparsekit._io import disk_full_error, ensure_writable_target, write_json_atomic
 from sparsekit._memory import release_memory, releaser_for
-from sparsekit.errors import ExportError, OnnxModelError, OutputPathError
+from sparsekit.errors import ExportError, OutputPathError
 from sparsekit.export.external_data import PROTOBUF_LIMIT, compact, data_file_name, embedded_size, move_weights_, write_onnx
 from sparsekit.export.parity import ParityReport, compare_onnx_to_torch
 from sparsekit.export.precisions import get_precision
 from sparsekit.export.staging import data_target, staged_onnx
 from sparsekit.export.config import DEFAULT_OPSET, ExportConfig
+from sparsekit.onnx_io.metadata import INPUTS_KEY, recorded_inputs
 from sparsekit.sparsify.check import SPARSIFIED, CheckReport, check_model, check_onnx
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _finish_onnx(path: Path, convert, props: dict[str, str], external: bool | No
     Raises:
         ExportError: a self-contained file was asked for and the model does not fit in 2 GiB.
     """
-    from sparsekit.analyze.onnx_weights import load_onnx
+    from sparsekit.onnx_io.load import load_onnx
 
     folder, location = path.parent, data_file_name(path.name)
     model = load_onnx(path, load_external_data=False)
@@ -137,17 +138,13 @@ def input_spec_of(onnx_path: str | os.PathLike):
     """
     import onnx
 
-    from sparsekit.analyze.onnx_weights import load_onnx
-    from sparsekit.models.spec import InputSpec, InputTensor
+    from sparsekit.onnx_io.load import load_onnx
+    from sparsekit.input_spec import InputSpec, InputTensor
 
     model = load_onnx(onnx_path, load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "sparsekit.inputs" in meta:
-        try:
-            recorded = json.loads(meta["sparsekit.inputs"])
-        except ValueError as exc:
-            raise OnnxModelError(f"'{onnx_path}' has a damaged 'sparsekit.inputs' metadata entry (not JSON)", "export the model again, or remove that metadata entry") from exc
-        return InputSpec.from_dict(recorded)
+    recorded = recorded_inputs(model)
+    if recorded is not None:
+        return recorded
     inits = {t.name for t in model.graph.initializer}
     tensors = []
     for i in model.graph.input:
@@ -220,7 +217,7 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
 
         calib = load_calibration(None, loaded.inputs)
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
-    props = {"sparsekit.inputs": json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)}
+    props = {INPUTS_KEY: json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)}
     try:
         with staged_onnx(target) as tmp:
             say = progress or (lambda msg: None)

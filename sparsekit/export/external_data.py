@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from sparsekit.analyze.onnx_weights import graph_tensors, node_tensors, tensor_array
+from sparsekit.onnx_io.tensors import graph_tensors, node_tensors, tensor_array
 
 log = logging.getLogger(__name__)
 

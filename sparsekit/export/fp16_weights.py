@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsekit.analyze.onnx_weights import tensor_array
+from sparsekit.onnx_io.tensors import tensor_array
 from sparsekit.export.external_data import EXTERNAL_MIN_BYTES, compact, is_external, rewritten_data, stored_bytes
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import numpy as np
 from torch import nn
 
 from sparsekit.errors import ExportError
-from sparsekit.models.spec import InputSpec
+from sparsekit.input_spec import InputSpec
 
 
 NOISE_FACTOR = 2**0.5

@@ -20,7 +20,7 @@ from torch import nn
 
 from sparsekit.export.masked_weights import masks_folded_into_weights
 from sparsekit.export.torch_to_onnx import onnx_from_torch
-from sparsekit.models.spec import InputSpec
+from sparsekit.input_spec import InputSpec
 
 log = logging.getLogger(__name__)
 

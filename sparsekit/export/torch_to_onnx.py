@@ -14,7 +14,7 @@ from torch import nn
 from sparsekit._io import is_disk_full
 from sparsekit.errors import ExportError, InputShapeError
 from sparsekit.export.config import DEFAULT_OPSET
-from sparsekit.models.spec import BATCH, InputSpec
+from sparsekit.input_spec import BATCH, InputSpec
 
 log = logging.getLogger(__name__)
 

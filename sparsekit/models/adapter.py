@@ -25,7 +25,7 @@ from torch import nn
 
 from sparsekit.errors import InputShapeError, SparsekitError
 from sparsekit.models.outputs import flatten_outputs, is_plain
-from sparsekit.models.spec import InputSpec, is_default_name
+from sparsekit.input_spec import InputSpec, is_default_name
 
 log = logging.getLogger(__name__)
 

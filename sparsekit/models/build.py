@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from sparsekit.errors import InputShapeError, ModelSourceError
-from sparsekit.models.spec import InputSpec, InputTensor, default_input_name, input_from_tuple, parse_input_shape
+from sparsekit.input_spec import InputSpec, InputTensor, default_input_name, input_from_tuple, parse_input_shape
 
 HF_CONFIG = "hf-config"
 """Source kind of a Hugging Face model rebuilt from its class name and config (no folder needed)."""

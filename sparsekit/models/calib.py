@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sparsekit.errors import CalibrationDataError
-from sparsekit.models.spec import InputSpec
+from sparsekit.input_spec import InputSpec
 
 
 def _as_batches(data: Any, spec: InputSpec, batch_size: int) -> list[tuple]:

@@ -153,7 +153,7 @@ def load_checkpoint(path: str | os.PathLike):
     from sparsekit.models.build import rebuild_from_source
     from sparsekit.models.hf import conv1d_to_linear_
     from sparsekit.models.loaded import LoadedModel
-    from sparsekit.models.spec import InputSpec
+    from sparsekit.input_spec import InputSpec
     from sparsekit.models.ties import untie_like_
     from sparsekit.models.structure import apply_edits_
 

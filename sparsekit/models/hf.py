@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from torch import nn
 
 from sparsekit.errors import CalibrationDataError, MissingDependencyError, ModelSourceError
-from sparsekit.models.spec import InputSpec, InputTensor
+from sparsekit.input_spec import InputSpec, InputTensor
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from sparsekit.models.build import MEMORY
-from sparsekit.models.spec import InputSpec
+from sparsekit.input_spec import InputSpec
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torch import nn
 from sparsekit.errors import InputShapeError, ModelSourceError
 from sparsekit.models.build import HF_CONFIG, MEMORY, build_model, declared_inputs, resolve_factory_spec
 from sparsekit.models.loaded import LoadedModel
-from sparsekit.models.spec import InputSpec, apply_dynamic_axes, parse_input_shapes
+from sparsekit.input_spec import InputSpec, apply_dynamic_axes, parse_input_shapes
 
 
 _INT = re.compile(r"^[+-]?\d+$")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from torch import nn
 
 from sparsekit.errors import ModelSourceError
-from sparsekit.models.spec import InputSpec, InputTensor
+from sparsekit.input_spec import InputSpec, InputTensor
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ _CACHE: dict[tuple[str, int, int], str] = {}
 
 def _hash(path: Path) -> str:
     """sha256 of a file, remembered by (path, mtime, size) for the life of the process."""
-    from sparsekit.recipe.runner import file_sha256
+    from sparsekit._hashing import file_sha256
 
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)

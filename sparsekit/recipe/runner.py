@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sparsekit._hashing import file_sha256, kit_version
 from sparsekit._io import write_json_atomic
 from sparsekit.errors import OutputPathError
 from sparsekit.recipe.schema import Recipe
@@ -22,24 +23,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 KEY_SCHEMA = 1
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, streamed in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def kit_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sparsekit")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def stage_key(name: str, settings: dict, input_hashes: dict[str, str]) -> str:

@@ -15,7 +15,7 @@ import sqlite3
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from sparsekit.recipe.runner import kit_version
+from sparsekit._hashing import kit_version
 from sparsekit.service.routes import artifacts, builds, health, targets
 from sparsekit.service.settings import ServiceSettings
 from sparsekit.service.state import ServiceState, get_state, open_state

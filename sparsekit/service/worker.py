@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from sparsekit._io import write_json_atomic
-from sparsekit.analyze.onnx_weights import load_onnx
+from sparsekit.onnx_io.load import load_onnx
 from sparsekit.backends.build import build_engine
 from sparsekit.backends.onnx_external import refuse_external_data
 from sparsekit.backends.spec import BuildSpec

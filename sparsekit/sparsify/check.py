@@ -269,8 +269,9 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         ExternalDataError: its external data is outside its folder, missing or too short.
         CheckRequirementError: a pattern in ``require`` matches no layer.
     """
-    from sparsekit.analyze.onnx_validate import load_validated_onnx
-    from sparsekit.analyze.onnx_weights import constant_tensors, find_weights
+    from sparsekit.onnx_io.validate import load_validated_onnx
+    from sparsekit.onnx_io.tensors import constant_tensors
+    from sparsekit.analyze.onnx_weights import find_weights
 
     # weights are read one at a time (from the file, or from its external data next to it)
     model = load_validated_onnx(path)
@@ -304,7 +305,8 @@ def _stored_stats(ref, tensors: dict, base_dir: str) -> tuple[GroupStats, str]:
     a zero point that is computed at run time, or of an unknown layout, leaves the weight
     unjudged (0 groups, so not 2:4) with the reason.
     """
-    from sparsekit.analyze.onnx_weights import stored_zero_mask, tensor_array
+    from sparsekit.analyze.onnx_weights import stored_zero_mask
+    from sparsekit.onnx_io.tensors import tensor_array
 
     zero_point = None
     if ref.zero_point:

@@ -5,5 +5,6 @@ accuracy benchmark is built on them. Register new ones with :func:`register_task
 """
 
 from sparsekit.tasks.base import TASKS, EvalResult, Task, get_task, register_task
+from sparsekit.tasks import digits, docstrings  # noqa: E402,F401 - register the built-in tasks, at the package edge
 
 __all__ = ["TASKS", "EvalResult", "Task", "get_task", "register_task"]

@@ -43,9 +43,6 @@ def check_task_options(name: str, options: dict[str, Any]) -> None:
     Raises:
         SparsekitError: one line naming the task or option and what it takes.
     """
-    import sparsekit.tasks.digits  # noqa: F401 - registers
-    import sparsekit.tasks.docstrings  # noqa: F401
-
     if name not in TASKS:
         raise SparsekitError(f"'{name}' is not a known task", f"use one of: {', '.join(sorted(TASKS))}")
     accepted = inspect.signature(TASKS[name]).parameters

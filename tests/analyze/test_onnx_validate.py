@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sparsekit.analyze.onnx_layers import analyze_onnx
-from sparsekit.analyze.onnx_validate import MAX_TENSOR_RANK, load_validated_onnx
+from sparsekit.onnx_io.validate import MAX_TENSOR_RANK, load_validated_onnx
 from sparsekit.cli.main import main
 from sparsekit.errors import ExternalDataError, OnnxModelError
 from sparsekit.sparsify.check import check_onnx

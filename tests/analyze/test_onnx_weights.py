@@ -1,6 +1,7 @@
 import pytest
 
-from sparsekit.analyze.onnx_weights import find_weights, load_onnx, module_from_node_name
+from sparsekit.analyze.onnx_weights import find_weights, module_from_node_name
+from sparsekit.onnx_io.load import load_onnx
 from sparsekit.errors import OnnxModelError
 from tests.onnx_graphs import build_graphs
 

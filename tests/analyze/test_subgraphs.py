@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sparsekit.analyze.onnx_layers import analyze_onnx
-from sparsekit.analyze.onnx_validate import MAX_SUBGRAPH_DEPTH
+from sparsekit.onnx_io.graphs import MAX_SUBGRAPH_DEPTH
 from sparsekit.analyze.onnx_weights import find_weights
 from sparsekit.cli.main import main
 from sparsekit.errors import OnnxModelError

@@ -137,6 +137,6 @@ def test_service_check_refuses_any_external_data(external, exported):
 def test_metadata_records_the_data_file_hash(external, tmp_path):
     record = build_engine(external, ORT, tmp_path / "store")
     meta = json.loads((record.folder / "metadata.json").read_text())
-    from sparsekit.recipe.runner import file_sha256
+    from sparsekit._hashing import file_sha256
 
     assert meta["artifact_files"]["model.ort.onnx.data"] == file_sha256(record.folder / "model.ort.onnx.data")

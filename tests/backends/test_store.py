@@ -10,7 +10,7 @@ import pytest
 from sparsekit.backends.build import build_engine
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.store import EngineStore, _exchange
-from sparsekit.recipe.runner import file_sha256
+from sparsekit._hashing import file_sha256
 
 ORT = BuildSpec(backend="onnxruntime")
 

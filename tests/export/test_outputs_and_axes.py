@@ -7,7 +7,6 @@ import importlib.util
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 
 from sparsekit.export.export import export_

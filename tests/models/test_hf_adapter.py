@@ -90,7 +90,7 @@ def test_integer_inputs_carry_ranges(folders, tmp_path, caplog):
         "    def forward(self, ids):\n        return self.out(self.e(ids))\n"
         "def build():\n    return Emb(), ['ids:1x8:int64']\n"
     )
-    with caplog.at_level(logging.WARNING, logger="sparsekit.models.spec"):
+    with caplog.at_level(logging.WARNING, logger="sparsekit.input_spec"):
         load_model(f"{tmp_path / 'emb.py'}:build")
     assert "integer input 'ids'" in caplog.text and "no value range" in caplog.text
 

@@ -11,7 +11,7 @@ from sparsekit.errors import InputShapeError, ModelSourceError
 from sparsekit.models.build import declared_inputs
 from sparsekit.models.outputs import flatten_outputs
 from sparsekit.models.source import load_model, parse_model_args, wrap
-from sparsekit.models.spec import InputSpec, apply_dynamic_axes, input_from_tuple, parse_input_shape
+from sparsekit.input_spec import InputSpec, apply_dynamic_axes, input_from_tuple, parse_input_shape
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "frozen_import_heap")
 

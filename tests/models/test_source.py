@@ -6,7 +6,7 @@ import torch
 from sparsekit.errors import CalibrationDataError, InputShapeError, ModelSourceError
 from sparsekit.models.calib import load_calibration
 from sparsekit.models.source import load_model, parse_model_args
-from sparsekit.models.spec import parse_input_shape
+from sparsekit.input_spec import parse_input_shape
 from sparsekit.models.zoo import ZOO
 from tests.conftest import DATA
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.store import engine_key, target_of
 from sparsekit.errors import BuildSpecError
-from sparsekit.recipe.runner import kit_version
+from sparsekit._hashing import kit_version
 from sparsekit.service.auth import Caller
 from sparsekit.service.disk import MIB
 from sparsekit.service.jobs import CANCELLED, RUNNING, TERMINAL, Job

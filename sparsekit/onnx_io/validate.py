@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 
 from sparsekit.errors import ExternalDataError, OnnxModelError
+from sparsekit.onnx_io.graphs import iter_graphs
+from sparsekit.onnx_io.load import load_onnx
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,6 @@ MAX_TENSOR_RANK = 64
 MAX_TENSOR_BYTES = 2**36
 """Most bytes one tensor may declare (64 GiB; the largest real weight matrices are a few GiB)."""
 
-MAX_SUBGRAPH_DEPTH = 16
-"""Most levels of If/Loop/Scan subgraphs followed (real models nest 1-3)."""
 
 _FIX = "re-export the model; the file was damaged or written by a faulty tool"
 
@@ -202,32 +202,8 @@ def validate_tensor(tensor, base_dir: str | os.PathLike = "", where: str = "") -
     return count
 
 
-def iter_graphs(graph, path: str = "", depth: int = 0):
-    """Yield ``(path, graph)`` for ``graph`` and every subgraph of its nodes' GRAPH/GRAPHS
-    attributes, depth first; ``path`` is "" for the main graph, else ``node.attr`` segments joined
-    by ``/`` (``repeat.body``, ``branch.then_branch/inner.else_branch``; ``node.attr[i]`` for
-    GRAPHS).
-
-    Raises:
-        OnnxModelError: subgraphs nested deeper than :data:`MAX_SUBGRAPH_DEPTH`.
-    """
-    yield path, graph
-    for node, attr_path, sub in subgraphs_of(graph, path):
-        if depth + 1 > MAX_SUBGRAPH_DEPTH:
-            raise OnnxModelError(f"subgraph '{attr_path}' is nested more than {MAX_SUBGRAPH_DEPTH} levels deep", "flatten the control flow (e.g. with onnxsim or onnx-graphsurgeon) before checking")
-        yield from iter_graphs(sub, attr_path, depth + 1)
 
 
-def subgraphs_of(graph, path: str = ""):
-    """Yield ``(node, subgraph path, subgraph)`` for the GRAPH/GRAPHS attributes of ``graph``'s nodes."""
-    for i, node in enumerate(graph.node):
-        label = node.name or f"{node.op_type}_{i}"
-        prefix = f"{path}/{label}" if path else label
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield node, f"{prefix}.{attr.name}", attr.g
-            for j, sub in enumerate(attr.graphs):
-                yield node, f"{prefix}.{attr.name}[{j}]", sub
 
 
 def _graph_tensors_here(graph):
@@ -287,8 +263,6 @@ def load_validated_onnx(path: str | os.PathLike):
             wrong; the ONNX checker rejects it.
         ExternalDataError: external data is outside the folder, missing or shorter than declared.
     """
-    from sparsekit.analyze.onnx_weights import load_onnx
-
     model = load_onnx(path, load_external_data=False)
     count = validate_tensors(model, os.path.dirname(os.path.abspath(path)))
     run_checker(path)
