@@ -266,7 +266,8 @@ def remove_created_folders(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and every exception it came from (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -276,7 +277,7 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it came from) is a write that found no room."""
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
             return True
         if isinstance(e, RuntimeError) and any(text in str(e) for text in _TORCH_SHORT_WRITE):
@@ -309,7 +310,7 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullErro
         return None
     target = Path(path)
     remove_created_folders(target)
-    code = next((e.errno for e in _chain(exc) if isinstance(e, OSError) and e.errno in FULL_ERRNOS), None)
+    code = next((e.errno for e in exception_chain(exc) if isinstance(e, OSError) and e.errno in FULL_ERRNOS), None)
     limit = _file_size_limit()
     if code is None:  # PyTorch's writer says only that a write came back short
         code = errno.EFBIG if limit is not None else errno.ENOSPC

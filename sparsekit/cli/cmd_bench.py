@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from sparsekit.backends.registry import backend_names, get_model_benchmark, is_model_backend
 from sparsekit.cli.common import add_trust_args, emit, err, out
 
 
@@ -19,7 +20,7 @@ def add_parser(sub) -> None:
         "onnxruntime (CPU reference: no 2:4 kernels, so it checks the harness; expect ~1.0x).",
     )
     p.add_argument("input", metavar="INPUT", help="ONNX file or run folder (tensorrt, onnxruntime); model name or checkpoint .pt (torch_sparse)")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "tensorrt-rtx", "torch_sparse"), default="onnxruntime", help="default onnxruntime")
+    p.add_argument("--backend", choices=backend_names(), default="onnxruntime", help="default onnxruntime")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant taken from a run folder (default fp16)")
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
@@ -56,13 +57,12 @@ def run(args) -> int:
     config = BenchConfig(warmup_seconds=args.warmup, rounds=args.rounds, min_iters=args.min_iters, round_seconds=args.round_seconds)
     batches = parse_batches(args.batches)
     say = (lambda m: None) if args.json else (lambda m: err.print(f"[dim]{m}[/]"))
-    if args.backend == "torch_sparse":
-        from sparsekit.bench.torch_pair import bench_torch_sparse
+    if is_model_backend(args.backend):
         from sparsekit.models.source import load_model
 
         loaded = load_model(args.input)
-        result = bench_torch_sparse(loaded, batches, config, args.dtype, not args.no_graphs, say)
-        stem = f"torch_sparse_{Path(loaded.name).stem}_{args.dtype}"
+        result = get_model_benchmark(args.backend)(loaded, batches, config, args.dtype, not args.no_graphs, say)
+        stem = f"{args.backend}_{Path(loaded.name).stem}_{args.dtype}"
     else:
         from sparsekit.bench.pair import bench_onnx
         from sparsekit.cli.cmd_build import resolve_onnx

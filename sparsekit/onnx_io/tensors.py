@@ -68,8 +68,8 @@ def graph_tensors(graph) -> Iterator:
         yield from node_tensors(node)
 
 
-def node_tensors(node) -> Iterator:
-    """Every ``TensorProto`` held by a node's attributes, subgraphs included."""
+def node_tensors(node, subgraphs: bool = True) -> Iterator:
+    """Every ``TensorProto`` held by a node's attributes, those of its subgraphs too unless ``subgraphs`` is False."""
     for attr in node.attribute:
         if attr.HasField("t"):
             yield attr.t
@@ -77,6 +77,8 @@ def node_tensors(node) -> Iterator:
         if attr.HasField("sparse_tensor"):
             yield attr.sparse_tensor.values
             yield attr.sparse_tensor.indices
+        if not subgraphs:
+            continue
         if attr.HasField("g"):
             yield from graph_tensors(attr.g)
         for sub in attr.graphs:

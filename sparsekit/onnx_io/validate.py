@@ -18,6 +18,7 @@ from pathlib import Path
 from sparsekit.errors import ExternalDataError, OnnxModelError
 from sparsekit.onnx_io.graphs import iter_graphs
 from sparsekit.onnx_io.load import load_onnx
+from sparsekit.onnx_io.tensors import node_tensors
 
 log = logging.getLogger(__name__)
 
@@ -213,13 +214,7 @@ def _graph_tensors_here(graph):
         yield sparse.values
         yield sparse.indices
     for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("sparse_tensor"):
-                yield attr.sparse_tensor.values
-                yield attr.sparse_tensor.indices
+        yield from node_tensors(node, subgraphs=False)
 
 
 def validate_tensors(model, base_dir: str | os.PathLike = "") -> int:

@@ -16,7 +16,6 @@ recorded when the step was written.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import re
@@ -26,6 +25,7 @@ from typing import Callable
 
 from pydantic import Field, field_validator
 
+from sparsekit._hashing import file_sha256
 from sparsekit._io import make_folders, write_json_atomic
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError, TrainingStateError
@@ -158,15 +158,6 @@ _RESTART = "delete the work folder, or run without --resume, to start the loop o
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_BYTES_PER_STEP = 1 << 20
 """The most bytes of ``loop.json`` per schedule step (a step entry is a few KiB: metrics, heads)."""
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_int(value) -> bool:

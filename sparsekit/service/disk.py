@@ -16,35 +16,27 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from sparsekit._io import FULL_ERRNOS, exception_chain
+from sparsekit._io import is_disk_full as write_found_no_room
+
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
-FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 STORAGE_ERRNOS = FULL_ERRNOS | {errno.EIO, errno.EROFS}
 _SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
 
 
-def _chain(exc: BaseException | None):
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def is_disk_full(exc: BaseException) -> bool:
-    """True if ``exc`` (or an exception it came from) says the disk or a size limit is full."""
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
-            return True
-        if isinstance(e, sqlite3.Error) and (getattr(e, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_FULL:
-            return True
-    return False
+    """True if ``exc`` (or an exception it came from) says the disk or a size limit is full: a file
+    write (:func:`sparsekit._io.is_disk_full`) or the job store's SQLite."""
+    if write_found_no_room(exc):
+        return True
+    return any(isinstance(e, sqlite3.Error) and (getattr(e, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_FULL for e in exception_chain(exc))
 
 
 def storage_errno(exc: BaseException) -> int | None:
     """The errno of the first storage failure (full, read-only, I/O error) in ``exc``'s chain."""
-    return next((e.errno for e in _chain(exc) if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS), None)
+    return next((e.errno for e in exception_chain(exc) if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS), None)
 
 
 def storage_failure(exc: BaseException | None, detail: str = "") -> dict:

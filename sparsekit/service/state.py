@@ -71,7 +71,7 @@ def get_state(request: Request) -> ServiceState:
 def backend_targets() -> list[dict]:
     """The backends this service can build for, with the facts engines are tied to."""
     out = []
-    for name in backend_names():
+    for name in backend_names("engine"):
         try:
             env = get_backend(name).environment()
         except SparsekitError as exc:
