@@ -18,10 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from pydantic import Field
-
 from sparsekit.bench.stats import LatencyStats, RatioCI, paired_ratio, summarize
-from sparsekit.config import StrictConfig
+from sparsekit.bench.config import BenchConfig
 
 
 class TimedRunner(Protocol):
@@ -31,18 +29,6 @@ class TimedRunner(Protocol):
 
     def step(self) -> float:
         """Run one inference and return its latency in milliseconds."""
-
-
-class BenchConfig(StrictConfig):
-    """Measurement settings (recorded with every result)."""
-
-    warmup_seconds: float = Field(0.2, ge=0)
-    rounds: int = Field(10, ge=1)
-    min_iters: int = Field(10, ge=1)
-    round_seconds: float = Field(0.3, ge=0)
-    buffers: int = Field(8, ge=1)
-    level: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
 
 
 @dataclass

@@ -7,7 +7,9 @@ from pathlib import Path
 from rich.table import Table
 
 from sparsekit.backends.registry import backend_names, get_model_benchmark, is_model_backend
+from sparsekit.bench.config import BenchConfig
 from sparsekit.cli.common import add_trust_args, emit, err, out
+from sparsekit.cli.config_args import add_config_args, config_from_args
 
 
 def add_parser(sub) -> None:
@@ -23,10 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=backend_names(), default="onnxruntime", help="default onnxruntime")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant taken from a run folder (default fp16)")
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
-    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
-    p.add_argument("--round-seconds", type=float, default=0.3, help="minimum seconds per side per round (default 0.3)")
-    p.add_argument("--min-iters", type=int, default=10, help="minimum calls per side per round (default 10)")
-    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per side (default 0.2)")
+    add_config_args(p.add_argument_group("measurement settings (recorded with every result)"), BenchConfig)
     p.add_argument("--no-graphs", action="store_true", help="do not capture CUDA graphs (GPU backends)")
     p.add_argument("--transfers", action="store_true", help="include host<->device copies in the timing (tensorrt)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
@@ -51,10 +50,9 @@ def parse_batches(text: str) -> list[int]:
 
 
 def run(args) -> int:
-    from sparsekit.bench.harness import BenchConfig
     from sparsekit.bench.report import write_result
 
-    config = BenchConfig(warmup_seconds=args.warmup, rounds=args.rounds, min_iters=args.min_iters, round_seconds=args.round_seconds)
+    config = config_from_args(args, BenchConfig)
     batches = parse_batches(args.batches)
     say = (lambda m: None) if args.json else (lambda m: err.print(f"[dim]{m}[/]"))
     if is_model_backend(args.backend):

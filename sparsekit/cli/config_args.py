@@ -60,7 +60,7 @@ def _float_list(text: str) -> list[float]:
 def _help(field, default: Any) -> str:
     text = field.description or ""
     shown = default if not isinstance(default, list) else (",".join(map(str, default)) or "none")
-    return f"{text} (default: {shown})" if default not in (None, False) else text
+    return text if default is None or default is False else f"{text} (default: {shown})"
 
 
 def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config: type[BaseModel], skip: Iterable[str] = ()) -> None:

@@ -8,6 +8,7 @@ import typing
 
 import pytest
 
+from sparsekit.bench.config import BenchConfig
 from sparsekit.cli.config_args import cli_fields, config_from_args, flags_of
 from sparsekit.cli.main import build_parser
 from sparsekit.export.config import ExportConfig
@@ -16,8 +17,8 @@ from sparsekit.recipe.schema import Recipe
 from sparsekit.recover.config import FinetuneConfig
 from sparsekit.sparsify.config import SparsifyConfig
 
-STAGES = [("sparsify", SparsifyConfig, "sparsify"), ("export", ExportConfig, "export"), ("prune", PruneConfig, "prune"), ("finetune", FinetuneConfig, "finetune")]
-"""(command, config, recipe section)."""
+STAGES = [("sparsify", SparsifyConfig, "sparsify"), ("export", ExportConfig, "export"), ("prune", PruneConfig, "prune"), ("finetune", FinetuneConfig, "finetune"), ("bench", BenchConfig, None)]
+"""(command, config, recipe section; None: the stage has no recipe section)."""
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -48,7 +49,8 @@ def test_the_command_line_and_the_recipe_take_the_same_settings(command, config,
     hand_written = {s for a in parser._actions for s in a.option_strings if a.dest not in config.model_fields}
     assert not settings & hand_written
     # the recipe's section is the very same class
-    assert typing.get_args(Recipe.model_fields[section].annotation)[0] is config
+    if section is not None:
+        assert typing.get_args(Recipe.model_fields[section].annotation)[0] is config
 
 
 @pytest.mark.parametrize("command, config, section", STAGES)
