@@ -55,7 +55,8 @@ def test_the_command_line_and_the_recipe_take_the_same_settings(command, config,
 
 @pytest.mark.parametrize("command, config, section", STAGES)
 def test_defaults_come_from_the_config(command, config, section):
-    args = _subparser(command).parse_args(["mlp", "-o", "x.pt", *(["--task", "digits"] if command == "finetune" else [])])
+    argv = ["model.onnx"] if command == "bench" else ["mlp", "-o", "x.pt", *(["--task", "digits"] if command == "finetune" else [])]
+    args = _subparser(command).parse_args(argv)
     assert config_from_args(args, config) == config()
 
 
