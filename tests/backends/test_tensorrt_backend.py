@@ -103,3 +103,6 @@ def test_dense_and_sparse_engines_match_onnxruntime(wide_cnn, tmp_path, precisio
     assert report["log_seen"], "the (Sparsity) log lines were not captured"
     assert report["summary"]["eligible"] >= 1
     assert pair.dense.report["summary"]["sparse_kernel"] == 0
+    if precision == "fp16":  # 256-1024-channel 3x3 convs: TensorRT keeps a sparse kernel where it times faster, and these do
+        assert report["summary"]["sparse_kernel"] >= 1, report["summary"]
+    # int8 Q/DQ layers may show sparse weights and still get dense kernels (NVIDIA/TensorRT#4694): reported, not asserted
