@@ -39,8 +39,8 @@ def trt_eligible(kind: str, weight_shape: tuple[int, ...], axis: int, groups: in
     """
     if not constant:
         return Verdict(False, "weight is not a constant initializer")
-    if groups != 1:
-        return Verdict(False, f"grouped conv (groups={groups})")
+    if grouped_conv(groups):
+        return grouped_conv(groups)
     if dtype not in TRT_SPARSE_DTYPES:
         return Verdict(False, f"weight dtype {dtype}: TensorRT has no 2:4 sparse kernels for it")
     if len(weight_shape) < 2:
@@ -50,8 +50,18 @@ def trt_eligible(kind: str, weight_shape: tuple[int, ...], axis: int, groups: in
     return Verdict(True, f"groups of 4 along axis {axis} ({weight_shape[axis]} ch)")
 
 
-def modelopt_magnitude(kind: str, weight_shape: tuple[int, ...]) -> Verdict:
-    """Will ModelOpt's ``sparse_magnitude`` mode sparsify this layer (out % 8, in % 16)?"""
+def grouped_conv(groups: int) -> Verdict | None:
+    """The one rule for grouped and depthwise convs, shared by analyze, every sparsify method and the
+    export check: TensorRT runs them with dense kernels only, so they stay dense (None: not grouped)."""
+    if groups != 1:
+        return Verdict(False, f"grouped conv (groups={groups}): TensorRT runs grouped convs with dense kernels only, so 2:4 would cost accuracy and gain nothing; kept dense")
+    return None
+
+
+def modelopt_magnitude(kind: str, weight_shape: tuple[int, ...], groups: int = 1) -> Verdict:
+    """Will ModelOpt's ``sparse_magnitude`` mode sparsify this layer (out % 8, in % 16; not grouped)?"""
+    if grouped_conv(groups):
+        return grouped_conv(groups)
     if kind not in ("Linear", "Conv2d"):
         return Verdict(False, f"ModelOpt does not sparsify {kind}")
     out_ch, in_ch = weight_shape[0], weight_shape[1]
@@ -60,8 +70,10 @@ def modelopt_magnitude(kind: str, weight_shape: tuple[int, ...]) -> Verdict:
     return Verdict(True, "shape accepted")
 
 
-def modelopt_sparsegpt(kind: str, weight_shape: tuple[int, ...]) -> Verdict:
-    """Will ModelOpt's ``sparsegpt`` mode sparsify this layer (both dims % 4), and in TRT's layout?"""
+def modelopt_sparsegpt(kind: str, weight_shape: tuple[int, ...], groups: int = 1) -> Verdict:
+    """Will ModelOpt's ``sparsegpt`` mode sparsify this layer (both dims % 4; not grouped), and in TRT's layout?"""
+    if grouped_conv(groups):
+        return grouped_conv(groups)
     if kind not in ("Linear", "Conv2d"):
         return Verdict(False, f"ModelOpt does not sparsify {kind}")
     out_ch, in_ch = weight_shape[0], weight_shape[1]

@@ -97,7 +97,8 @@ def analyze_model(loaded) -> AnalysisReport:
         shape = tuple(module.weight.shape)
         kind = layer_kind(module)
         f = flops.get(name)
-        magnitude, sparsegpt = modelopt_magnitude(kind, shape).to_dict(), modelopt_sparsegpt(kind, shape).to_dict()
+        groups = getattr(module, "groups", 1)
+        magnitude, sparsegpt = modelopt_magnitude(kind, shape, groups).to_dict(), modelopt_sparsegpt(kind, shape, groups).to_dict()
         tie = ties.get(name)
         if tie is not None:
             dense = {"ok": False, "reason": f"weight tied to '{tie.tied_to}': kept dense unless sparsify --untie-tied (+{tie.extra_bytes / 1e6:.2f} MB)"}
@@ -105,7 +106,7 @@ def analyze_model(loaded) -> AnalysisReport:
         layers.append(
             LayerAnalysis(
                 name, kind, list(shape), 1, shape[1],
-                trt_eligible(kind, shape, 1, getattr(module, "groups", 1)).to_dict(),
+                trt_eligible(kind, shape, 1, groups).to_dict(),
                 magnitude, sparsegpt,
                 likely_wins(shape, 1).to_dict(),
                 rows.get(name), f, round(f / total, 6) if f is not None and total else None,

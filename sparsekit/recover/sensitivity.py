@@ -121,7 +121,7 @@ def layer_sensitivity(
         calib = task.calibration(128)
     layers = candidate_layers(model)
     selected, _ = select_layers(list(layers), include, exclude)
-    eligible = [n for n in layers if n in selected and spec.will_sparsify(type(layers[n]).__name__, tuple(layers[n].weight.shape)).ok]
+    eligible = [n for n in layers if n in selected and spec.will_sparsify(type(layers[n]).__name__, tuple(layers[n].weight.shape), getattr(layers[n], "groups", 1)).ok]
     if not eligible:
         raise NoEligibleLayersError(f"no layer of this model can be 2:4-sparsified by '{method}'", "check --include/--exclude, or see 'sparsekit analyze'")
     dense = task.evaluate(model)

@@ -129,7 +129,7 @@ class CheckReport:
         }
 
 
-def sparsify_verdict(kind: str, shape: Sequence[int]) -> Verdict:
+def sparsify_verdict(kind: str, shape: Sequence[int], groups: int = 1) -> Verdict:
     """Would ``sparsify`` sparsify a layer of this kind and weight shape with one of its methods?
 
     The rules are those of :data:`sparsekit.sparsify.methods.METHODS` (ModelOpt's shape rules).
@@ -137,8 +137,9 @@ def sparsify_verdict(kind: str, shape: Sequence[int]) -> Verdict:
     Args:
         kind: PyTorch layer kind (``Linear``, ``Conv2d``...).
         shape: the weight shape in PyTorch's layout (``[out, in, ...]``).
+        groups: conv groups (grouped convs stay dense: :func:`sparsekit.analyze.rules.grouped_conv`).
     """
-    verdicts = {name: method.will_sparsify(kind, tuple(shape)) for name, method in METHODS.items()}
+    verdicts = {name: method.will_sparsify(kind, tuple(shape), groups) for name, method in METHODS.items()}
     accepted = [name for name, v in verdicts.items() if v.ok]
     if accepted:
         return Verdict(True, f"sparsify --method {' or '.join(accepted)}")
@@ -219,7 +220,7 @@ def check_model(model: nn.Module, require: Sequence[str] = (SPARSIFIED,), source
         kind = layer_kind(module)
         verdict = trt_eligible(kind, weight.shape, axis, getattr(module, "groups", 1))
         stats = group_stats(weight, axis)
-        sparsify = sparsify_verdict(kind, weight.shape)
+        sparsify = sparsify_verdict(kind, weight.shape, getattr(module, "groups", 1))
         layers.append(LayerCheck(
             name, kind, f"{name}.weight", list(weight.shape), axis, "float32", verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6), stats.is_2to4,
             _is_masked(module), sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason, trt_sparse=stats.is_2to4 and verdict.ok, zero="0.0",
@@ -286,7 +287,7 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         stats, zero = _stored_stats(ref, tensors, base_dir)
         name = ref.layer_name
         torch_layer = _onnx_layer_as_torch(ref.op_type, ref.operand, ref.dims, ref.axis)
-        sparsify = sparsify_verdict(*torch_layer) if torch_layer else Verdict(False, f"constant {ref.operand} operand of {ref.op_type}: not a Linear/Conv weight")
+        sparsify = sparsify_verdict(*torch_layer, groups=ref.group) if torch_layer else Verdict(False, f"constant {ref.operand} operand of {ref.op_type}: not a Linear/Conv weight")
         layers.append(LayerCheck(
             name, ref.op_type, ref.initializer, list(ref.dims), ref.axis, ref.dtype, verdict.ok, verdict.reason, stats.groups, stats.conforming, round(stats.zero_fraction, 6),
             stats.is_2to4, node=ref.node, sparsifiable=sparsify.ok, sparsify_reason=sparsify.reason, trt_sparse=stats.is_2to4 and verdict.ok, zero=zero, subgraph=ref.subgraph,

@@ -58,7 +58,7 @@ def mask_weights_2to4_(model: nn.Module, include: Sequence[str] = ("*",), exclud
     report = DirectMaskReport()
     with torch.no_grad():
         for name, module in layers.items():
-            verdict = rule.will_sparsify(type(module).__name__, tuple(module.weight.shape))
+            verdict = rule.will_sparsify(type(module).__name__, tuple(module.weight.shape), getattr(module, "groups", 1))
             if name not in selected:
                 report.skipped[name] = "excluded by pattern"
             elif not verdict.ok:

@@ -25,8 +25,9 @@ class SparsityMethod:
     accepts: callable
     trt_layout_convs: bool
 
-    def will_sparsify(self, kind: str, shape: tuple[int, ...]) -> Verdict:
-        return self.accepts(kind, shape)
+    def will_sparsify(self, kind: str, shape: tuple[int, ...], groups: int = 1) -> Verdict:
+        """This method's rule for a layer (grouped convs are refused by the shared rule)."""
+        return self.accepts(kind, shape, groups)
 
 
 METHODS: dict[str, SparsityMethod] = {

@@ -197,7 +197,7 @@ def sparsify_(
     accepted = []
     for name, module in layers.items():
         kind, shape = type(module).__name__, list(module.weight.shape)
-        verdict = spec.will_sparsify(kind, tuple(shape))
+        verdict = spec.will_sparsify(kind, tuple(shape), getattr(module, "groups", 1))
         tie = ties.get(name)
         if name not in selected:
             decisions[name] = LayerDecision(name, kind, shape, "excluded", "excluded by pattern")
