@@ -23,6 +23,7 @@ class ExportConfig(CalibrationSettings):
 
     precisions: list[PrecisionName] = Field(default_factory=lambda: ["fp16"], description="ONNX variant(s) to write, each verified (repeatable)", json_schema_extra={"flags": ["--precision"], "metavar": "|".join(PRECISION_NAMES)})
     opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset (raised where a variant needs more)")
+    no_quant: list[str] = Field(default_factory=list, description="int8: keep layers matching PATTERN in float (repeatable), e.g. a layer ModelOpt's quantizer cannot handle")
     external_data: bool = Field(False, description="write the weights to <file>.onnx.data next to each ONNX (ONNX's external-data layout); automatic past the 2 GiB one ONNX file can hold")
 
     @field_validator("precisions", mode="before")

@@ -169,7 +169,7 @@ def _write_failure(exc: OSError | RuntimeError, target: Path) -> Exception:
     return exc
 
 
-def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None, progress: Callable[[str], None] | None = None, external_data: bool | None = None) -> ExportResult:
+def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] | None = None, force: bool = False, opset: int = DEFAULT_OPSET, require_sparse: Sequence[str] | None = None, progress: Callable[[str], None] | None = None, external_data: bool | None = None, no_quant: Sequence[str] = ()) -> ExportResult:
     """Write one verified ONNX variant of ``loaded`` to ``out`` (plus ``<stem>.report.json``).
 
     The file is written into a hidden stage folder next to ``out``, checked (every layer that is
@@ -199,6 +199,8 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         external_data: write the weights to ``<out>.data`` next to the ONNX (ONNX's external-data
             layout, one file, relative location); None (default): only when they exceed the
             2 GiB a single ONNX file can hold; False: always one file (an error past 2 GiB).
+        no_quant: fnmatch patterns of layers an int8 variant keeps in float (a layer ModelOpt's
+            quantizer cannot handle, or one too sensitive to quantize).
 
     Raises:
         ExportError: export failed, 2:4 was lost, or ONNX Runtime disagrees with PyTorch.
@@ -222,7 +224,7 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
         with staged_onnx(target) as tmp:
             say = progress or (lambda msg: None)
             say(f"{precision}: writing ONNX" + (" (calibrating)" if spec.needs_calibration else ""))
-            reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset)
+            reference, label = spec.write(loaded.model, loaded.inputs, calib, tmp, opset, no_quant)
             release()
             external = _finish_onnx(tmp, spec.convert, props, external_data, release)
             release()
@@ -266,5 +268,5 @@ def export_all_(loaded, config: ExportConfig, paths: dict[str, Path], force: boo
     results = []
     for precision, path in paths.items():
         results.append(export_(loaded, precision, path, calib if precision == "int8" else None, force, config.opset,
-                               external_data=True if config.external_data else None, progress=lambda msg, p=precision: progress(p, msg)))
+                               external_data=True if config.external_data else None, progress=lambda msg, p=precision: progress(p, msg), no_quant=config.no_quant))
     return results

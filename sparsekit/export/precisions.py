@@ -14,7 +14,7 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from torch import nn
 
@@ -33,8 +33,9 @@ class Precision:
         name: ``fp32``, ``fp16`` or ``int8`` (:data:`sparsekit.export.config.PRECISION_NAMES`).
         tolerance: max ``max_abs / max|ref|`` of ONNX Runtime against the reference.
         needs_calibration: whether the variant quantizes with calibration data.
-        write: ``write(model, inputs, calib, path, opset) -> (reference_model, reference_label)``
-            writes the exporter's ONNX to ``path``.
+        write: ``write(model, inputs, calib, path, opset, no_quant) -> (reference_model, reference_label)``
+            writes the exporter's ONNX to ``path`` (``no_quant``: fnmatch patterns of layers a
+            quantized variant keeps in float).
         convert: ``convert(model_proto, folder, location) -> model_proto``, the ONNX-side pass on
             the written model (its weights external in ``folder/location``), or None.
     """
@@ -69,7 +70,7 @@ def _int8_pass(model, folder: Path, location: str):
     return int8_weights_from_qdq(model, folder, location)
 
 
-def _write_float(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
+def _write_float(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int, no_quant: Sequence[str] = ()):
     """The fp32 export (2:4 masks folded into the weights while it runs)."""
     with masks_folded_into_weights(model):
         onnx_from_torch(model, inputs, path, opset)
@@ -92,14 +93,14 @@ def copy_sharing_weights(model: nn.Module) -> nn.Module:
 
 
 def _write_qdq(precision: str):
-    def write(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int):
+    def write(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int, no_quant: Sequence[str] = ()):
         from sparsekit._memory import import_cleanly
         from sparsekit.quantize.ptq import quantize_
 
         import_cleanly("modelopt.torch")  # not on the export's stack (see import_cleanly)
         already = any(hasattr(m, "weight_quantizer") for m in model.modules())
         # A model that already holds quantizers (QAT) is exported as it is; otherwise PTQ on a copy.
-        quantized = model if already else quantize_(copy_sharing_weights(model), calib, precision)
+        quantized = model if already else quantize_(copy_sharing_weights(model), calib, precision, disable=no_quant)
         # the copy shares the model's masks: lift them on both, so neither holds them unpacked
         with masks_folded_into_weights(model), masks_folded_into_weights(quantized):
             onnx_from_torch(quantized, inputs, path, max(opset, 17 if precision == "int8" else 19))

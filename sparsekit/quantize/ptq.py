@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from sparsekit._quiet import quiet_modelopt
@@ -39,6 +40,58 @@ def _float_norms(config: dict) -> dict:
     cfg = copy.deepcopy(config)
     cfg["quant_cfg"] = list(cfg["quant_cfg"]) + [{"quantizer_name": "*", "parent_class": name, "enable": False} for name in FLOAT_NORMS]
     return cfg
+
+
+def _disabled(config: dict, patterns: Sequence[str]) -> dict:
+    """``config`` with every quantizer of the modules matching ``patterns`` off from the start (so
+    ModelOpt never calibrates them, ModelOpt 0.47 list form)."""
+    import copy
+
+    cfg = copy.deepcopy(config)
+    cfg["quant_cfg"] = list(cfg["quant_cfg"]) + [{"quantizer_name": f"*{p}*", "enable": False} for p in patterns]
+    return cfg
+
+
+def fold_parametrizations_(model: nn.Module) -> list[str]:
+    """Replace every module with a parametrized weight (``torch.nn.utils.parametrizations.weight_norm``
+    and friends, or the old ``weight_norm`` hook) by a plain module of its base class holding the
+    tensors it computes, in place; returns the modules replaced.
+
+    The model computes the same function; ModelOpt's quantizers cannot wrap a parametrized weight
+    (Wav2Vec2's positional conv). The parametrized module itself is left as it was (PyTorch's
+    ``remove_parametrizations`` edits the class shared by every copy of the module), so a copy of a
+    model can be folded without touching the original.
+    """
+    from torch.nn.utils import parametrize
+
+    folded = []
+    for name, module in list(model.named_modules()):
+        if not name:
+            continue
+        if parametrize.is_parametrized(module):
+            plain = _plain_copy(module, module.__class__.__bases__[0], {t: getattr(module, t) for t in module.parametrizations.keys()}, drop_modules=("parametrizations",))
+        elif hasattr(module, "weight_g") and hasattr(module, "weight_v") and any(type(h).__name__ == "WeightNorm" for h in module._forward_pre_hooks.values()):
+            plain = _plain_copy(module, type(module), {"weight": module.weight}, drop_params=("weight_g", "weight_v"), drop_hooks=True)
+        else:
+            continue
+        parent_name, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, leaf, plain)
+        folded.append(name)
+    return folded
+
+
+def _plain_copy(module: nn.Module, cls: type, tensors: dict, drop_modules: Sequence[str] = (), drop_params: Sequence[str] = (), drop_hooks: bool = False) -> nn.Module:
+    """A ``cls`` module sharing ``module``'s state, with ``tensors`` as plain parameters."""
+    plain = cls.__new__(cls)
+    plain.__dict__.update(module.__dict__)
+    plain._parameters = {k: v for k, v in module._parameters.items() if k not in drop_params}
+    plain._modules = {k: v for k, v in module._modules.items() if k not in drop_modules}
+    plain._buffers = dict(module._buffers)
+    if drop_hooks:
+        plain._forward_pre_hooks = type(module._forward_pre_hooks)()
+    for tensor, value in tensors.items():
+        plain._parameters[tensor] = nn.Parameter(value.detach().clone(), requires_grad=True)
+    return plain
 
 
 def _per_tensor_weights(config: dict) -> dict:
@@ -131,12 +184,21 @@ def quantize_(
         config = _float_norms(config)
     if not per_channel_weights:
         config = _per_tensor_weights(config)
+    if disable:
+        config = _disabled(config, disable)
+    folded = fold_parametrizations_(model)
+    if folded:
+        log.info("folded the parametrized weights of %d module(s) before quantizing (%s)", len(folded), ", ".join(folded[:3]))
     with quiet_modelopt():
-        if method == "max":
-            model = mtq.quantize(model, config, forward_loop(calib))
-        else:
-            model = mtq.quantize(model, _histogram_config(config), None)
-            _calibrate_histograms(model, forward_loop(calib), method, percentile)
+        try:
+            if method == "max":
+                model = mtq.quantize(model, config, forward_loop(calib))
+            else:
+                model = mtq.quantize(model, _histogram_config(config), None)
+                _calibrate_histograms(model, forward_loop(calib), method, percentile)
+        except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise SparsekitError(f"ModelOpt could not quantize this model to {precision} ({type(exc).__name__}: {first})", "keep the layer it names (or the layers it could be) unquantized with --no-quant PATTERN (recipes: no_quant)") from exc
         for pattern in disable:
             mtq.disable_quantizer(model, f"*{pattern}*")
     return model
