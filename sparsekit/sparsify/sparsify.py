@@ -127,9 +127,49 @@ def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, r
         loop = forward_loop(calib)
         if replaced and mode == "sparsegpt" and hessians is not None:
             loop = _with_kit_hessians(loop, dict.fromkeys(replaced), hessians)
+        if mode == "sparsegpt":
+            loop = _with_flat_linear_inputs(loop)
         search["forward_loop"] = loop
     with quiet_modelopt():
         return mts.sparsify(model, [(mode, _modelopt_config(selected))], config=search)
+
+
+def _with_flat_linear_inputs(loop):
+    """``loop`` with every Linear layer seeing its input as ``[B, rows, C]`` while it runs.
+
+    ModelOpt's SparseGPT statistics hook flattens 2-D and 3-D Linear inputs only; a Linear applied
+    to ``[B, H, W, C]`` (ConvNeXt's pointwise layers) or any other number of leading dims would end
+    in ``t_() expects a tensor with <= 2 dimensions``. A pre-hook folds the leading dims into one
+    (the Linear computes the same rows) and a hook restores the output's shape, so the statistics
+    are collected on the model as it is.
+    """
+    import torch
+
+    def run(model):
+        leading: dict[int, torch.Size] = {}
+
+        def flatten(module, args):
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor) and x.dim() > 3:
+                leading[id(module)] = x.shape[:-1]
+                return (x.reshape(x.shape[0], -1, x.shape[-1]), *args[1:])
+            return None
+
+        def restore(module, args, out):
+            shape = leading.pop(id(module), None)
+            return out.reshape(*shape, out.shape[-1]) if shape is not None else None
+
+        handles = []
+        for module in model.modules():
+            if "Linear" in type(module).__name__:  # ModelOpt's own test (nn.Linear and its sparse subclass)
+                handles += [module.register_forward_pre_hook(flatten), module.register_forward_hook(restore)]
+        try:
+            loop(model)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    return run
 
 
 def _apply_trt_layout_mask(module: nn.Module, original: np.ndarray, mask: np.ndarray | None = None) -> float:
