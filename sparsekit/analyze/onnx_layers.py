@@ -131,7 +131,7 @@ def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
             LayerAnalysis(
                 ref.layer_name, ref.op_type, list(ref.dims), ref.axis, ref.dims[ref.axis],
                 trt_eligible(ref.op_type, ref.dims, ref.axis, dtype=ref.dtype).to_dict(), na, na,
-                likely_wins(ref.dims, ref.axis).to_dict(), rows, f, round(f / total, 6) if f and total else None, subgraph=ref.subgraph, dtype=ref.dtype,
+                likely_wins(ref.dims, ref.axis, rows).to_dict(), rows, f, round(f / total, 6) if f and total else None, subgraph=ref.subgraph, dtype=ref.dtype,
             )
         )
     initializers = {t.name for t in model.graph.initializer}

@@ -84,11 +84,21 @@ def modelopt_sparsegpt(kind: str, weight_shape: tuple[int, ...], groups: int = 1
     return Verdict(True, "shape accepted")
 
 
-def likely_wins(weight_shape: tuple[int, ...], axis: int) -> Verdict:
+MIN_GEMM_ROWS = 64
+"""Fewest GEMM rows (M: batch x positions) for which a 2:4 kernel is called a likely win. Below it
+the weight is read for a handful of rows and the sparse kernel's index overhead dominates:
+published cuSPARSELt GEMMs gain nothing for single rows, and the kit's own H200 run measured
+2:4 slower than dense even at 4,096 rows for BERT-base shapes (``benchmarks/results/nvidia-h200``)."""
+
+
+def likely_wins(weight_shape: tuple[int, ...], axis: int, rows: int | None = None) -> Verdict:
     """Heuristic: are sparse kernels likely to beat dense ones for this weight?
 
-    Uses the reduction length (input channels x kernel area) and the output channels.
+    Uses the reduction length (input channels x kernel area), the output channels and, when known,
+    the GEMM's rows at the analysed shape (never a win below :data:`MIN_GEMM_ROWS`).
     """
+    if rows is not None and rows < MIN_GEMM_ROWS:
+        return Verdict(False, f"GEMM of {rows} rows at this shape (< {MIN_GEMM_ROWS}): too few rows for a 2:4 kernel to pay off; dense kernels usually win")
     if axis == 0:  # MatMul B [K, N]
         reduction, outputs = weight_shape[0], weight_shape[1]
     else:

@@ -108,7 +108,7 @@ def analyze_model(loaded) -> AnalysisReport:
                 name, kind, list(shape), 1, shape[1],
                 trt_eligible(kind, shape, 1, groups).to_dict(),
                 magnitude, sparsegpt,
-                likely_wins(shape, 1).to_dict(),
+                likely_wins(shape, 1, rows.get(name)).to_dict(),
                 rows.get(name), f, round(f / total, 6) if f is not None and total else None,
                 tie.tied_to if tie else None,
             )

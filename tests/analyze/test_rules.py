@@ -34,3 +34,13 @@ def test_amdahl_bound():
     assert amdahl_bound(1.0) == 2.0
     assert amdahl_bound(0.5) == pytest.approx(1 / 0.75)
     assert amdahl_bound(1.0, kernel_speedup=1.5) == pytest.approx(1.5)
+
+
+def test_likely_win_is_never_claimed_for_a_gemm_of_a_few_rows():
+    from sparsekit.analyze.rules import MIN_GEMM_ROWS, likely_wins
+
+    big = (4096, 4096)
+    assert likely_wins(big, 1).ok and likely_wins(big, 1, rows=16384).ok
+    tiny = likely_wins(big, 1, rows=4)
+    assert not tiny.ok and "4 rows" in tiny.reason
+    assert not likely_wins(big, 1, rows=MIN_GEMM_ROWS - 1).ok and likely_wins(big, 1, rows=MIN_GEMM_ROWS).ok
