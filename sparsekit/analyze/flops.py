@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from sparsekit.analyze.layer_kinds import KNOWN_KINDS
 
 
 def _attention_flop_tally():
@@ -63,6 +63,11 @@ def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[s
             m = output.numel() // out_ch
             if isinstance(module, nn.Linear):
                 macs = module.in_features * output.numel()
+            elif isinstance(module, nn.modules.conv._ConvTransposeNd):  # each input pixel scatters into a k-window
+                k = 1
+                for d in module.kernel_size:
+                    k *= d
+                macs = args[0].numel() * (module.out_channels // module.groups) * k
             else:
                 k = 1
                 for d in module.kernel_size:
@@ -77,7 +82,7 @@ def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[s
     if param is not None:  # a GPU or half-precision model: its inputs follow it
         inputs = tuple(t.to(param.device, param.dtype if t.is_floating_point() else t.dtype) for t in inputs)
     for name, module in model.named_modules():
-        if isinstance(module, _LAYER_TYPES):
+        if isinstance(module, KNOWN_KINDS):
             hooks.append(module.register_forward_hook(make_hook(name)))
     try:
         counter = FlopCounterMode(display=False)

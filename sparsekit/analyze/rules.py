@@ -39,6 +39,8 @@ def trt_eligible(kind: str, weight_shape: tuple[int, ...], axis: int, groups: in
     """
     if not constant:
         return Verdict(False, "weight is not a constant initializer")
+    if kind.startswith("ConvTranspose"):
+        return Verdict(False, "transposed conv (deconvolution): TensorRT's 2:4 kernels cover convolutions and GEMMs only")
     if grouped_conv(groups):
         return grouped_conv(groups)
     if dtype not in TRT_SPARSE_DTYPES:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from torch import nn
 
 from sparsekit.analyze.flops import layer_flops
 from sparsekit.analyze.rules import amdahl_bound, likely_wins, modelopt_magnitude, modelopt_sparsegpt, trt_eligible
-from sparsekit.analyze.layer_kinds import layer_kind
+from sparsekit.analyze.layer_kinds import known_layers, layer_kind
 
 
 @dataclass
@@ -90,7 +89,7 @@ def analyze_model(loaded) -> AnalysisReport:
 
     model = loaded.model
     flops, rows, total = layer_flops(model, loaded.inputs.random(seed=0))
-    modules = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))}
+    modules = known_layers(model)
     ties = tied_weights(model, modules)
     layers = []
     for name, module in modules.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from sparsekit._quiet import quiet_modelopt

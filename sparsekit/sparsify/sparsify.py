@@ -18,7 +18,8 @@ from sparsekit.sparsify.config import SparsifyConfig
 from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.pattern import magnitude_mask, retained_magnitude
 from sparsekit.sparsify.permute import PermutationReport, permute_channels_
-from sparsekit.sparsify.select import candidate_layers, select_layers
+from sparsekit.sparsify.select import select_layers
+from sparsekit.analyze.layer_kinds import known_layers
 from sparsekit.analyze.ties import TiedWeight, tied_weights
 from sparsekit.models.ties import untie_
 
@@ -230,7 +231,7 @@ def sparsify_(
     spec = get_method(method)
     if spec.needs_calibration and not calib:
         raise CalibrationDataError(f"method '{method}' needs calibration data", "pass --calib FILE, or use the model's own random inputs")
-    layers = candidate_layers(model)
+    layers = known_layers(model)  # every layer gets a decision; the method's rule says which it can take
     selected, unmatched = select_layers(list(layers), include, exclude)
     ties = tied_weights(model, layers)
     decisions: dict[str, LayerDecision] = {}
