@@ -47,6 +47,23 @@ class CompiledModels:
         return {"mode": self.mode, "compiled": self.compiled, "fallback": self.fallback, "compile_seconds": self.seconds, "graph_breaks": self.graph_breaks}
 
 
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc`` and of its root cause (compile errors wrap the real one)."""
+    def line(e: BaseException) -> str:
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [""]
+        text = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "backend='x' raised:" + the error
+        return f"{type(e).__name__}: {text[:240]}"
+
+    root, seen = exc, {id(exc)}
+    while True:
+        nxt = root.__cause__ or getattr(root, "inner_exception", None)
+        if not isinstance(nxt, BaseException) or id(nxt) in seen:
+            break
+        root = nxt
+        seen.add(id(nxt))
+    return line(exc) if root is exc else f"{line(exc)} (cause: {line(root)})"
+
+
 def _graph_breaks() -> int:
     from torch._dynamo.utils import counters
 
@@ -68,7 +85,7 @@ def compile_pair(dense, sparse, example_inputs: tuple, backend: str = "inductor"
     """
     import torch
 
-    desc = f"torch.compile(backend={backend}, mode={mode}, dynamic={dynamic})"
+    desc = f"torch.compile(backend={getattr(backend, '__name__', backend)}, mode={mode}, dynamic={dynamic})"
     out: dict = {}
     seconds: dict = {}
     breaks: dict = {}
@@ -90,8 +107,7 @@ def compile_pair(dense, sparse, example_inputs: tuple, backend: str = "inductor"
             out[side] = compiled
     except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager on both sides, and is reported
         torch._dynamo.reset()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        why = f"{side} side did not compile with {desc}: {type(exc).__name__}: {first[:300]}"
+        why = f"{side} side did not compile with {desc}: {_one_line(exc)}"
         log.warning("%s; timing the eager models", why)
         return CompiledModels(dense, sparse, EAGER, False, why, seconds, breaks)
     return CompiledModels(out["dense"], out["sparse"], desc, True, None, seconds, breaks)
