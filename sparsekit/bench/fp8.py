@@ -41,7 +41,7 @@ def fp8_gemm(shape: GemmShape, config: BenchConfig, graphs: bool = True, alg_sea
     alpha = (x_scale * w_scale).float()
     step, alg_id, notes = "dense torch._scaled_mm", 0, []
     try:
-        dense = lambda x: torch._scaled_mm(x, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=out)  # noqa: E731
+        dense = lambda x: torch._scaled_mm(x, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=out)
         y_dense = dense(x8[0])
         step = "torch._cslt_compress(float8_e4m3fn weight)"
         packed = torch._cslt_compress(w8)
@@ -52,7 +52,7 @@ def fp8_gemm(shape: GemmShape, config: BenchConfig, graphs: bool = True, alg_sea
             except (RuntimeError, TypeError) as exc:
                 notes.append(f"algorithm search refused ({_first_line(exc)}); algorithm 0 timed")
         step = "torch._cslt_sparse_mm(float8_e4m3fn)"
-        sparse = lambda x: torch._cslt_sparse_mm(packed, x.t(), alpha=alpha, out_dtype=out, alg_id=alg_id)  # noqa: E731  [N, M]
+        sparse = lambda x: torch._cslt_sparse_mm(packed, x.t(), alpha=alpha, out_dtype=out, alg_id=alg_id)  # [N, M]
         y_sparse = sparse(x8[0])
         torch.cuda.synchronize()
     except (RuntimeError, TypeError, AttributeError, NotImplementedError, ValueError) as exc:

@@ -129,7 +129,7 @@ def _calls_for(gemm, x, target_ms: float) -> int:
     return int(min(max(math.ceil(target_ms / per_call), 8), 512))
 
 
-def rotation_buffers(shape: "GemmShape", element_bytes: int, config: BenchConfig) -> int:
+def rotation_buffers(shape: GemmShape, element_bytes: int, config: BenchConfig) -> int:
     """Input buffers to rotate so that together they exceed :data:`ROTATION_BYTES` (8..64, or ``config.buffers``)."""
     input_bytes = max(shape.m * shape.k * element_bytes, 1)
     return int(min(max(config.buffers, math.ceil(ROTATION_BYTES / input_bytes)), 64))

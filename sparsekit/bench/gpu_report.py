@@ -267,8 +267,9 @@ def render_markdown(doc: dict) -> str:
     facts = pre.get("facts") or {}
     gpu = ((facts.get("machine") or {}).get("gpus") or [{}])[0]
     ceil = pre.get("ceilings") or {}
-    dry = [f"**DRY RUN without a GPU** ({doc['dry_run']}): the rows below time dense work on the CPU at tiny shapes and say nothing about 2:4; "
-           "only the orchestration, the files and this rendering are checked.", ""] if doc.get("dry_run") else []
+    dry_line = (f"**DRY RUN without a GPU** ({doc.get('dry_run')}): the rows below time dense work on the CPU at tiny shapes and say nothing about 2:4; "
+                "only the orchestration, the files and this rendering are checked.")
+    dry = [dry_line, ""] if doc.get("dry_run") else []
     lines = [
         f"# GPU suite: dense vs 2:4 on {facts.get('device', 'unknown GPU')}",
         "",

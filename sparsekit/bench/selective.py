@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 
 def split_selection(selection: dict, candidates: Iterable[str]) -> dict:

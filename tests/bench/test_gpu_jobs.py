@@ -120,7 +120,7 @@ def test_compile_pair_runs_the_same_mode_on_both_sides_or_falls_back_on_both_and
 
 def test_a_failing_unit_does_not_stop_the_next_unit_or_job(tmp_path, monkeypatch):
     gpu_suite = _suite_module()
-    import sparsekit.bench.dry_run as dry_run
+    from sparsekit.bench import dry_run
 
     real, calls = dry_run.dense_gemm_row, []
 
@@ -189,13 +189,14 @@ def test_llm_decode_gemm_with_algorithm_search_and_fp8_row_or_refusal():
 @pytest.mark.gpu
 @pytest.mark.skipif(GPU is not None, reason=GPU or "")
 def test_compiled_and_selection_guided_pairs_on_the_gpu():
+    from dataclasses import replace
+
     from sparsekit.bench.harness import BenchConfig
     from sparsekit.bench.selective import selective_pair
     from sparsekit.bench.torch_pair import measure_batch, prepare_torch_sparse
     from sparsekit.bench.torch_sparse import cuda_inputs
     from sparsekit.models.source import load_model
     from sparsekit.sparsify.direct import mask_weights_2to4_
-    from dataclasses import replace
 
     loaded = load_model("bert", {"hidden": 256, "ffn": 1024, "heads": 4, "layers": 2, "seq": 64, "attention": "sdpa"})
     mask_weights_2to4_(loaded.model, exclude=["pooler", "head"])
