@@ -4,28 +4,42 @@
     python benchmarks/gpu_suite.py render DIR/gpu_suite.json            # afterwards, on any CPU
 
 Jobs, in this order (each one recorded and skipped, failed or done on its own; the JSON is
-rewritten after every batch and every shape, so a run cut short keeps what it measured):
+rewritten after every unit, so a run cut short keeps what it measured):
 
   1. preflight: GPU facts, cuSPARSELt, one tiny 2:4 conversion + linear + CUDA-graph capture,
      the card's measured fp16 matmul rate and copy bandwidth.
   2. bert-large-seq384 (the headline): a BERT-large-shaped encoder (24 x 1024, FFN 4096, fused
-     SDPA attention), fp16, batches 8 / 32 / 128, whole forward captured in a CUDA graph.
+     SDPA attention), fp16, batches 8 / 32 / 128, whole forward captured in a CUDA graph, with
+     the kernel profile of each side (where the time goes) per batch.
   3. bert-large-seq128: the same two models at sequence 128.
   4. gemm: the FFN and attention-projection GEMMs of BERT-base/large at M >= 4096, timed as CUDA
      graphs of many calls (kernels, not Python dispatch).
-  5. gemm-large: a square 8192 GEMM, a Llama-3-8B FFN GEMM and the BERT-large FFN at M=65536,
-     each with cuSPARSELt's default algorithm and with the one its search picks.
-  6. select: `sparsekit select` on bert-base at batch 8 (GEMM timings cached by shape).
-  7. attention-matmul: the headline at batch 32 with unfused matmul/softmax attention.
-  8. bf16: the headline at batches 32 / 128 and the bert-large FFN GEMMs in bf16.
-  9. batch-1: both sequence lengths at batch 1 (small M, where 2:4 rarely wins).
-  10. tensorrt: where TensorRT (and ModelOpt, for the typed ONNX) is installed, dense vs sparse
-     engines of the headline model's fp16 ONNX at batches 8 / 32; recorded as skipped elsewhere.
+  5. select: `sparsekit select` on bert-base at batch 8 (GEMM timings cached by shape).
+     Jobs 2-5 are the first run's jobs with the first run's settings: one comparison.
+  6. compiled: the dense and 2:4 BERT-large through the same `torch.compile` mode (inductor,
+     dynamic shapes: one compile for every batch and both sequence lengths), each forward one
+     CUDA graph; if the 2:4 model does not compile, both sides run eager and the reason is kept.
+  7. selection: at every batch of both sequence lengths, `select` times the model's GEMMs at
+     that batch and only the layers it measures as winning run 2:4 (the others stay dense);
+     measured ratio next to the selected layers' Amdahl bound.
+  8. llm-gemm: Llama-3-8B GEMMs (q/o 4096x4096, k/v 1024x4096, gate/up 14336x4096, down
+     4096x14336) at prefill rows 2048-16384 and decode rows 1-64, fp16 and bf16, each with the
+     cuSPARSELt algorithm its search picks.
+  9. fp8: exploratory FP8 (e4m3) 2:4 vs FP8 dense (`torch._scaled_mm`) GEMMs; where torch refuses
+     FP8 2:4, the refusal (step and exception) is the result.
+  10. gemm-large, attention-matmul, bf16, batch-1, tensorrt: the rest of the first run's jobs
+     (square 8192 / Llama FFN / M=65536 GEMMs with and without algorithm search, unfused
+     attention, bf16 end to end, batch 1, TensorRT engines where installed), as the budget allows.
 
 No ModelOpt on this path: 2:4 masks are the kit's own TensorRT-layout magnitude masks, computed
 on the GPU (equal to ModelOpt's, element for element: tests/sparsify/test_direct.py). Every
 model is checked before it is timed (per-layer and end-to-end agreement of the 2:4 kernels with
 the dense ones); the kernels each side ran are recorded from the torch profiler.
+
+Without a CUDA GPU (Ampere or newer) the suite runs as a dry run: every job goes through its
+orchestration on the CPU at tiny shapes, times dense work only and records ``no_gpu`` (units
+that need 2:4 kernels are recorded as skipped, 'no GPU'). It checks the command end to end
+before a GPU's minutes are spent; it measures nothing about 2:4.
 
 The machine needs torch with CUDA and cuSPARSELt, numpy and pyyaml, plus the wheels pinned in
 benchmarks/gpu-wheels.txt (`make gpu-wheels`; see benchmarks/README.md for the device command).
@@ -60,21 +74,49 @@ GEMM_LARGE = {"square 8192": (8192, 8192, 8192), "llama-3-8b ffn_in 4096->14336"
 class State:
     """What jobs share: settings and the models built once (freed when no longer needed)."""
 
-    def __init__(self, quick: bool) -> None:
+    def __init__(self, quick: bool, gpu: bool = True) -> None:
         from sparsekit.bench.harness import BenchConfig
 
         self.quick = quick
+        self.gpu = gpu  # False: CPU dry run (tiny shapes, dense only, 'no GPU' recorded)
         self.model_config = BenchConfig(rounds=6 if quick else 12, round_seconds=0.1, min_iters=10, warmup_seconds=0.3)
         self.gemm_config = BenchConfig(rounds=6 if quick else 10, round_seconds=0.05, min_iters=10, warmup_seconds=0.2)
+        # the newer end-to-end and LLM jobs: fewer, shorter rounds (more rows in the same minutes)
+        self.e2e_config = BenchConfig(rounds=4 if quick else 8, round_seconds=0.05, min_iters=5, warmup_seconds=0.2)
+        self.llm_config = BenchConfig(rounds=4 if quick else 8, round_seconds=0.04, min_iters=10, warmup_seconds=0.1)
+        self.compile_backend = "inductor" if gpu else "eager"
+        self.compile_limit_s = 150.0  # a slower compile falls back to eager (recorded), so later jobs keep their minutes
         self.loaded = None  # BERT-large, masked, fp32 on the GPU
         self.pairs: dict = {}
+        self.compiled: dict = {}
+        self.dry_models: dict = {}
         self.gemm_cache: dict = {}
+
+
+NO_GPU_SKIP = "no GPU: needs 2:4 kernels (CUDA, Ampere or newer)"
+
+
+def dry_preflight(job, state: State) -> dict:
+    """Preflight without a GPU: the machine's facts; the GPU checks are recorded as skipped."""
+    import torch
+
+    from sparsekit.bench.dry_run import NO_GPU
+    from sparsekit.bench.machine import machine_facts
+
+    why = "no CUDA device" if not torch.cuda.is_available() else f"{torch.cuda.get_device_name(0)} is older than Ampere"
+    facts = job.unit("facts", lambda: {"machine": machine_facts(gpu=False), "torch": torch.__version__, "cuda": torch.version.cuda, "device": "no GPU (CPU dry run)", "gpu": False, "why": why}, 0)
+    job.skip("tiny 2:4 linear + CUDA graph", NO_GPU_SKIP)
+    job.skip("ceilings", NO_GPU_SKIP)
+    return {"facts": facts, "tiny_linear": None, "ceilings": None, "dry_run": NO_GPU}
 
 
 def preflight(job, state: State) -> dict:
     import torch
 
     from sparsekit.bench.machine import machine_facts
+
+    if not state.gpu:
+        return dry_preflight(job, state)
 
     def facts() -> dict:
         props = torch.cuda.get_device_properties(0)
@@ -164,10 +206,48 @@ def _pair(state: State, seq: int, dtype: str):
     return state.pairs[(dtype, seq)]
 
 
+def _dry_model(state: State, seq: int):
+    """The CPU dry run's stand-in for the headline model: a tiny BERT, 2:4-masked like the real one."""
+    from sparsekit.bench.dry_run import TINY_BERT, tiny_seq
+    from sparsekit.models.source import load_model
+    from sparsekit.sparsify.direct import mask_weights_2to4_
+
+    if seq not in state.dry_models:
+        loaded = load_model("bert", {**TINY_BERT, "seq": tiny_seq(seq), "attention": BERT_LARGE["attention"]})
+        report = mask_weights_2to4_(loaded.model, exclude=["pooler", "head"])
+        state.dry_models[seq] = (loaded, report.masked)
+    return state.dry_models[seq]
+
+
+def dry_model_job(job, state: State, seq: int, batches, dtype: str, attention: str | None) -> dict:
+    """A model job without a GPU: the tiny model's dense forward timed on the CPU at every batch."""
+    from sparsekit.analyze.rules import amdahl_bound
+    from sparsekit.bench.dry_run import NO_GPU, TINY_BERT, dense_model_row, tiny_batches
+    from sparsekit.bench.torch_pair import _converted_share
+
+    if job.unit(f"prepare tiny {dtype} seq {seq}", lambda: {"masked_layers": len(_dry_model(state, seq)[1])}, 5) is None:
+        raise RuntimeError(f"the dry-run model at sequence {seq} could not be built (see the unit's error)")
+    loaded, masked = state.dry_models[seq]
+    share = _converted_share(loaded, loaded.model, masked)
+    job.record.setdefault("model", {**TINY_BERT, "seq": loaded.inputs.tensors[0].shape[1], "dtype": "float32", "attention": attention or BERT_LARGE["attention"], "no_gpu": NO_GPU})
+    for batch in tiny_batches(batches):
+        job.unit(f"seq {seq} batch {batch}", lambda b=batch: dense_model_row(loaded.model, loaded.inputs, b, seq=seq, attention=attention or BERT_LARGE["attention"], amdahl_bound=round(amdahl_bound(share), 4)), 2)
+    return {"amdahl_bound": round(amdahl_bound(share), 4), "converted_flop_share": round(share, 4), "no_gpu": NO_GPU}
+
+
+def _record_profile(job, key: str, row: dict) -> None:
+    """Keep the kernel families of both sides (GPU microseconds) per unit in the job's record."""
+    kernels = row.get("kernels") or {}
+    if kernels:
+        job.record.setdefault("profile", {})[key] = {side: {"family_us": k.get("family_us"), "total_us": k.get("total_us")} for side, k in kernels.items()}
+
+
 def model_job(job, state: State, seq: int, batches, dtype: str = "float16", attention: str | None = None) -> dict:
     """The BERT-large pair at one sequence length over ``batches`` (optionally another attention)."""
     from sparsekit.bench.torch_pair import measure_batch, torch_sparse_settings
 
+    if not state.gpu:
+        return dry_model_job(job, state, seq, batches, dtype, attention)
     pair = job.unit(f"prepare {dtype} seq {seq}", lambda: _pair(state, seq, dtype), 60)
     if pair is None:
         raise RuntimeError(f"the {dtype} pair at sequence {seq} could not be prepared (see the unit's error)")
@@ -189,6 +269,7 @@ def model_job(job, state: State, seq: int, batches, dtype: str = "float16", atte
     for batch in batches:
         row = job.unit(f"seq {seq} batch {batch}", lambda b=batch: one(b), 10 if batch <= 32 else 30)
         if row:
+            _record_profile(job, f"seq {seq} batch {batch}", row)
             s, k = row["speedup"], row.get("kernels", {}).get("sparse", {})
             job.suite.say(f"  seq {seq} batch {batch}: {row['dense']['median']:.3f} -> {row['sparse']['median']:.3f} ms, {s['ratio']:.3f}x [{s['low']:.3f}, {s['high']:.3f}] "
                           f"(bound {pair.bound:.2f}x, err {row['max_rel_err_sparse_vs_dense']:.1e}, {row['timing']}, sparse GEMM kernels {k.get('sparse_gemm_calls')} via {k.get('sparse_libraries')})")
@@ -204,6 +285,11 @@ def gemm_job(job, state: State, dtype: str = "float16", layers=None, rows=GEMM_R
     for m in rows:
         for name, (k, n) in (layers or GEMM_LAYERS).items():
             shape = GemmShape(f"{name}, M={m}", m, k, n)
+            if not state.gpu:
+                from sparsekit.bench.dry_run import dense_gemm_row
+
+                job.unit(shape.name, lambda shape=shape: dense_gemm_row(shape), 1)
+                continue
 
             def one(shape=shape) -> dict:
                 timing = time_gemm(shape, state.gemm_config, dtype, profile=True)
@@ -228,6 +314,11 @@ def gemm_large_job(job, state: State) -> list:
     for name, (m, k, n) in GEMM_LARGE.items():
         for search in (False, True):
             shape = GemmShape(f"{name}, M={m}", m, k, n)
+            if not state.gpu:
+                from sparsekit.bench.dry_run import dense_gemm_row
+
+                job.unit(shape.name + (" alg-search" if search else ""), lambda shape=shape: dense_gemm_row(shape), 1)
+                continue
 
             def one(shape=shape, search=search) -> dict:
                 timing = time_gemm(shape, state.gemm_config, "float16", profile=not search, alg_search=search)
@@ -248,12 +339,202 @@ def select_job(job, state: State) -> dict | None:
     from sparsekit.bench.select import select_layers_by_speed
     from sparsekit.models.source import load_model
 
+    if not state.gpu:
+        job.skip("select bert-base batch 8", NO_GPU_SKIP)
+        return None
     loaded = load_model("bert-base")
     selection = job.unit("select bert-base batch 8", lambda: select_layers_by_speed(loaded, 8, state.gemm_config, cache=state.gemm_cache, progress=job.suite.say), 60)
     if not selection:
         return None
     job.suite.say(f"  select: include {len(selection['include'])} layers, exclude {len(selection['exclude'])}")
     return {"include": len(selection["include"]), "exclude": len(selection["exclude"])}
+
+
+def _compiled_pair(state: State, seq: int, dtype: str):
+    """The dtype's pair at ``seq`` with both models compiled once (shared by every batch and sequence)."""
+    from dataclasses import replace
+
+    from sparsekit.bench.compiled import compile_pair
+    from sparsekit.bench.torch_sparse import cuda_inputs
+
+    pair = _pair(state, seq, dtype)
+    if dtype not in state.compiled:
+        example = cuda_inputs(pair.loaded.inputs.random(batch=HEADLINE_BATCHES[0], seed=5), dtype)
+        state.compiled[dtype] = compile_pair(pair.dense, pair.sparse, example, backend=state.compile_backend)
+    models = state.compiled[dtype]
+    return replace(pair, dense=models.dense, sparse=models.sparse), models
+
+
+def dry_compiled_job(job, state: State, seqs, batches) -> dict:
+    """The compiled job without a GPU: the tiny dense model compiled (Dynamo only) and timed on the CPU."""
+    from sparsekit.bench.compiled import compile_pair
+    from sparsekit.bench.dry_run import NO_GPU, dense_model_row, tiny_batches
+
+    result = {"no_gpu": NO_GPU}
+    for seq in seqs:
+        loaded, _ = _dry_model(state, seq)
+
+        def compile_once(loaded=loaded, key=("dry", seq)) -> dict:
+            if key not in state.compiled:
+                state.compiled[key] = compile_pair(loaded.model, None, loaded.inputs.random(batch=1), backend=state.compile_backend)
+            return state.compiled[key].to_dict()
+
+        models = job.unit(f"compile seq {seq}", compile_once, 10)
+        if models is None:
+            continue
+        result.setdefault("compile", models)
+        compiled = state.compiled[("dry", seq)].dense
+        for batch in tiny_batches(batches):
+            job.unit(f"seq {seq} batch {batch}", lambda b=batch, c=compiled, spec=loaded.inputs, seq=seq, mode=models["mode"]: dense_model_row(c, spec, b, seq=seq, mode=mode), 2)
+    return result
+
+
+def compiled_job(job, state: State, seqs=(384, 128), batches=HEADLINE_BATCHES, dtype: str = "float16") -> dict:
+    """Dense and 2:4 through the same torch.compile mode at every batch of both sequence lengths."""
+    from sparsekit.bench.torch_pair import measure_batch, torch_sparse_settings
+
+    if not state.gpu:
+        return dry_compiled_job(job, state, seqs, batches)
+    job.record["settings"] = {**torch_sparse_settings(state.e2e_config, True), "compile_backend": state.compile_backend, "dynamic": True}
+    compiled = job.unit(f"compile dense and 2:4 ({dtype})", lambda: _compiled_pair(state, seqs[0], dtype)[1].to_dict(), 90, limit_s=state.compile_limit_s)
+    if compiled is None:
+        raise RuntimeError("the pair could not be prepared or compiled (see the unit's error)")
+    job.record["mode"] = compiled
+    job.suite.say(f"  mode: {compiled['mode']}" + (f" (fallback: {compiled['fallback']})" if compiled["fallback"] else f", compile s {compiled['compile_seconds']}, graph breaks {compiled['graph_breaks']}"))
+    for seq in seqs:
+        for batch in batches:
+            def one(seq=seq, batch=batch) -> dict:
+                pair, models = _compiled_pair(state, seq, dtype)
+                return {"seq": seq, "attention": BERT_LARGE["attention"], "mode": models.mode, "compiled": models.compiled, "amdahl_bound": round(pair.bound, 4), **measure_batch(pair, batch, state.e2e_config)}
+
+            row = job.unit(f"seq {seq} batch {batch}", one, 10 if batch <= 32 else 20)
+            if row:
+                _record_profile(job, f"seq {seq} batch {batch}", row)
+                s = row["speedup"]
+                job.suite.say(f"  compiled seq {seq} batch {batch}: {row['dense']['median']:.3f} -> {row['sparse']['median']:.3f} ms, {s['ratio']:.3f}x [{s['low']:.3f}, {s['high']:.3f}] ({row['timing']}, bound {row['amdahl_bound']:.2f}x)")
+    return compiled
+
+
+def selection_job(job, state: State, seqs=(384, 128), batches=HEADLINE_BATCHES, dtype: str = "float16") -> dict | None:
+    """At every batch: `select` on the BERT-large GEMMs at that batch, then dense vs the model with only the winners 2:4."""
+    from sparsekit.bench.select import select_layers_by_speed
+    from sparsekit.bench.selective import grouped, layer_pattern, selective_pair, split_selection
+    from sparsekit.bench.torch_pair import measure_batch, torch_sparse_settings
+    from sparsekit.models.source import LoadedModel
+
+    if not state.gpu:
+        for seq in seqs:
+            for batch in batches:
+                job.skip(f"select + seq {seq} batch {batch}", "no GPU: selection times 2:4 GEMMs on the target GPU")
+        return None
+    job.record["settings"] = {**torch_sparse_settings(state.e2e_config, True), "select_gemm_config": state.gemm_config.model_dump()}
+    for seq in seqs:
+        if job.unit(f"prepare {dtype} seq {seq}", lambda seq=seq: _pair(state, seq, dtype).evidence()["converted_flop_share"], 60) is None:
+            continue
+        pair = _pair(state, seq, dtype)
+        for batch in batches:
+            def choose(batch=batch, seq=seq, pair=pair) -> dict:
+                loaded = LoadedModel(pair.dense, pair.loaded.inputs, pair.loaded.source)
+                sel = select_layers_by_speed(loaded, batch, state.gemm_config, dtype=dtype, cache=state.gemm_cache, progress=job.suite.say)
+                split = split_selection(sel, pair.conversion.converted)
+                shapes = {}
+                for m in sel["measurements"]:
+                    shapes.setdefault(f"{m['m']}x{m['k']}x{m['n']}", {"layers": 0, "decision": m["decision"], "speedup": m.get("speedup"), "reason": m.get("reason")})["layers"] += 1
+                reasons = {}
+                for name, why in split["dense"].items():
+                    reasons.setdefault(layer_pattern(name), why)
+                return {"seq": seq, "batch": batch, "margin": sel["margin"], "rule": sel["rule"], "sparse": split["sparse"], "sparse_groups": grouped(split["sparse"]),
+                        "dense_groups": grouped(split["dense"]), "dense_reasons": reasons, "gemm_shapes": shapes}
+
+            chosen = job.unit(f"select seq {seq} batch {batch}", choose, 10)
+            if chosen is None:
+                continue
+
+            def one(batch=batch, chosen=chosen, seq=seq, pair=pair) -> dict:
+                sp = selective_pair(pair, chosen["sparse"])
+                try:
+                    row = measure_batch(sp, batch, state.e2e_config)
+                finally:
+                    del sp
+                    gc.collect()
+                    __import__("torch").cuda.empty_cache()
+                if not chosen["sparse"]:
+                    row["notes"].append("no layer won at this batch: the 2:4 side is a copy of the dense model (an A/A check of 'never slower than dense')")
+                return {"seq": seq, "attention": BERT_LARGE["attention"], "selected_2to4": len(chosen["sparse"]), "kept_dense": sum(chosen["dense_groups"].values()),
+                        "sparse_groups": chosen["sparse_groups"], "dense_groups": chosen["dense_groups"], "amdahl_bound": round(sp_bound(pair, chosen["sparse"]), 4),
+                        "full_2to4_amdahl_bound": round(pair.bound, 4), **row}
+
+            row = job.unit(f"seq {seq} batch {batch}", one, 10 if batch <= 32 else 20)
+            if row:
+                _record_profile(job, f"seq {seq} batch {batch}", row)
+                s = row["speedup"]
+                job.suite.say(f"  selection seq {seq} batch {batch}: {row['selected_2to4']} layers 2:4, {row['kept_dense']} dense; {s['ratio']:.3f}x [{s['low']:.3f}, {s['high']:.3f}] (bound {row['amdahl_bound']:.2f}x)")
+    return {"seqs": list(seqs), "batches": list(batches)}
+
+
+def sp_bound(pair, names) -> float:
+    """Amdahl bound of the FLOP share of ``names`` (the selected layers) in ``pair``'s model."""
+    from sparsekit.analyze.rules import amdahl_bound
+    from sparsekit.bench.torch_pair import _converted_share
+
+    return amdahl_bound(_converted_share(pair.loaded, pair.dense, list(names))) if names else 1.0
+
+
+def llm_gemm_job(job, state: State) -> list:
+    """Llama-3-8B GEMMs, prefill and decode, fp16 and bf16, each with cuSPARSELt's searched algorithm."""
+    from sparsekit.bench.gemm import time_gemm
+    from sparsekit.bench.llm_shapes import LLAMA3_8B_WEIGHTS, llm_gemm_plan
+
+    job.record["settings"] = {**state.llm_config.model_dump(), "weights": {k: list(v) for k, v in LLAMA3_8B_WEIGHTS.items()}, "alg_search": True,
+                              "timing": "CUDA graph of many calls per sample on rotated inputs; per-call ms"}
+    done = []
+    for g in llm_gemm_plan():
+        extra = {"layers": list(g.layers), "phase": g.phase, "ffn": g.ffn}
+        if not state.gpu:
+            from sparsekit.bench.dry_run import dense_gemm_row
+
+            job.unit(g.label, lambda g=g, extra=extra: dense_gemm_row(g.shape, **extra), 1)
+            continue
+
+        def one(g=g, extra=extra) -> dict:
+            profile = g.ffn and g.phase == "prefill"
+            timing = time_gemm(g.shape, state.llm_config, g.dtype, profile=profile, alg_search=True)
+            p = timing.pair
+            return {"shape": g.shape.name, **extra, "m": g.shape.m, "k": g.shape.k, "n": g.shape.n, "dtype": g.dtype, **timing.to_dict(),
+                    "dense_tflops": g.shape.flops / p.dense.median / 1e9, "sparse_tflops": g.shape.flops / p.sparse.median / 1e9}
+
+        row = job.unit(g.label, one, 6)
+        if row:
+            s = row["speedup"]
+            job.suite.say(f"  {g.label}: {s['ratio']:.2f}x [{s['low']:.2f}, {s['high']:.2f}] (alg {row['alg_id']}, {row['dense_tflops']:.0f} -> {row['sparse_tflops']:.0f} TFLOP/s) {' '.join(row['notes'])}")
+            done.append(g.label)
+    return done
+
+
+FP8_ROWS = (16384, 2048)
+
+
+def fp8_job(job, state: State) -> dict:
+    """FP8 2:4 vs FP8 dense GEMMs at Llama-3-8B shapes; the first refusal ends the job as one line."""
+    from sparsekit.bench.fp8 import fp8_gemm
+    from sparsekit.bench.gemm import GemmShape
+    from sparsekit.bench.llm_shapes import distinct_layer_shapes
+
+    if not state.gpu:
+        job.skip("fp8 2:4 probe", NO_GPU_SKIP)
+        return {"no_gpu": NO_GPU_SKIP}
+    job.record["settings"] = {**state.llm_config.model_dump(), "scales": "per tensor", "output": "bfloat16"}
+    for m in FP8_ROWS:
+        for layers, k, n in distinct_layer_shapes():
+            shape = GemmShape(f"llama-3-8b {'/'.join(layers)} {k}->{n}, M={m}", m, k, n)
+            row = job.unit(f"fp8 {shape.name}", lambda shape=shape: fp8_gemm(shape, state.llm_config), 6)
+            if row and "refused" in row:
+                job.suite.say(f"  fp8 2:4 refused: {row['refused']}")
+                return {"refused": row["refused"], "torch": row.get("torch")}
+            if row:
+                s = row["speedup"]
+                job.suite.say(f"  fp8 {shape.name}: {s['ratio']:.2f}x [{s['low']:.2f}, {s['high']:.2f}] ({row['dense_tflops']:.0f} -> {row['sparse_tflops']:.0f} TFLOP/s, alg {row['alg_id']})")
+    return {"refused": None}
 
 
 def bf16_job(job, state: State) -> dict:
@@ -305,16 +586,21 @@ def free_pairs(state: State, dtype: str) -> None:
 
 def jobs(state: State) -> list:
     """(name, fn(job), minimum seconds) in priority order."""
+    g = 1 if state.gpu else 0  # a dry run fits any budget: its jobs need no minimum
     return [
         ("preflight", lambda job: preflight(job, state), 0),
-        ("bert-large-seq384", lambda job: model_job(job, state, 384, HEADLINE_BATCHES), 30),
-        ("bert-large-seq128", lambda job: model_job(job, state, 128, HEADLINE_BATCHES), 20),
-        ("gemm", lambda job: gemm_job(job, state), 20),
-        ("gemm-large", lambda job: gemm_large_job(job, state), 20),
-        ("select", lambda job: select_job(job, state), 30),
-        ("attention-matmul", lambda job: model_job(job, state, 384, (32,), attention="matmul"), 20),
-        ("bf16", lambda job: bf16_job(job, state), 40),
-        ("batch-1", lambda job: batch1_job(job, state), 20),
+        ("bert-large-seq384", lambda job: model_job(job, state, 384, HEADLINE_BATCHES), 30 * g),
+        ("bert-large-seq128", lambda job: model_job(job, state, 128, HEADLINE_BATCHES), 20 * g),
+        ("gemm", lambda job: gemm_job(job, state), 20 * g),
+        ("select", lambda job: select_job(job, state), 30 * g),
+        ("compiled", lambda job: compiled_job(job, state), 60 * g),
+        ("selection", lambda job: selection_job(job, state), 30 * g),
+        ("llm-gemm", lambda job: llm_gemm_job(job, state), 15 * g),
+        ("fp8", lambda job: fp8_job(job, state), 10 * g),
+        ("gemm-large", lambda job: gemm_large_job(job, state), 20 * g),
+        ("attention-matmul", lambda job: model_job(job, state, 384, (32,), attention="matmul"), 20 * g),
+        ("bf16", lambda job: bf16_job(job, state), 40 * g),
+        ("batch-1", lambda job: batch1_job(job, state), 20 * g),
         ("tensorrt", lambda job: tensorrt_job(job, state), 0),
     ]
 
@@ -323,7 +609,8 @@ def plan() -> list[str]:
     """The job names in order; importing every module the jobs use (a CPU check that nothing is missing)."""
     import importlib
 
-    for module in ("sparsekit.bench.torch_pair", "sparsekit.bench.gemm", "sparsekit.bench.kernels", "sparsekit.bench.select", "sparsekit.bench.suite", "sparsekit.sparsify.direct", "sparsekit.models.source", "sparsekit.bench.machine"):
+    for module in ("sparsekit.bench.torch_pair", "sparsekit.bench.gemm", "sparsekit.bench.kernels", "sparsekit.bench.select", "sparsekit.bench.suite", "sparsekit.sparsify.direct", "sparsekit.models.source", "sparsekit.bench.machine",
+                   "sparsekit.bench.compiled", "sparsekit.bench.selective", "sparsekit.bench.llm_shapes", "sparsekit.bench.fp8", "sparsekit.bench.dry_run"):
         importlib.import_module(module)
     return [name for name, _, _ in jobs(State(quick=True))]
 
@@ -344,10 +631,10 @@ def main(argv=None) -> int:
 
     from sparsekit.bench.suite import Suite
 
-    if not torch.cuda.is_available():
-        print("gpu_suite: no CUDA GPU is available (fix: run it on an Ampere or newer GPU host; see benchmarks/README.md)", file=sys.stderr)
-        return 2
-    state = State(args.quick)
+    gpu = torch.cuda.is_available() and torch.cuda.get_device_capability(0)[0] >= 8
+    if not gpu:
+        print("gpu_suite: no CUDA GPU (Ampere or newer) here: DRY RUN on the CPU (tiny shapes, dense only, nothing about 2:4 is measured; every result says no_gpu)", file=sys.stderr)
+    state = State(args.quick, gpu)
     selected = jobs(state)
     if args.only:
         names = set(args.only.split(","))
@@ -356,7 +643,8 @@ def main(argv=None) -> int:
             print(f"gpu_suite: unknown job(s) {', '.join(sorted(unknown))} (fix: choose from {', '.join(n for n, _, _ in selected)})", file=sys.stderr)
             return 2
         selected = [j for j in selected if j[0] in names]
-    suite = Suite(args.out, "gpu_suite", args.budget_seconds, {"quick": args.quick, "jobs_planned": [n for n, _, _ in selected]}, max_unit_seconds=args.unit_limit_seconds)
+    header = {"quick": args.quick, "gpu": gpu, "dry_run": None if gpu else "no CUDA GPU: tiny shapes on the CPU, dense only", "jobs_planned": [n for n, _, _ in selected]}
+    suite = Suite(args.out, "gpu_suite", args.budget_seconds, header, max_unit_seconds=args.unit_limit_seconds)
     try:
         doc = suite.run(selected)
     finally:

@@ -68,9 +68,14 @@ class GemmTiming:
 
 
 class _GemmLoop:
-    """``calls`` F.linear calls over rotated inputs; one :meth:`step` returns ms per call."""
+    """``calls`` GEMM calls over rotated inputs; one :meth:`step` returns ms per call.
 
-    def __init__(self, weight, inputs, calls: int, graphs: bool, label: str) -> None:
+    Args:
+        gemm: ``gemm(x)`` runs one product on input ``x`` (e.g. ``F.linear(x, weight)``).
+        inputs: the rotated inputs.
+    """
+
+    def __init__(self, gemm, inputs, calls: int, graphs: bool, label: str) -> None:
         import torch
 
         from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
@@ -79,11 +84,11 @@ class _GemmLoop:
         self.calls = calls
         self.method = "eager-loop"
         self.note = ""
-        linear, x = torch.nn.functional.linear, inputs
+        x = inputs
 
         def work() -> None:
             for i in range(calls):
-                linear(x[i % len(x)], weight)
+                gemm(x[i % len(x)])
 
         fn = work
         if graphs:
@@ -109,19 +114,41 @@ def _masked_weight(shape: GemmShape, dtype, seed: int):
     return (w * magnitude_mask(w, axis=1)).to(dtype)
 
 
-def _calls_for(weight, x, target_ms: float) -> int:
+def _calls_for(gemm, x, target_ms: float) -> int:
     """GEMM calls per sample so that one sample lasts about ``target_ms`` (from a quick eager estimate)."""
     import torch
 
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.nn.functional.linear(x, weight)
+    gemm(x)
     start.record()
     for _ in range(10):
-        torch.nn.functional.linear(x, weight)
+        gemm(x)
     end.record()
     end.synchronize()
     per_call = max(start.elapsed_time(end) / 10, 1e-4)
     return int(min(max(math.ceil(target_ms / per_call), 8), 512))
+
+
+def rotation_buffers(shape: GemmShape, element_bytes: int, config: BenchConfig) -> int:
+    """Input buffers to rotate so that together they exceed :data:`ROTATION_BYTES` (8..64, or ``config.buffers``)."""
+    input_bytes = max(shape.m * shape.k * element_bytes, 1)
+    return int(min(max(config.buffers, math.ceil(ROTATION_BYTES / input_bytes)), 64))
+
+
+def time_gemm_pair(dense_gemm, sparse_gemm, inputs, rows: int, config: BenchConfig, graphs: bool = True) -> tuple[PairResult, str, int, list[str]]:
+    """Paired timing of two GEMM callables over the same rotated ``inputs``, CUDA-graph replays of many calls.
+
+    Returns:
+        ``(pair, method, calls, notes)``: per-call latencies (ms) and how they were taken; both
+        sides are always timed the same way (a failed capture on one side times both eagerly).
+    """
+    calls = _calls_for(dense_gemm, inputs[0], TARGET_SAMPLE_MS)
+    dense = _GemmLoop(dense_gemm, inputs, calls, graphs, "dense")
+    sparse = _GemmLoop(sparse_gemm, inputs, calls, dense.method == "cuda-graph", "sparse")
+    if sparse.method != dense.method:
+        dense = _GemmLoop(dense_gemm, inputs, calls, False, "dense")
+    pair = measure_pair(dense, sparse, rows, config)
+    return pair, dense.method, calls, [n for n in (dense.note, sparse.note) if n]
 
 
 def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", graphs: bool = True, profile: bool = False, alg_search: bool = False) -> GemmTiming:
@@ -147,34 +174,48 @@ def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", gra
     tdtype = getattr(torch, dtype)
     dense_w = _masked_weight(shape, tdtype, config.seed)
     sparse_w = semi_structured(dense_w)
-    input_bytes = shape.m * shape.k * dense_w.element_size()
-    buffers = int(min(max(config.buffers, math.ceil(ROTATION_BYTES / input_bytes)), 64))
+    buffers = rotation_buffers(shape, dense_w.element_size(), config)
     gen = torch.Generator(device="cuda").manual_seed(config.seed + 1)
     inputs = [torch.randn(shape.m, shape.k, device="cuda", generator=gen).to(tdtype) for _ in range(buffers)]
     notes, alg_id = [], None
     if alg_search:
-        try:
-            alg_id = int(torch._cslt_sparse_mm_search(sparse_w.packed, inputs[0].t(), transpose_result=True))
-            sparse_w.alg_id_cusparselt = alg_id
-        except (AttributeError, RuntimeError, TypeError) as exc:
-            notes.append(f"cuSPARSELt algorithm search unavailable ({type(exc).__name__}: {str(exc)[:160]}); default algorithm timed")
+        alg_id, note = search_algorithm(sparse_w, inputs[0])
+        notes += [note] if note else []
+    linear = torch.nn.functional.linear
     with torch.no_grad():
-        ref = torch.nn.functional.linear(inputs[0], dense_w).float()
-        err = (torch.nn.functional.linear(inputs[0], sparse_w).float() - ref).abs().max().item() / (ref.abs().max().item() or 1.0)
-        calls = _calls_for(dense_w, inputs[0], TARGET_SAMPLE_MS)
-        dense = _GemmLoop(dense_w, inputs, calls, graphs, "dense")
-        sparse = _GemmLoop(sparse_w, inputs, calls, dense.method == "cuda-graph", "sparse")
-        if sparse.method != dense.method:  # both sides are always timed the same way
-            dense = _GemmLoop(dense_w, inputs, calls, False, "dense")
-        pair = measure_pair(dense, sparse, shape.m, config)
-    notes += [n for n in (dense.note, sparse.note) if n]
+        ref = linear(inputs[0], dense_w).float()
+        err = (linear(inputs[0], sparse_w).float() - ref).abs().max().item() / (ref.abs().max().item() or 1.0)
+        pair, method, calls, loop_notes = time_gemm_pair(lambda x: linear(x, dense_w), lambda x: linear(x, sparse_w), inputs, shape.m, config, graphs)
+    notes += loop_notes
     kernels = None
     if profile:
         from sparsekit.bench.kernels import profile_kernels
 
-        linear, x = torch.nn.functional.linear, inputs[0]
+        x = inputs[0]
         kernels = {"dense": profile_kernels(lambda: linear(x, dense_w), 5).to_dict(), "sparse": profile_kernels(lambda: linear(x, sparse_w), 5).to_dict()}
-    return GemmTiming(pair, dense.method, calls, buffers, err, notes, kernels, alg_id)
+    return GemmTiming(pair, method, calls, buffers, err, notes, kernels, alg_id)
+
+
+def search_algorithm(sparse_w, x) -> tuple[int | None, str]:
+    """Let cuSPARSELt pick its fastest algorithm for ``sparse_w`` times ``x`` and use it from now on.
+
+    ``torch._cslt_sparse_mm_search`` times every algorithm of the product on the device (the
+    default is algorithm 0). Returns ``(alg_id, "")``, or ``(None, why)`` where the search could
+    not run (not a cuSPARSELt tensor, or this torch has no search).
+    """
+    import torch
+
+    try:
+        constraints = getattr(sparse_w, "_DTYPE_SHAPE_CONSTRAINTS", {}).get(x.dtype)
+        pad = (-x.shape[0]) % (constraints.dense_min_rows if constraints else 8)  # as the subclass pads small M
+        if pad:
+            x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+        fused = bool(getattr(sparse_w, "fuse_transpose_cusparselt", False))  # search the call the subclass makes
+        alg_id = int(torch._cslt_sparse_mm_search(sparse_w.packed, x.t(), transpose_result=fused))
+        sparse_w.alg_id_cusparselt = alg_id
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        return None, f"cuSPARSELt algorithm search unavailable ({type(exc).__name__}: {str(exc)[:160]}); default algorithm timed"
+    return alg_id, ""
 
 
 def layer_gemm_shape(name: str, kind: str, weight_shape, gemm_rows: int) -> GemmShape:

@@ -1,7 +1,7 @@
 """Render a GPU suite document (``gpu_suite.json``, the source of truth) as markdown and PNG plots.
 
 Runs on any CPU after the GPU run: ``python benchmarks/gpu_suite.py render RUN/gpu_suite.json
-[--out DIR]`` writes ``summary.md``, ``e2e.png`` and ``gemm.png`` (and copies the JSON and log)
+[--out DIR]`` writes ``summary.md``, ``e2e.png``, ``gemm.png`` and ``llm_gemm.png`` (and copies the JSON and log)
 into ``DIR`` (default ``benchmarks/results/<gpu-name>/``).
 """
 
@@ -16,7 +16,9 @@ from pathlib import Path
 
 from sparsekit._io import atomic_path, write_text_atomic
 
-GOALS = {"gemm": 1.6, "e2e_seq384_fp16": 1.3}
+# What the second GPU run is measured against (end to end: fp16 or bf16, some batch).
+GOALS = {"e2e": 1.15, "selection_floor": 1.0, "llm_ffn_gemm": 1.4}
+E2E_JOBS = ("bert-large-seq384", "bert-large-seq128", "compiled", "selection", "attention-matmul", "bf16", "batch-1")
 
 
 def gpu_slug(doc: dict) -> str:
@@ -88,12 +90,171 @@ def gemm_rows(doc: dict, names: list[str]) -> list[str]:
     return lines
 
 
+def _e2e(row: dict) -> bool:
+    return "max_rel_err_sparse_vs_dense" in row
+
+
+def _ms(us) -> str:
+    return f"{us / 1000:.2f}" if isinstance(us, (int, float)) else "-"
+
+
+def time_split(row: dict) -> dict | None:
+    """Milliseconds of one profiled forward per side: GEMMs, attention, layout copies, everything else.
+
+    The 2:4 side's GEMMs are its 2:4 kernels plus the dense kernels of the layers that stayed dense.
+    """
+    k = row.get("kernels") or {}
+    d, s = ((k.get("dense") or {}).get("family_us") or {}), ((k.get("sparse") or {}).get("family_us") or {})
+    if not d or not s:
+        return None
+    out = {}
+    for side, fam in (("dense", d), ("sparse", s)):
+        gemm = fam.get("dense-gemm", 0.0) + fam.get("sparse-gemm", 0.0)
+        out[side] = {"gemm": gemm, "attention": fam.get("attention", 0.0), "copy": fam.get("copy", 0.0), "other": fam.get("other", 0.0), "sparse_gemm": fam.get("sparse-gemm", 0.0)}
+    return out
+
+
+def explain(row: dict) -> str:
+    """One line from the kernel profile: where the 2:4 side gained or lost time against dense."""
+    t = time_split(row)
+    if not t:
+        return "no kernel profile recorded"
+    d, s = t["dense"], t["sparse"]
+    parts = [f"GEMMs {_ms(d['gemm'])} -> {_ms(s['gemm'])} ms"]
+    for key, name in (("attention", "attention"), ("copy", "layout copies"), ("other", "other kernels")):
+        if abs(s[key] - d[key]) >= 0.05 * max(d["gemm"], 1.0) or key == "copy" and s[key] > d[key]:
+            parts.append(f"{name} {_ms(d[key])} -> {_ms(s[key])} ms")
+    return "; ".join(parts)
+
+
+def _rows_of(doc: dict, names) -> list[tuple[str, dict]]:
+    return [(name, r) for name in names for r in _ok_units(_job(doc, name))]
+
+
+def _dtype(doc: dict, name: str, row: dict) -> str:
+    return row.get("dtype") or (((_job(doc, name) or {}).get("model") or {}).get("dtype")) or ("bfloat16" if name == "bf16" else "float16")
+
+
+def _verdict(ratio: float, low: float, target: float) -> str:
+    if low >= target:
+        return "**met**"
+    if ratio >= target:
+        return f"met by the point estimate only (interval down to {low:.3f}x)"
+    return "**not met**"
+
+
+def goal_lines(doc: dict) -> list[str]:
+    """The run against the goals: best end-to-end ratio, selection's floor, the LLM FFN GEMMs; each met or not, and why."""
+    lines = ["| goal | measured | met? | where the time went (kernel profile) |", "|---|---|---|---|"]
+    e2e = [(n, r) for n, r in _rows_of(doc, E2E_JOBS) if _e2e(r)]
+    if e2e:
+        name, best = max(e2e, key=lambda nr: nr[1]["speedup"]["ratio"])
+        s = best["speedup"]
+        where = f"{name} seq {best.get('seq')} batch {best['batch']} {_dtype(doc, name, best)}" + (f", {best['mode']}" if best.get("mode") else "")
+        lines.append(f"| end to end >= {GOALS['e2e']}x at some batch (fp16 or bf16) | best {_ci(s)}: {where} ({len(e2e)} rows) | {_verdict(s['ratio'], s['low'], GOALS['e2e'])} | {explain(best)} |")
+    else:
+        lines.append(f"| end to end >= {GOALS['e2e']}x at some batch (fp16 or bf16) | no end-to-end row measured | no data | - |")
+    sel = [r for _, r in _rows_of(doc, ("selection",)) if _e2e(r)]
+    planned = sum(1 for u in (_job(doc, "selection") or {}).get("units", []) if u.get("label", "").startswith("seq "))
+    if sel:
+        worst = min(sel, key=lambda r: r["speedup"]["ratio"])
+        below = [r for r in sel if r["speedup"]["high"] < GOALS["selection_floor"]]
+        where = ", ".join(f"seq {r.get('seq')} batch {r['batch']}" for r in below)
+        verdict = "**met**" if not below else f"**not met** at {where}"
+        lines.append(f"| never below {GOALS['selection_floor']}x with selection, at any batch | worst {_ci(worst['speedup'])} (seq {worst.get('seq')} batch {worst['batch']}, {worst.get('selected_2to4')} layers 2:4); {len(sel)} of {planned} batches measured | {verdict} | {explain(worst)} |")
+    else:
+        lines.append(f"| never below {GOALS['selection_floor']}x with selection, at any batch | no selection-guided row measured | no data | - |")
+    ffn = [r for _, r in _rows_of(doc, ("llm-gemm",)) if r.get("ffn") and r.get("phase") == "prefill"]
+    if ffn:
+        best = max(ffn, key=lambda r: r["speedup"]["ratio"])
+        reached = sum(r["speedup"]["ratio"] >= GOALS["llm_ffn_gemm"] for r in ffn)
+        top = next((x["name"] for x in ((best.get("kernels") or {}).get("sparse") or {}).get("kernels", []) if x["family"] == "sparse-gemm"), None)
+        why = f"{best['dense_tflops']:.0f} dense vs {best['sparse_tflops']:.0f} 2:4 TFLOP/s" + (f", `{top[:60]}`" if top else "") + f", alg {best.get('alg_id')}"
+        lines.append(f"| Llama-3-8B FFN GEMMs >= {GOALS['llm_ffn_gemm']}x (prefill) | best {_ci(best['speedup'])} ({best['shape']}, {best['dtype']}); {reached} of {len(ffn)} rows at or above | {_verdict(best['speedup']['ratio'], best['speedup']['low'], GOALS['llm_ffn_gemm'])} | {why} |")
+    else:
+        lines.append(f"| Llama-3-8B FFN GEMMs >= {GOALS['llm_ffn_gemm']}x (prefill) | no LLM GEMM row measured | no data | - |")
+    return lines
+
+
+def compiled_rows(doc: dict) -> list[str]:
+    job = _job(doc, "compiled") or {}
+    mode = job.get("mode") or (job.get("result") or {}).get("compile") or {}
+    lines = [f"Mode that ran: **{mode.get('mode', 'not recorded')}**" + (f". Fallback: {mode['fallback']}" if mode.get("fallback") else "")
+             + (f". Compile seconds {mode.get('compile_seconds')}, graph breaks {mode.get('graph_breaks')}." if mode.get("compiled") else ""), "",
+             "| seq | batch | dense ms (p99) | 2:4 ms (p99) | speedup [95% CI] | Amdahl bound | GEMM kernels dense / 2:4 | max rel err | timing | where the time went |",
+             "|---:|---:|---:|---:|---|---:|---:|---:|---|---|"]
+    for r in _ok_units(job):
+        d, s = r["dense"], r["sparse"]
+        lines.append(f"| {r.get('seq')} | {r['batch']} | {d['median']:.3f} ({d['p99']:.3f}) | {s['median']:.3f} ({s['p99']:.3f}) | {_ci(r['speedup'])} | {r.get('amdahl_bound', float('nan')):.2f}x | "
+                     f"{gemm_kernel_ratio(r)} | {r['max_rel_err_sparse_vs_dense']:.1e} | {r['timing']} | {explain(r)} |")
+    return lines
+
+
+def selection_rows(doc: dict) -> list[str]:
+    job = _job(doc, "selection") or {}
+    lines = ["| seq | batch | layers 2:4 / dense | 2:4 layers | dense layers | speedup [95% CI] | Amdahl bound (selected) | all-2:4 bound | GEMM kernels dense / 2:4 | where the time went |",
+             "|---:|---:|---|---|---|---|---:|---:|---:|---|"]
+    for r in _ok_units(job):
+        sparse = ", ".join(f"{k} x{v}" for k, v in (r.get("sparse_groups") or {}).items()) or "none"
+        dense = ", ".join(f"{k} x{v}" for k, v in (r.get("dense_groups") or {}).items()) or "none"
+        lines.append(f"| {r.get('seq')} | {r['batch']} | {r.get('selected_2to4')} / {r.get('kept_dense')} | {sparse} | {dense} | {_ci(r['speedup'])} | {r.get('amdahl_bound', 1.0):.2f}x | "
+                     f"{r.get('full_2to4_amdahl_bound', float('nan')):.2f}x | {gemm_kernel_ratio(r)} | {explain(r)} |")
+    reasons = [u["result"] for u in job.get("units", []) if u.get("status") == "ok" and isinstance(u.get("result"), dict) and "dense_reasons" in u["result"]]
+    for c in reasons:
+        for pattern, why in c["dense_reasons"].items():
+            lines.append(f"\n- seq {c['seq']} batch {c['batch']}: `{pattern}` stayed dense: {why}")
+    return lines
+
+
+def llm_rows(doc: dict) -> list[str]:
+    lines = ["| layers | phase | dtype | M | K | N | dense us | 2:4 us | speedup [95% CI] | dense / 2:4 TFLOP/s | alg | sparse kernel |", "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
+    for r in _ok_units(_job(doc, "llm-gemm")):
+        k = (r.get("kernels") or {}).get("sparse") or {}
+        top = next((x["name"] for x in k.get("kernels", []) if x["family"] == "sparse-gemm"), "-")
+        lines.append(f"| {'/'.join(r.get('layers', []))} | {r.get('phase')} | {r['dtype']} | {r['m']} | {r['k']} | {r['n']} | {1000 * r['dense']['median']:.1f} | {1000 * r['sparse']['median']:.1f} | "
+                     f"{_ci(r['speedup'])} | {r['dense_tflops']:.0f} / {r['sparse_tflops']:.0f} | {r.get('alg_id')} | `{top[:60]}` |")
+    return lines
+
+
+def fp8_lines(doc: dict) -> list[str]:
+    job = _job(doc, "fp8")
+    if not job:
+        return ["FP8 job not in this run."]
+    result = job.get("result") or {}
+    if result.get("refused"):
+        return [f"**FP8 2:4 refused** by torch {result.get('torch')}: {result['refused']}"]
+    rows = _ok_units(job)
+    if not rows:
+        why = job.get("reason") or "; ".join(u.get("reason", "") for u in job.get("units", []) if u.get("reason")) or job.get("status")
+        return [f"No FP8 row measured ({why})."]
+    lines = ["| shape | M | K | N | FP8 dense us | FP8 2:4 us | speedup [95% CI] | dense / 2:4 TFLOP/s | max rel err dense / 2:4 | alg |", "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
+    for r in rows:
+        lines.append(f"| {re.sub(r', M=[0-9]+', '', r['shape'])} | {r['m']} | {r['k']} | {r['n']} | {1000 * r['dense']['median']:.1f} | {1000 * r['sparse']['median']:.1f} | {_ci(r['speedup'])} | "
+                     f"{r['dense_tflops']:.0f} / {r['sparse_tflops']:.0f} | {r['max_rel_err_dense']:.1e} / {r['max_rel_err']:.1e} | {r.get('alg_id')} |")
+    return lines + ["", f"Layout: {rows[0].get('layout', '')}"]
+
+
+def profile_rows(doc: dict) -> list[str]:
+    """Where the time goes in one profiled forward, per end-to-end row: GEMMs, attention, layout copies, the rest."""
+    lines = ["| job | seq | batch | GEMMs ms dense / 2:4 (of which 2:4 kernels) | attention ms | layout copies ms | other ms | total ms |", "|---|---:|---:|---|---|---|---|---|"]
+    for name, r in _rows_of(doc, E2E_JOBS):
+        t = time_split(r) if _e2e(r) else None
+        if not t:
+            continue
+        d, s = t["dense"], t["sparse"]
+        total = {side: sum(v for k, v in t[side].items() if k != "sparse_gemm") for side in ("dense", "sparse")}
+        lines.append(f"| {name} | {r.get('seq')} | {r['batch']} | {_ms(d['gemm'])} / {_ms(s['gemm'])} ({_ms(s['sparse_gemm'])}) | {_ms(d['attention'])} / {_ms(s['attention'])} | "
+                     f"{_ms(d['copy'])} / {_ms(s['copy'])} | {_ms(d['other'])} / {_ms(s['other'])} | {_ms(total['dense'])} / {_ms(total['sparse'])} |")
+    return lines
+
+
 def status_lines(doc: dict) -> list[str]:
-    lines = ["| job | status | seconds | units ok / skipped / failed |", "|---|---|---:|---|"]
+    lines = ["| job | status | seconds | units ok / skipped / failed | of them no GPU (dense only, or skipped) |", "|---|---|---:|---|---:|"]
     for j in doc.get("jobs", []):
         units = j.get("units", [])
         count = {st: sum(u.get("status") == st for u in units) for st in ("ok", "skipped", "failed")}
-        lines.append(f"| {j['name']} | {j['status']} | {j.get('seconds', 0):.1f} | {count['ok']} / {count['skipped']} / {count['failed']} |")
+        no_gpu = sum(1 for u in units if isinstance(u.get("result"), dict) and u["result"].get("no_gpu") or str(u.get("reason", "")).startswith("no GPU"))
+        lines.append(f"| {j['name']} | {j['status']} | {j.get('seconds', 0):.1f} | {count['ok']} / {count['skipped']} / {count['failed']} | {no_gpu} |")
     problems = [(j["name"], u.get("label", ""), u.get("error") or {"message": u.get("reason", "")}) for j in doc.get("jobs", []) for u in j.get("units", []) if u.get("status") in ("failed", "skipped")]
     problems += [(j["name"], "(job)", j["error"]) for j in doc.get("jobs", []) if j.get("error")]
     for job, label, e in problems:
@@ -106,9 +267,13 @@ def render_markdown(doc: dict) -> str:
     facts = pre.get("facts") or {}
     gpu = ((facts.get("machine") or {}).get("gpus") or [{}])[0]
     ceil = pre.get("ceilings") or {}
+    dry_line = (f"**DRY RUN without a GPU** ({doc.get('dry_run')}): the rows below time dense work on the CPU at tiny shapes and say nothing about 2:4; "
+                "only the orchestration, the files and this rendering are checked.")
+    dry = [dry_line, ""] if doc.get("dry_run") else []
     lines = [
         f"# GPU suite: dense vs 2:4 on {facts.get('device', 'unknown GPU')}",
         "",
+        *dry,
         f"Measured {doc.get('started')} with `benchmarks/gpu_suite.py` (budget {doc.get('budget_seconds')} s, used {doc.get('elapsed_seconds')} s). "
         f"GPU {facts.get('device')} (CC {facts.get('compute_capability')}, {facts.get('sms')} SMs, {facts.get('memory_gib')} GiB, L2 {facts.get('l2_mib')} MiB), "
         f"driver {gpu.get('driver')}, SM clock at start {gpu.get('sm_clock_mhz')} MHz; torch {facts.get('torch')}, CUDA {facts.get('cuda')}, "
@@ -121,13 +286,37 @@ def render_markdown(doc: dict) -> str:
         "(2:4 output vs dense output) before it was timed; 'sparse side ran' is from the torch profiler. 'GEMM kernels dense / 2:4' divides the "
         "dense side's cuBLAS GEMM time by the sparse side's 2:4 GEMM time in one profiled forward: the end-to-end ratio if nothing else differed.",
         "",
-        "## End to end: BERT-large-shaped encoder (24 x 1024, FFN 4096)",
+        "## Goals",
+        "",
+        *goal_lines(doc),
+        "",
+        "## End to end: BERT-large-shaped encoder (24 x 1024, FFN 4096), eager (each forward one CUDA graph)",
         "",
         *model_rows(doc, ["bert-large-seq384", "bert-large-seq128", "attention-matmul", "bf16", "batch-1"]),
+        "",
+        "## End to end, compiled: both sides through the same torch.compile mode",
+        "",
+        *compiled_rows(doc),
+        "",
+        "## End to end, selection-guided: only the layers `select` measures as winning at that batch run 2:4",
+        "",
+        *selection_rows(doc),
+        "",
+        "## Where the time goes (one profiled forward per row; dense / 2:4)",
+        "",
+        *profile_rows(doc),
         "",
         "## GEMMs (transformer layer shapes)",
         "",
         *gemm_rows(doc, ["gemm", "gemm-large", "bf16"]),
+        "",
+        "## Llama-3-8B GEMMs (cuSPARSELt algorithm search)",
+        "",
+        *llm_rows(doc),
+        "",
+        "## FP8 (e4m3) 2:4 vs FP8 dense (exploratory)",
+        "",
+        *fp8_lines(doc),
     ]
     sel = _job(doc, "select")
     sel_units = [u for u in (sel or {}).get("units", []) if u.get("status") == "ok"]
@@ -146,70 +335,96 @@ def render_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_e2e(doc: dict, path: Path) -> Path | None:
-    """Speedup vs batch per sequence length, with intervals and the Amdahl bound."""
+def _plot_setup():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = [(name, [r for r in _ok_units(_job(doc, name)) if "batch" in r and "k" not in r]) for name in ("bert-large-seq384", "bert-large-seq128")]
-    series = [(n, sorted(rows, key=lambda r: r["batch"])) for n, rows in series if rows]
+    return plt
+
+
+def _save(fig, plt, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def e2e_series(doc: dict) -> list[tuple[str, list[dict]]]:
+    """(label, rows sorted by batch) per job and sequence length, fp16 SDPA end-to-end rows only."""
+    series = []
+    for name in ("bert-large-seq384", "bert-large-seq128", "compiled", "selection"):
+        rows = [r for r in _ok_units(_job(doc, name)) if _e2e(r)]
+        for seq in sorted({r.get("seq") for r in rows}, reverse=True):
+            picked = sorted((r for r in rows if r.get("seq") == seq), key=lambda r: r["batch"])
+            label = name if name.startswith("bert-large") else f"{name} seq {seq}"
+            series.append((label, picked))
+    return series
+
+
+def plot_e2e(doc: dict, path: Path) -> Path | None:
+    """Speedup vs batch per job and sequence length, with intervals, the Amdahl bounds and the goals."""
+    series = e2e_series(doc)
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(7, 5.0))
-    for (name, rows), colour in zip(series, ("tab:blue", "tab:orange")):
+    plt = _plot_setup()
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    colours = plt.get_cmap("tab10").colors
+    for i, (name, rows) in enumerate(series):
+        colour = colours[i % len(colours)]
         b = [r["batch"] for r in rows]
         ratio = [r["speedup"]["ratio"] for r in rows]
         err = [[r["speedup"]["ratio"] - r["speedup"]["low"] for r in rows], [r["speedup"]["high"] - r["speedup"]["ratio"] for r in rows]]
-        ax.errorbar(b, ratio, yerr=err, fmt="o-", capsize=4, color=colour, label=f"{name} measured (95% CI)")
-        ax.axhline(rows[0].get("amdahl_bound", 2.0), color=colour, ls=":", lw=1, label=f"{name} Amdahl bound {rows[0].get('amdahl_bound', 2.0):.2f}x")
-    ax.axhline(1.0, color="grey", ls="--", lw=1)
-    ax.axhline(GOALS["e2e_seq384_fp16"], color="tab:green", ls="-.", lw=1, label=f"goal {GOALS['e2e_seq384_fp16']}x (seq 384)")
+        ax.errorbar(b, ratio, yerr=err, fmt="o-", capsize=4, color=colour, label=f"{name} (95% CI)")
+        if name.startswith("bert-large"):
+            ax.axhline(rows[0].get("amdahl_bound", 2.0), color=colour, ls=":", lw=1, label=f"{name} Amdahl bound {rows[0].get('amdahl_bound', 2.0):.2f}x")
+    ax.axhline(GOALS["selection_floor"], color="grey", ls="--", lw=1, label="dense (1.0x; selection's floor)")
+    ax.axhline(GOALS["e2e"], color="tab:green", ls="-.", lw=1, label=f"goal {GOALS['e2e']}x")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch")
     ax.set_ylabel("dense / 2:4 latency")
     ax.set_title("BERT-large-shaped encoder, fp16, PyTorch 2:4 kernels")
     ax.set_ylim(0, 2.2)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    return _save(fig, plt, path)
 
 
-def plot_gemm(doc: dict, path: Path) -> Path | None:
-    """Horizontal bars: GEMM speedups with intervals, against the 2x limit and the goal."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for name in ("gemm", "gemm-large", "bf16") for r in _ok_units(_job(doc, name)) if "k" in r]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
-    labels = [f"{r['shape']} {r.get('dtype', 'float16')}" for r in rows]
+def _bars(rows: list[dict], labels: list[str], goal: float, path: Path) -> Path:
+    plt = _plot_setup()
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
     ratio = [r["speedup"]["ratio"] for r in rows]
     err = [[r["speedup"]["ratio"] - r["speedup"]["low"] for r in rows], [r["speedup"]["high"] - r["speedup"]["ratio"] for r in rows]]
     ax.barh(range(len(rows)), ratio, xerr=err, color="tab:blue", capsize=3)
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.axvline(1.0, color="grey", ls="--", lw=1)
-    ax.axvline(GOALS["gemm"], color="tab:green", ls="-.", lw=1, label=f"goal {GOALS['gemm']}x")
+    ax.axvline(goal, color="tab:green", ls="-.", lw=1, label=f"goal {goal}x")
     ax.axvline(2.0, color="tab:red", ls=":", lw=1, label="2:4 math limit 2x")
     ax.invert_yaxis()
     ax.set_xlabel("dense / 2:4 time per GEMM")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
+
+
+def plot_gemm(doc: dict, path: Path) -> Path | None:
+    """Horizontal bars: BERT GEMM speedups with intervals, against the 2x limit and the LLM FFN goal."""
+    rows = [r for name in ("gemm", "gemm-large", "bf16") for r in _ok_units(_job(doc, name)) if "k" in r]
+    if not rows:
+        return None
+    return _bars(rows, [f"{r['shape']} {r.get('dtype', 'float16')}" for r in rows], GOALS["llm_ffn_gemm"], path)
+
+
+def plot_llm(doc: dict, path: Path) -> Path | None:
+    """Horizontal bars: Llama-3-8B GEMM speedups (prefill and decode, fp16 and bf16) against the goal."""
+    rows = [r for r in _ok_units(_job(doc, "llm-gemm")) if "k" in r]
+    if not rows:
+        return None
+    return _bars(rows, [f"{'/'.join(r.get('layers', []))} {r.get('phase')} M={r['m']} {r['dtype']}" for r in rows], GOALS["llm_ffn_gemm"], path)
 
 
 def render(doc_path: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``summary.md``, ``e2e.png``, ``gemm.png`` and copies of the JSON and log into ``out``."""
+    """Write ``summary.md``, ``e2e.png``, ``gemm.png``, ``llm_gemm.png`` (plots with data) and copies of the JSON and log into ``out``."""
     doc_path = Path(doc_path)
     doc = json.loads(doc_path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
@@ -225,6 +440,7 @@ def render(doc_path: str | Path, out: str | Path | None = None) -> Path:
     write_text_atomic(out / "summary.md", markdown)
     plot_e2e(doc, out / "e2e.png")
     plot_gemm(doc, out / "gemm.png")
+    plot_llm(doc, out / "llm_gemm.png")
     return out
 
 
@@ -239,7 +455,7 @@ def main(argv=None) -> int:
         return 2
     try:
         out = render(path, args.out)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         print(f"render: '{path}' is not a GPU suite document ({type(exc).__name__}: {exc}) (fix: give the gpu_suite.json the GPU run wrote)", file=sys.stderr)
         return 2
     print(f"rendered into {out}")

@@ -13,11 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-FAMILIES = ("sparse-gemm", "dense-gemm", "attention", "other")
+FAMILIES = ("sparse-gemm", "dense-gemm", "attention", "copy", "other")
 
 
 def kernel_family(name: str) -> str:
-    """``sparse-gemm``, ``dense-gemm``, ``attention`` or ``other`` from a kernel's name."""
+    """``sparse-gemm``, ``dense-gemm``, ``attention``, ``copy`` or ``other`` from a kernel's name.
+
+    ``copy`` is layout work (strided-to-contiguous copies, transposes, device memcpy): the cost a
+    transposed 2:4 output or a strided input adds, which a ratio alone does not show.
+    """
     n = name.lower()
     if "sparse" in n or "cusparselt" in n or "spmma" in n:
         return "sparse-gemm"
@@ -25,6 +29,8 @@ def kernel_family(name: str) -> str:
         return "attention"
     if any(tag in n for tag in ("gemm", "nvjet", "xmma", "cublas", "cutlass", "matmul")):
         return "dense-gemm"
+    if "copy" in n or "transpose" in n or "memcpy" in n:
+        return "copy"
     return "other"
 
 

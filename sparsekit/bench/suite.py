@@ -53,6 +53,12 @@ class Job:
         suite.doc["jobs"].append(self.record)
         self._last_unit_s = 0.0
 
+    def skip(self, label: str, reason: str) -> None:
+        """Record a unit that cannot run on this machine (e.g. ``no GPU: ...``) as skipped, with its reason."""
+        self.record["units"].append({"label": label, "status": "skipped", "reason": reason})
+        self.suite.say(f"  {label}: skipped ({reason})")
+        self.suite.write()
+
     def unit(self, label: str, fn: Callable[[], Any], estimate_s: float | None = None, limit_s: float | None = None) -> Any:
         """Run one unit if the budget allows; record its result or error; rewrite the document.
 

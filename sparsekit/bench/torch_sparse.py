@@ -89,22 +89,28 @@ def _contiguous_output(module, args, output):
     return None if output.is_contiguous() else output.contiguous()
 
 
-def to_semi_structured_(model: nn.Module, dtype: str = "float16") -> Conversion:
+def to_semi_structured_(model: nn.Module, dtype: str = "float16", include=None) -> Conversion:
     """Replace the weight of every eligible 2:4 Linear of a CUDA model by a semi-structured tensor.
 
     The model must already be on CUDA in ``dtype``. ModelOpt sparse modules should be exported
     first (:func:`plain_model`) so that ``weight`` is a plain parameter holding the masked values.
     A converted model cannot be copied or moved afterwards (torch 2.11 cannot clone the tensor
     subclass): copy first, convert the copy.
+
+    Args:
+        include: layer names allowed to run 2:4 (e.g. what speed-aware selection measured as
+            winning); None allows every eligible layer. The others keep dense kernels and are
+            listed in ``skipped`` as not selected.
     """
     import torch
 
     out = Conversion()
+    allowed = None if include is None else set(include)
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear):
             continue
         out.dense_weight_bytes += module.weight.numel() * module.weight.element_size()
-        reason = convertible(module, dtype)
+        reason = "kept dense: not selected" if allowed is not None and name not in allowed else convertible(module, dtype)
         if reason:
             out.skipped[name] = reason
             out.sparse_weight_bytes += module.weight.numel() * module.weight.element_size()
