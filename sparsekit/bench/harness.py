@@ -71,7 +71,9 @@ def measure_pair(dense: TimedRunner, sparse: TimedRunner, batch: int, config: Be
     all_s: list[float] = []
     d_med: list[float] = []
     s_med: list[float] = []
-    for r in range(config.rounds):
+    start = time.perf_counter()
+    r = 0
+    while r < config.rounds or _wants_more(d_med, s_med, config, time.perf_counter() - start, r):
         order = (dense, sparse) if r % 2 == 0 else (sparse, dense)
         results = {}
         for runner in order:
@@ -80,8 +82,18 @@ def measure_pair(dense: TimedRunner, sparse: TimedRunner, batch: int, config: Be
         all_s += results[False]
         d_med.append(float(np.median(results[True])))
         s_med.append(float(np.median(results[False])))
-        progress(r + 1)
+        r += 1
+        progress(r)
     return PairResult(batch, summarize(all_d, batch), summarize(all_s, batch), paired_ratio(d_med, s_med, config.level, seed=config.seed), d_med, s_med)
+
+
+def _wants_more(d_med: list[float], s_med: list[float], config: BenchConfig, elapsed: float, rounds: int) -> bool:
+    """After the minimum rounds: another round while the interval is wider than
+    ``config.target_width`` of the ratio, within ``max_rounds`` and ``budget_seconds``."""
+    if rounds >= config.max_rounds or elapsed >= config.budget_seconds:
+        return False
+    ci = paired_ratio(d_med, s_med, config.level, resamples=500, seed=config.seed)
+    return (ci.high - ci.low) > config.target_width * ci.ratio
 
 
 def measure_single(runner: TimedRunner, batch: int, config: BenchConfig) -> LatencyStats:

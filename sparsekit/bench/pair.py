@@ -68,7 +68,7 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
 
             dense = OrtTimedRunner(pair.dense.artifact, spec, config.buffers, threads, "dense", config.seed)
             sparse = OrtTimedRunner(pair.sparse.artifact, spec, config.buffers, threads, "sparse", config.seed)
-        progress(f"batch {batch}: measuring {config.rounds} paired rounds")
+        progress(f"batch {batch}: measuring paired rounds ({config.rounds}" + (f" to {config.max_rounds}, until the interval is within {100 * config.target_width:g}%)" if config.max_rounds > config.rounds else ")"))
         results.append(measure_pair(dense, sparse, batch, config).to_dict())
     evidence = {"dense": pair.dense.report["summary"], "sparse": pair.sparse.report["summary"], "note": pair.sparse.report.get("note", "")}
     notes = []

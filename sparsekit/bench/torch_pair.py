@@ -251,7 +251,7 @@ def bench_torch_sparse(loaded, batches: Sequence[int], config: BenchConfig, dtyp
     pair = prepare_torch_sparse(loaded, dtype)
     results = []
     for batch in batches:
-        progress(f"batch {batch}: checking outputs, profiling kernels, measuring {config.rounds} paired rounds")
+        progress(f"batch {batch}: checking outputs, profiling kernels, measuring {config.rounds}" + (f"-{config.max_rounds}" if config.max_rounds > config.rounds else "") + " paired rounds")
         results.append(measure_batch(pair, batch, config, graphs))
     return {
         "benchmark": "pair", "backend": "torch_sparse", "model": loaded.name, "precision": dtype,

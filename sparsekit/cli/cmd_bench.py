@@ -30,8 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--transfers", action="store_true", help="include host<->device copies in the timing (tensorrt)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16", help="torch_sparse compute dtype")
-    p.add_argument("--store", default="engines", help="engine store (default engines/)")
-    p.add_argument("--out", default="bench-results", metavar="DIR", help="where to write <name>.json/.md/.png (default bench-results/)")
+    p.add_argument("--store", metavar="DIR", help="engine store (default: OUT/engines, so nothing is written outside the results folder)")
+    p.add_argument("--out", metavar="DIR", help="where to write <name>.json/.md/.png (default: a run folder's bench/, else bench-results/)")
     p.add_argument("--json", action="store_true", help="print the result JSON on stdout")
     add_trust_args(p)
     p.set_defaults(func=run)
@@ -54,6 +54,7 @@ def run(args) -> int:
 
     config = config_from_args(args, BenchConfig)
     batches = parse_batches(args.batches)
+    results_dir = Path(args.out) if args.out else (Path(args.input) / "bench" if Path(args.input).is_dir() else Path("bench-results"))
     say = (lambda m: None) if args.json else (lambda m: err.print(f"[dim]{m}[/]"))
     if is_model_backend(args.backend):
         from sparsekit.models.source import load_model
@@ -66,18 +67,19 @@ def run(args) -> int:
         from sparsekit.cli.cmd_build import resolve_onnx
 
         onnx_path = resolve_onnx(args.input, args.precision)
-        result = bench_onnx(onnx_path, args.backend, batches, config, not args.no_graphs, args.transfers, args.store, args.threads, say)
+        result = bench_onnx(onnx_path, args.backend, batches, config, not args.no_graphs, args.transfers, args.store or results_dir / "engines", args.threads, say)
         stem = f"{args.backend}_{onnx_path.stem.replace('.', '_')}"
-    paths = write_result(result, Path(args.out), stem)
+    paths = write_result(result, results_dir, stem)
     if args.json:
         emit(args, result)
         return 0
     t = Table(title=f"{args.backend}: dense vs sparse ({result['precision']})")
-    for col in ("batch", "dense ms (median)", "sparse ms (median)", "speedup", "95% CI", "CoV d/s"):
+    for col in ("batch", "dense ms (median)", "sparse ms (median)", "speedup", "95% CI", "rounds", "CoV d/s"):
         t.add_column(col, justify="right")
     for row in result["results"]:
         d, s, ci = row["dense"], row["sparse"], row["speedup"]
-        t.add_row(str(row["batch"]), f"{d['median']:.3f}", f"{s['median']:.3f}", f"{ci['ratio']:.3f}x", f"{ci['low']:.3f}-{ci['high']:.3f}", f"{100 * d['cov']:.1f}% / {100 * s['cov']:.1f}%")
+        unstable = " [yellow]unstable[/]" if d["unstable"] or s["unstable"] else ""
+        t.add_row(str(row["batch"]), f"{d['median']:.3f}", f"{s['median']:.3f}", f"{ci['ratio']:.3f}x", f"{ci['low']:.3f}-{ci['high']:.3f}", str(ci["rounds"]), f"{100 * d['cov']:.1f}% / {100 * s['cov']:.1f}%{unstable}")
     out.print(t)
     out.print(f"Amdahl bound: {result['amdahl']['bound']:.2f}x ({100 * result['amdahl']['sparse_flop_share']:.1f}% of FLOPs in 2:4 layers)")
     masking = result.get("evidence", {}).get("masking", {})

@@ -28,3 +28,12 @@ def test_bench_onnxruntime_aa(cli, exported, tmp_path):
 def test_bad_batches(cli, exported, batches):
     proc = cli("bench", str(exported[("mlp", "fp32")].path), "--batches", batches)
     assert proc.returncode == 2 and "batch sizes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_writes_only_into_its_results_folder_and_shows_rounds(cli, exported, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = exported[("mlp", "fp32")].path
+    proc = cli("bench", str(path), "--batches", "1", "--rounds", "3", "--round-seconds", "0.02", "--warmup", "0.02")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-results"]  # no engines/ in the current folder
+    assert "rounds" in proc.stdout

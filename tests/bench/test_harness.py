@@ -41,3 +41,36 @@ def test_rounds_respect_minimum_time():
     config = BenchConfig(warmup_seconds=0, rounds=1, min_iters=1, round_seconds=0.05)
     measure_pair(dense, Sleepy("s", 1.0, log), 1, config)
     assert dense.calls >= 10
+
+
+class Noisy(Scripted):
+    """Latencies drawn around ``ms`` with a relative spread (seeded), like a loaded CPU."""
+
+    def __init__(self, label, ms, log, spread, seed):
+        super().__init__(label, ms, log)
+        import random
+
+        self.rng, self.spread = random.Random(seed), spread
+
+    def step(self):
+        super().step()
+        return self.ms * (1 + self.spread * (self.rng.random() - 0.5))
+
+
+def test_steady_sides_stop_at_the_minimum_rounds_and_noisy_ones_get_more():
+    steady = measure_pair(Scripted("d", 2.0, []), Scripted("s", 2.0, []), 1, BenchConfig(warmup_seconds=0, rounds=5, max_rounds=40, min_iters=1, round_seconds=0))
+    assert steady.speedup.rounds == 5  # the interval is a point: nothing to add
+    noisy = measure_pair(Noisy("d", 2.0, [], 0.8, 1), Noisy("s", 2.0, [], 0.8, 2), 1, BenchConfig(warmup_seconds=0, rounds=5, max_rounds=40, min_iters=1, round_seconds=0, target_width=0.02))
+    assert 5 < noisy.speedup.rounds <= 40
+    fixed = measure_pair(Noisy("d", 2.0, [], 0.8, 1), Noisy("s", 2.0, [], 0.8, 2), 1, BenchConfig(warmup_seconds=0, rounds=5, min_iters=1, round_seconds=0))
+    assert fixed.speedup.rounds == 5  # rounds given alone: exactly that many
+
+
+def test_extra_rounds_stop_at_the_time_budget():
+    class Slow(Noisy):
+        def step(self):
+            time.sleep(0.01)
+            return super().step()
+
+    result = measure_pair(Slow("d", 2.0, [], 0.8, 1), Slow("s", 2.0, [], 0.8, 2), 1, BenchConfig(warmup_seconds=0, rounds=2, max_rounds=1000, min_iters=1, round_seconds=0, target_width=0.001, budget_seconds=0.3))
+    assert 2 < result.speedup.rounds < 40
