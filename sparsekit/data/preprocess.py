@@ -164,8 +164,12 @@ class Preprocessor:
         lengths = self.tokenizer(*args, truncation=False)["input_ids"]
         self.truncated += sum(len(ids) > self.max_length for ids in lengths)
         self.texts += len(texts)
-        enc = self.tokenizer(*args, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return self._ordered(dict(enc), f"the tokenizer of '{self.tokenizer.name_or_path}'")
+        enc = dict(self.tokenizer(*args, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"))
+        if "token_type_ids" in self.names and "token_type_ids" not in enc and not pair:
+            import torch
+
+            enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])  # one segment: every token is of type 0
+        return self._ordered(enc, f"the tokenizer of '{self.tokenizer.name_or_path}'")
 
     def _from_images(self, items) -> tuple:
         import numpy as np

@@ -75,8 +75,10 @@ def docstrings_text(path: Path, n: int = 120) -> Path:
     return path
 
 
-def tiny_llama(folder: Path, text_file: Path, layers: int = 1) -> Path:
-    """A Llama-architecture causal LM (hidden 32) with a WordLevel tokenizer trained on ``text_file``, saved as hf:DIR."""
+def tiny_llama(folder: Path, text_file: Path, layers: int = 1, steps: int = 60) -> Path:
+    """A Llama-architecture causal LM (hidden 32) with a WordLevel tokenizer trained on
+    ``text_file``, itself trained ``steps`` steps on it (so that its next-token distributions are
+    peaked, as a real LM's), saved as hf:DIR."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -87,18 +89,43 @@ def tiny_llama(folder: Path, text_file: Path, layers: int = 1) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=2, bos_token_id=2)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM(config)
+    lines = [line for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    _train(model, lambda i: fast(lines[(8 * i) % len(lines):][:8], padding=True, truncation=True, max_length=32, return_tensors="pt"), steps)
+    model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 
 
-def tiny_vit(folder: Path, labels: int = 10) -> Path:
-    """A ViT image classifier on 8x8 one-channel images (patch 4, hidden 32) with its image processor, saved as hf:DIR."""
+def tiny_vit(folder: Path, labels: int = 10, steps: int = 80) -> Path:
+    """A ViT image classifier on 8x8 one-channel images (patch 4, hidden 32) with its image
+    processor, trained ``steps`` steps on the digits, saved as hf:DIR."""
     import torch
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     torch.manual_seed(0)
     config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=labels)
-    ViTForImageClassification(config).save_pretrained(folder)
+    model = ViTForImageClassification(config)
+    images, targets = digits(600)
+    x, y = torch.from_numpy(images[:, None] * 2 - 1), torch.from_numpy(targets)
+    _train(model, lambda i: {"pixel_values": x[(32 * i) % 576:][:32], "labels": y[(32 * i) % 576:][:32]}, steps)
+    model.save_pretrained(folder)
     ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=[0.5], image_std=[0.5], do_convert_rgb=False).save_pretrained(folder)
     return folder
+
+
+def _train(model, batch, steps: int, lr: float = 3e-3) -> None:
+    """``steps`` AdamW steps of the model's own loss on ``batch(step)`` (a dict of its inputs, labels included)."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for i in range(steps):
+        inputs = dict(batch(i))
+        if "labels" not in inputs:
+            inputs["labels"] = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+        loss = model(**inputs).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
