@@ -47,22 +47,22 @@ def test_digits_files_give_the_same_kind_of_task(digits_files):
 def test_digits_csv_to_onnx_through_the_command_line(digits_files, tmp_path, cli):
     """Dense training on labels, SparseGPT calibrated on the image folder, distillation + INT8 QAT on the
     CSV, INT8 export calibrated on the data, check: as a user runs it."""
-    model = ["cnn", "--model-arg", "in_channels=1", "--model-arg", "image_size=8", "--model-arg", "width=32"]
+    model = ["cnn", "--model-arg", "in_channels=1", "--model-arg", "image_size=8", "--model-arg", "width=16"]
     dense, sparse, tuned, onnx = (tmp_path / n for n in ("dense.pt", "sparse.pt", "tuned.pt", "m.onnx"))
-    r = cli("finetune", *model, "--data", str(digits_files["csv"]), "--epochs", "6", "--lr", "3e-3", "-o", str(dense), "--json")
+    r = cli("finetune", *model, "--data", str(digits_files["csv"]), "--epochs", "8", "--batch-size", "64", "--lr", "5e-3", "-o", str(dense), "--json")
     assert r.returncode == 0, r.stderr
     trained = json.loads(r.stdout)
     assert trained["after"]["accuracy"] > 80 and trained["data"]["kind"] == "csv" and trained["data"]["eval"] > 0
-    r = cli("sparsify", str(dense), "--method", "sparsegpt", "--data", str(digits_files["images"]), "--calib-samples", "64", "-o", str(sparse), "--json")
+    r = cli("sparsify", str(dense), "--method", "sparsegpt", "--data", str(digits_files["images"]), "--calib-samples", "32", "-o", str(sparse), "--json")
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["sparsified"]) >= 8
-    r = cli("finetune", str(sparse), "--teacher", str(dense), "--data", str(digits_files.get("parquet", digits_files["csv"])), "--quantize", "int8", "--calib-samples", "64", "--epochs", "1", "--lr", "1e-3", "-o", str(tuned), "--json")
+    r = cli("finetune", str(sparse), "--teacher", str(dense), "--data", str(digits_files.get("parquet", digits_files["csv"])), "--quantize", "int8", "--calib-samples", "32", "--epochs", "1", "--batch-size", "64", "--lr", "1e-3", "-o", str(tuned), "--json")
     assert r.returncode == 0, r.stderr
     done = json.loads(r.stdout)
     assert done["distilled"] and done["masks_2to4"] and done["quantize"] == "int8"
     for when in ("before", "after"):  # before: as loaded; both with intervals and the paired difference to dense
         assert {"accuracy", "accuracy_low", "accuracy_high", "accuracy_vs_dense", "accuracy_vs_dense_low", "agreement", "kl"} <= set(done[when])
-    assert done["after"]["accuracy"] > 70
+    assert done["after"]["accuracy"] > 60
     r = cli("export", str(tuned), "--precision", "int8", "--data", str(digits_files["csv"]), "-o", str(onnx))
     assert r.returncode == 0, r.stderr
     r = cli("check", str(onnx))
