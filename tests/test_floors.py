@@ -16,7 +16,7 @@ FLOORS = (
     ("errors", "config", "input_spec", "_io", "_hashing", "_memory", "_quiet", "_safe_load", "onnx_io"),
     ("analyze",),
     ("models",),
-    ("sparsify", "quantize", "tasks"),
+    ("sparsify", "quantize", "tasks", "data"),
     ("prune",),
     ("recover", "export"),
     ("recipe",),

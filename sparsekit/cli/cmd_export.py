@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_model_args, add_output_args, emit, err, load_from_args, out, status
+from sparsekit.cli.common import DATA_CALIB_SKIP, add_data_args, add_model_args, calibration_from_data, add_output_args, emit, err, load_from_args, out, status
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.export.config import ExportConfig
 
@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     )
     add_model_args(p, "MODEL_OR_CKPT")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help="the .onnx file for one precision, or a folder for several (files model.<precision>.onnx)")
+    add_data_args(p, DATA_CALIB_SKIP)
     add_config_args(p.add_argument_group("export settings (a recipe's export: section takes the same names; --precision all writes every variant)"), ExportConfig)
     p.add_argument("--force", action="store_true", help="replace existing files")
     add_output_args(p)
@@ -45,6 +46,7 @@ def run(args) -> int:
         ensure_writable_target(f, args.force)
         ensure_writable_target(report_path(f), args.force)
     loaded = load_from_args(args)
+    config = calibration_from_data(args, config, loaded, "int8" in config.precisions)
     steps = {precision: f"[{i}/{len(files)}]" for i, precision in enumerate(files, start=1)}
     with status("starting") as spinner:
         results = export_all_(loaded, config, files, args.force, progress=lambda p, msg: spinner.update(f"{steps[p]} {msg}"))

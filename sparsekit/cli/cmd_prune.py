@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_model_args, add_output_args, add_task_option_arg, emit, input_options, out, progress_bar, status, task_options
+from sparsekit.cli.common import add_data_args, add_model_args, add_output_args, add_task_option_arg, emit, input_options, load_task, out, progress_bar, status
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.prune.config import PruneConfig
 
@@ -27,11 +27,11 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (rebuilds the pruned architecture on load)")
     add_config_args(p.add_argument_group("pruning settings (a recipe's prune: section takes the same names)"), PruneConfig)
     loop = p.add_argument_group("prune -> fine-tune loop (channel pruning with --task)")
-    loop.add_argument("--task", metavar="NAME", help="fine-tune after each step on this task ('digits', 'docstrings'), distilled from the unpruned model; MODEL defaults to the task's model")
-    loop.add_argument("--data", metavar="PATH", help="task data file where the task has one")
+    loop.add_argument("--task", metavar="NAME|FILE.py:FN", help="fine-tune after each step on this task ('digits', 'docstrings', or your FILE.py:make_task), distilled from the unpruned model; MODEL defaults to the task's model (with --data and no --task: your data)")
     add_task_option_arg(loop)
     loop.add_argument("--work-dir", metavar="DIR", help="where each step's checkpoint and loop.json go (default: OUTPUT + '.steps/')")
     loop.add_argument("--resume", action="store_true", help="continue after the last finished step in --work-dir")
+    add_data_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -40,13 +40,14 @@ def add_parser(sub) -> None:
 def _load(args):
     from sparsekit.models.source import load_model, parse_model_args
     from sparsekit.errors import SparsekitError
-    from sparsekit.tasks import get_task
 
-    task = get_task(args.task, **task_options(args)) if args.task else None
+    task = load_task(args) if args.task else None
     if args.model is None and task is None:
         raise SparsekitError("prune needs a MODEL (or --task, whose model is then used)", "e.g. 'sparsekit prune cnn -o pruned.pt'")
     spec, model_args = (args.model, {}) if args.model else task.model
     loaded = load_model(spec, {**model_args, **parse_model_args(args.model_arg)}, **input_options(args))
+    if task is None and args.source:
+        task = load_task(args, loaded)
     if task is not None:
         task.check_fits(loaded.model)
     return task, loaded

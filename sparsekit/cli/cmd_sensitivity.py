@@ -9,7 +9,7 @@ from sparsekit.cli.common import add_model_args, add_output_args, add_task_args,
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "sensitivity", help="sparsify one layer (or group) at a time and measure the task metric; write table, plot and exclude list",
+        "sensitivity", help="sparsify one layer (or group) at a time and measure the task metric (--task or your --data); write table, plot and exclude list",
         description="For every eligible layer (or group: --groups block|kind), 2:4-sparsify only it, evaluate the task, and rank layers "
         "by the metric they cost. Writes OUT/sensitivity.json (rows and an 'exclude' list of the layers whose loss exceeds "
         "--threshold), sensitivity.md and sensitivity.png. Feed the list back with 'sparsekit sparsify --exclude-from "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_model_args, add_output_args, emit, load_from_args, out, status
+from sparsekit.cli.common import DATA_CALIB_SKIP, add_data_args, add_model_args, calibration_from_data, add_output_args, emit, load_from_args, out, status
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.sparsify.config import SparsifyConfig
 
@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
     )
     add_model_args(p)
     p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (restores with its sparsity state)")
+    add_data_args(p, DATA_CALIB_SKIP)
     add_config_args(p.add_argument_group("sparsify settings (a recipe's sparsify: section takes the same names)"), SparsifyConfig)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     add_output_args(p)
@@ -33,6 +34,7 @@ def run(args) -> int:
     ensure_writable_target(args.output, args.force)
     config = config_from_args(args, SparsifyConfig)
     loaded = load_from_args(args)
+    config = calibration_from_data(args, config, loaded, config.needs_calibration)
     with status(f"sparsifying with {config.method}"):
         report = sparsify_loaded_(loaded, config)
         save_checkpoint(loaded, args.output, {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})

@@ -31,8 +31,9 @@ def add_trust_args(p: argparse.ArgumentParser) -> None:
 
 
 def named_sources(args) -> list[str]:
-    """The model sources the user named on this command line (MODEL, --model-source, --teacher)."""
-    named = [getattr(args, "model", None), getattr(args, "teacher", None), *(getattr(args, "model_source", None) or [])]
+    """The code the user named on this command line (MODEL, --model-source, --teacher, --task
+    FILE.py:make_task, --preprocess FILE.py:FN)."""
+    named = [getattr(args, "model", None), getattr(args, "teacher", None), *(getattr(args, "model_source", None) or []), getattr(args, "task", None), getattr(args, "preprocess", None)]
     return [s for s in named if isinstance(s, str)]
 
 
@@ -116,10 +117,31 @@ def yes_no(v: bool | None) -> str:
     return "[green]yes[/]" if v else "[red]no[/]"
 
 
-def add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, metavar="NAME", help="task giving data and metric: 'digits' (zoo CNN on scikit-learn digits) or 'docstrings' (MiniLM retrieval; needs the 'minilm' extra)")
-    p.add_argument("--data", metavar="PATH", help="task data file where the task has one (docstrings: the pairs JSON; default: benchmarks/data/ of a checkout)")
+DATA_CALIB_SKIP = ("label_column", "max_eval", "eval_batch", "family")
+"""Data options that calibration (sparsify, export) does not read."""
+
+
+def add_data_args(p: argparse.ArgumentParser, skip=()) -> None:
+    """The data options (``--data`` and how to read it), generated from :class:`~sparsekit.data.config.DataConfig`."""
+    from sparsekit.cli.config_args import add_config_args
+    from sparsekit.data.config import DataConfig
+
+    add_config_args(p.add_argument_group("data", "your own data (a recipe's data: section takes the same names); code runs only where you name it (--preprocess)"), DataConfig, skip)
+
+
+def data_config(args, skip=()):
+    """The :class:`~sparsekit.data.config.DataConfig` of the data options."""
+    from sparsekit.cli.config_args import config_from_args
+    from sparsekit.data.config import DataConfig
+
+    return config_from_args(args, DataConfig, skip)
+
+
+def add_task_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """``--task`` (a registered task or your FILE.py:make_task), its ``--task-arg`` options, and the data options."""
+    p.add_argument("--task", required=required, metavar="NAME|FILE.py:FN", help="task giving data and metric: 'digits' (zoo CNN on scikit-learn digits), 'docstrings' (MiniLM retrieval; needs the 'minilm' extra), or your FILE.py:make_task returning a sparsekit Task (run because you name it here); default with --data: your data, distilled from the dense model")
     add_task_option_arg(p)
+    add_data_args(p)
 
 
 def add_task_option_arg(p: argparse.ArgumentParser) -> None:
@@ -127,24 +149,59 @@ def add_task_option_arg(p: argparse.ArgumentParser) -> None:
 
 
 def task_options(args) -> dict:
-    """``get_task`` keyword arguments from --data and --task-arg."""
+    """``get_task`` / ``make_task`` keyword arguments from --data and --task-arg."""
     from sparsekit.models.source import parse_model_args
 
-    return {**({"data": args.data} if getattr(args, "data", None) else {}), **parse_model_args(getattr(args, "task_arg", []) or [])}
+    return {**({"data": args.source} if getattr(args, "source", None) else {}), **parse_model_args(getattr(args, "task_arg", []) or [])}
+
+
+def load_task(args, loaded=None):
+    """The task of the options: a registered ``--task``, the user's ``--task FILE.py:FN``, or (no
+    ``--task``, a ``--data``) the data task for ``loaded``; None when neither is given."""
+    from sparsekit.tasks import get_task, user_task
+
+    if args.task:
+        return user_task(args.task, **task_options(args)) if is_task_code(args.task) else get_task(args.task, **task_options(args))
+    if getattr(args, "source", None):
+        from sparsekit.errors import SparsekitError
+        from sparsekit.tasks.data_task import DataTask
+
+        if loaded is None:
+            raise SparsekitError("your data (--data) needs a MODEL to feed", "name the model, e.g. 'hf:DIR' or 'file.py:factory'")
+        return DataTask(loaded, data_config(args))
+    return None
+
+
+def is_task_code(spec: str | None) -> bool:
+    """Whether ``--task`` names code (``FILE.py:FN`` or ``pkg.module:FN``) rather than a registered task."""
+    return isinstance(spec, str) and ":" in spec
 
 
 def load_task_and_model(args):
-    """The task named by ``--task`` and the model (the task's default model when MODEL is omitted)."""
+    """The task (``--task``, or ``--data`` for your data) and the model (the task's default model when MODEL is omitted)."""
+    from sparsekit.errors import SparsekitError
     from sparsekit.models.source import load_model, parse_model_args
-    from sparsekit.tasks import get_task
 
-    task = get_task(args.task, **task_options(args))
+    if not args.task and not getattr(args, "source", None):
+        raise SparsekitError("no data to work on", "give --data FILE (your data) or --task NAME ('digits', 'docstrings', or FILE.py:make_task)")
     if args.model:
         loaded = load_model(args.model, parse_model_args(args.model_arg), **input_options(args))
+        task = load_task(args, loaded)
     else:
+        task = load_task(args)
         loaded = load_model(task.model[0], {**task.model[1], **parse_model_args(args.model_arg)}, **input_options(args))
     task.check_fits(loaded.model)
     return task, loaded
+
+
+def calibration_from_data(args, config, loaded, needed: bool):
+    """``config`` (a stage's calibration settings) calibrating on the ``--data`` source's training
+    items when ``--data`` is given and the stage needs calibration; else ``config`` unchanged."""
+    if not needed or not getattr(args, "source", None):
+        return config
+    from sparsekit.data.calib import data_calibration
+
+    return config.with_batches(data_calibration(loaded, data_config(args, DATA_CALIB_SKIP), config.calib_samples))
 
 
 def progress_bar(label: str):

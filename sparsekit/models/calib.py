@@ -57,6 +57,18 @@ def _check_batch(batch: tuple, spec: InputSpec) -> None:
             raise CalibrationDataError(f"calibration input '{want.name}' is {tensor.dtype}, the model expects {want.dtype}", f"convert it to {want.dtype}")
 
 
+def check_batches(batches: list[tuple], spec: InputSpec) -> None:
+    """Check calibration batches made elsewhere (a data source) against the model's input spec.
+
+    Raises:
+        CalibrationDataError: no batch, or one whose tensors do not fit ``spec``.
+    """
+    if not batches:
+        raise CalibrationDataError("the calibration data gave no batch", "give at least one training item")
+    for b in batches:
+        _check_batch(b, spec)
+
+
 def load_calibration(source: str | None, spec: InputSpec, samples: int = 64, batch_size: int = 8, seed: int = 0) -> list[tuple]:
     """Calibration batches for a model.
 
@@ -132,15 +144,19 @@ def load_text_calibration(loaded, path: str | os.PathLike, samples: int = 64, ba
     return batches
 
 
-def calibration_for(loaded, calib: str | None = None, calib_text: str | os.PathLike | None = None, samples: int = 64, batch_size: int = 8) -> list[tuple]:
-    """Calibration batches for ``loaded``: from text (``calib_text``, tokenized by its Hugging Face
-    folder's tokenizer), from ``calib`` (see :func:`load_calibration`), or its random inputs.
+def calibration_for(loaded, calib: str | None = None, calib_text: str | os.PathLike | None = None, samples: int = 64, batch_size: int = 8, given: list[tuple] | None = None) -> list[tuple]:
+    """Calibration batches for ``loaded``: ``given`` (made from a data source, ``--data``), from
+    text (``calib_text``, tokenized by its Hugging Face folder's tokenizer), from ``calib`` (see
+    :func:`load_calibration`), or its random inputs.
 
     Raises:
-        CalibrationDataError: both sources given, or the chosen one is unusable.
+        CalibrationDataError: several sources given, or the chosen one is unusable.
     """
-    if calib and calib_text:
-        raise CalibrationDataError("both --calib and --calib-text were given", "give one calibration source")
+    if sum(bool(x) for x in (calib, calib_text, given)) > 1:
+        raise CalibrationDataError("more than one of --calib, --calib-text and --data were given", "give one calibration source")
+    if given:
+        check_batches(given, loaded.inputs)
+        return given
     if calib_text:
         return load_text_calibration(loaded, calib_text, samples, batch_size)
     return load_calibration(calib, loaded.inputs, samples, batch_size)

@@ -57,3 +57,17 @@ def data_fingerprint(path: str | None) -> str | None:
     target, sep, _ = path.rpartition(":")
     file = Path(target if sep and target.endswith(".py") else path).expanduser()
     return _hash(file) if file.is_file() else None
+
+
+def folder_fingerprint(path: str | None) -> str | None:
+    """One sha256 over a folder's files (relative path and content; an image folder, a
+    ``datasets`` folder), or None for none / not a folder."""
+    import hashlib
+
+    folder = Path(path).expanduser() if path else None
+    if folder is None or not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(folder)}\0{_hash(f)}\n".encode())
+    return digest.hexdigest()

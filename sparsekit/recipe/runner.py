@@ -79,7 +79,8 @@ def run_recipe(recipe: Recipe, run_dir: str | os.PathLike, force: bool = False, 
     manifest = _load_manifest(run)
     manifest.update({"recipe": recipe.model_dump(mode="json"), "kit_version": kit_version()})
     ctx = StageContext(recipe, run, say)
-    with trust_sources(recipe.model.source, remote_code=recipe.model.trust_remote_code or None, max_params=recipe.model.max_params):
+    code = [recipe.task if recipe.task and ":" in recipe.task else None, recipe.data.preprocess if recipe.data else None]  # named by the recipe you run
+    with trust_sources(recipe.model.source, *code, remote_code=recipe.model.trust_remote_code or None, max_params=recipe.model.max_params):
         results = _run_stages(ctx, manifest, force)
     write_json_atomic(run / MANIFEST, manifest)
     return RunResult(run, results)

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from sparsekit.config import StrictConfig
+from sparsekit.data.config import DataConfig
 
 from sparsekit.errors import RecipeError
 from sparsekit.export.config import ExportConfig
@@ -44,8 +45,9 @@ class Recipe(_Strict):
     version: Literal[1] = Field(RECIPE_VERSION, description="recipe schema version")
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; the default run folder is runs/<name>")
     model: ModelConfig = Field(description="the model and its inputs")
-    task: str | None = Field(None, description="task giving data and metric to prune.schedule and finetune ('digits', 'docstrings')")
+    task: str | None = Field(None, description="task giving data and metric to prune.schedule and finetune ('digits', 'docstrings', or your FILE.py:make_task, run because the recipe names it); default with 'data': your data")
     task_args: dict[str, str | int | float | bool] = Field(default_factory=dict, description="task options, e.g. docstrings: {eval_split: eval_large, corpus: broad}; digits: {image_size: 32}")
+    data: DataConfig | None = Field(None, description="your own data, used by every stage that reads data: SparseGPT and INT8 calibration (its first training items), finetune (distillation from the recipe's model as loaded, QAT), the prune loop and evaluation; with a registered 'task', pass that task's data file in task_args instead")
     prune: PruneConfig | None = Field(None, description="coarse-grained pruning before 2:4; null = none")
     sparsify: SparsifyConfig | None = Field(SparsifyConfig(), description="2:4 sparsification; null exports the dense model")
     finetune: FinetuneConfig | None = Field(None, description="fine-tuning after sparsify (with 'task'); null = none")
@@ -53,10 +55,14 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.task is not None:
+        if self.task is not None and ":" not in self.task:
             _check_task(self.task, self.task_args)
-        if self.task is None and (self.finetune is not None or (self.prune is not None and (self.prune.schedule or self.prune.importance == "taylor"))):
-            raise ValueError("finetune, prune.schedule and prune.importance 'taylor' need a 'task' (e.g. task: digits)")
+        if self.data is not None and not self.data.source:
+            raise ValueError("data needs a 'source' (the file or folder of your data)")
+        if self.task is not None and ":" not in self.task and self.data is not None:
+            raise ValueError(f"task '{self.task}' brings its own data: give its data file in task_args (data: PATH), or drop 'task' to use your 'data'")
+        if self.task is None and self.data is None and (self.finetune is not None or (self.prune is not None and (self.prune.schedule or self.prune.importance == "taylor"))):
+            raise ValueError("finetune, prune.schedule and prune.importance 'taylor' need a 'task' (e.g. task: digits) or your 'data' (data: {source: train.csv})")
         if self.finetune is not None and self.finetune.quantize and self.export is not None and self.export.precisions != ["int8"]:
             raise ValueError(f"finetune.quantize {self.finetune.quantize} makes a QAT model: set export.precisions to [int8] (or export: null for fp8)" if self.finetune.quantize == "int8" else "finetune.quantize fp8 makes an FP8 QAT model, which export does not write: set export: null")
         return self
@@ -106,6 +112,15 @@ def resolve_paths(data: dict, base: Path) -> dict:
     model = out.get("model")
     if isinstance(model, dict) and isinstance(model.get("source"), str):
         out["model"] = {**model, "source": _resolve(model["source"], base)}
+    if isinstance(out.get("task"), str) and ":" in out["task"]:
+        out["task"] = _resolve(out["task"], base)
+    section = out.get("data")
+    if isinstance(section, dict):
+        fixed = {k: _resolve(section[k], base) for k in ("preprocess",) if isinstance(section.get(k), str)}
+        if isinstance(section.get("source"), str):  # always a path: an image folder has no suffix
+            source = Path(section["source"]).expanduser()
+            fixed["source"] = str(source if source.is_absolute() else (base / source).resolve())
+        out["data"] = {**section, **fixed}
     for section, keys in _PATH_FIELDS.items():
         part = out.get(section)
         if isinstance(part, dict):

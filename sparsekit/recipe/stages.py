@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from sparsekit._io import write_json_atomic
-from sparsekit.recipe.fingerprint import data_fingerprint, source_fingerprint
+from sparsekit.recipe.fingerprint import data_fingerprint, folder_fingerprint, source_fingerprint
 from sparsekit.recipe.schema import ModelConfig, Recipe
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,30 @@ class StageContext:
         return load_model(str(self.run_dir / latest)) if latest else load_source_model(self.recipe.model)
 
     def task(self):
-        from sparsekit.tasks import get_task
+        """The recipe's task: a registered one, your ``FILE.py:make_task``, or the task of your ``data``
+        (fed to the recipe's model as loaded: its inputs, processors and family)."""
+        from sparsekit.tasks import get_task, user_task
 
         if "task" not in self.cache:
-            self.cache["task"] = get_task(self.recipe.task, **self.recipe.task_args)
+            r = self.recipe
+            if r.task and ":" in r.task:
+                self.cache["task"] = user_task(r.task, **({"data": r.data.source} if r.data else {}), **r.task_args)
+            elif r.task:
+                self.cache["task"] = get_task(r.task, **r.task_args)
+            else:
+                from sparsekit.tasks.data_task import make_data_task
+
+                self.cache["task"] = make_data_task(load_source_model(r.model), r.data)
         return self.cache["task"]
+
+    def calibrated(self, config, loaded, needed: bool):
+        """``config`` (a stage's calibration settings) calibrating on the first training items of
+        the recipe's ``data`` when the stage needs calibration and names no file of its own."""
+        if not needed or self.recipe.data is None or config.calib or config.calib_text:
+            return config
+        from sparsekit.data.calib import data_calibration
+
+        return config.with_batches(data_calibration(loaded, self.recipe.data, config.calib_samples))
 
 
 _MODEL_FILES = (("prune", "pruned.pt"), ("sparsify", "sparse.pt"), ("finetune", "tuned.pt"))
@@ -109,7 +128,8 @@ def _sparsify(ctx: StageContext) -> dict:
     from sparsekit.sparsify.sparsify import sparsify_loaded_
 
     loaded = ctx.model(before="sparsify")
-    report = sparsify_loaded_(loaded, ctx.recipe.sparsify)
+    config = ctx.calibrated(ctx.recipe.sparsify, loaded, ctx.recipe.sparsify.needs_calibration)
+    report = sparsify_loaded_(loaded, config)
     write_json_atomic(ctx.run_dir / "sparsify.json", report.to_dict())
     save_checkpoint(loaded, ctx.run_dir / "sparse.pt", {"sparsify": {k: v for k, v in report.to_dict().items() if k != "check"}})
     return {"sparsified": len(report.sparsified), "layers": len(report.layers), "seconds": round(report.seconds, 2)}
@@ -155,7 +175,8 @@ def _finetune(ctx: StageContext) -> dict:
     loaded = ctx.model(before="finetune")
     teacher = load_source_model(ctx.recipe.model).model if f.distill else None
     result = finetune_stage_(loaded, ctx.task(), f, teacher, ctx.run_dir / "tuned.state.pt", say=lambda m: ctx.say(f"finetune: {m}"))
-    meta = {"task": ctx.task().name, "quantize": f.quantize, "report": result.report.to_dict(), "before": result.before, "metrics": result.after, "dense": result.reference, "masks_2to4": result.masks_2to4}
+    task = ctx.task()
+    meta = {"task": task.name, "primary": task.primary, **({"data": task.report()} if hasattr(task, "report") else {}), "quantize": f.quantize, "report": result.report.to_dict(), "before": result.before, "metrics": result.after, "dense": result.reference, "masks_2to4": result.masks_2to4}
     write_json_atomic(ctx.run_dir / "finetune.json", meta)
     save_checkpoint(loaded, ctx.run_dir / "tuned.pt", {"finetune": meta})
     (ctx.run_dir / "tuned.state.pt").unlink(missing_ok=True)
@@ -169,7 +190,16 @@ def _list_contents(r: Recipe) -> dict:
     s = r.sparsify
     lists = {k: read_layer_list(path, k) for k, path in (("include", s.include_from), ("exclude", s.exclude_from)) if path}
     data = {k: data_fingerprint(v) for k, v in (("calib", s.calib), ("calib_text", s.calib_text)) if v}
+    if s.needs_calibration and r.data is not None and not data:
+        data["data"] = data_settings(r)
     return {**lists, **({"data": data} if data else {})}
+
+
+def data_settings(r: Recipe) -> dict | None:
+    """The recipe's data section and the content hash of what it reads (None without data)."""
+    if r.data is None:
+        return None
+    return {**r.data.model_dump(mode="json"), "content": data_fingerprint(r.data.source) or folder_fingerprint(r.data.source), "preprocess_content": source_fingerprint(r.data.preprocess) if r.data.preprocess else None}
 
 
 def _export_stage(precision: str) -> Stage:
@@ -177,13 +207,17 @@ def _export_stage(precision: str) -> Stage:
         from sparsekit.export.export import export_all_
 
         paths = {precision: ctx.run_dir / f"model.{precision}.onnx"}
-        (result,) = export_all_(ctx.model(), ctx.recipe.export, paths, force=True, progress=lambda p, msg: ctx.say(f"export.{msg}"))
+        loaded = ctx.model()
+        config = ctx.calibrated(ctx.recipe.export, loaded, precision == "int8")
+        (result,) = export_all_(loaded, config, paths, force=True, progress=lambda p, msg: ctx.say(f"export.{msg}"))
         return {"size_bytes": result.size_bytes, "sparse_layers_verified": len(result.sparsified), "max_rel_err": result.parity.max_rel, "seconds": round(result.seconds, 2)}
 
     def settings(r: Recipe):
         if r.export is None or precision not in r.export.precisions:
             return None
         data = {k: data_fingerprint(v) for k, v in (("calib", r.export.calib), ("calib_text", r.export.calib_text)) if v and precision == "int8"}
+        if precision == "int8" and r.data is not None and not (r.export.calib or r.export.calib_text):
+            data["data"] = data_settings(r)
         return {"export": r.export.model_dump(mode="json", exclude={"precisions"}), "precision": precision, "model": None if model_file(r) else model_settings(r), **({"data": data} if data else {})}
 
     return Stage(
@@ -203,7 +237,7 @@ def _report(ctx: StageContext) -> dict:
 STAGES: list[Stage] = [
     Stage(
         "prune",
-        lambda r: None if r.prune is None else {"model": model_settings(r), "prune": r.prune.model_dump(mode="json"), "task": r.task, "task_args": r.task_args},
+        lambda r: None if r.prune is None else {"model": model_settings(r), "prune": r.prune.model_dump(mode="json"), "task": r.task, "task_args": r.task_args, "data": data_settings(r)},
         lambda r: [], lambda r: ["pruned.pt", "prune.json"], _prune,
     ),
     Stage("analyze", lambda r: {"model": None if r.prune else model_settings(r)}, lambda r: _model_inputs(r, "sparsify"), lambda r: ["analysis.json"], _analyze),
@@ -214,7 +248,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "finetune",
-        lambda r: None if r.finetune is None else {"model": model_settings(r), "finetune": r.finetune.model_dump(mode="json"), "task": r.task, "task_args": r.task_args},
+        lambda r: None if r.finetune is None else {"model": model_settings(r), "finetune": r.finetune.model_dump(mode="json"), "task": r.task, "task_args": r.task_args, "data": data_settings(r)},
         lambda r: _model_inputs(r, "finetune"), lambda r: ["tuned.pt", "finetune.json"], _finetune,
     ),
     *[_export_stage(p) for p in ("fp32", "fp16", "int8")],

@@ -74,10 +74,35 @@ def _stage_lines(s: dict) -> list[str]:
             lines.append(f"- **Unstructured pruning**: {u['sparsity']:.1%} zeros; {u['note']}.")
     tune = s.get("finetune")
     if tune:
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in tune["metrics"].items())
-        dense = ", ".join(f"{k} {v:.3f}" for k, v in (tune.get("dense") or {}).items())
+        headline = ", ".join(k for k in tune["metrics"] if not k.endswith(("_low", "_high")))
+        shown = ", ".join(f"{k} {tune['metrics'][k]:.3f}" for k in headline.split(", ") if k)
+        dense = ", ".join(f"{k} {v:.3f}" for k, v in (tune.get("dense") or {}).items() if not k.endswith(("_low", "_high")))
+        lines += _cost_line(tune)
         lines.append(f"- **Fine-tuned** on {tune['task']}" + (f" with {tune['quantize']} QAT" if tune.get("quantize") else "") + f": {shown}" + (f" (dense teacher: {dense})" if dense else "") + f"; 2:4 masks {'kept' if tune['masks_2to4'] else 'NOT kept'}.")
     return lines
+
+
+def _with_interval(metrics: dict, name: str) -> str:
+    low, high = metrics.get(f"{name}_low"), metrics.get(f"{name}_high")
+    return f"{metrics[name]:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+
+
+def _cost_line(tune: dict) -> list[str]:
+    """What 2:4 cost and what recovery won, in the task's primary metric (95% intervals)."""
+    name, dense, before, after = tune.get("primary"), tune.get("dense") or {}, tune.get("before") or {}, tune.get("metrics") or {}
+    if not name or name not in before or name not in after:
+        return []
+    line = f"- **{name}**: "
+    if name in dense:
+        line += f"dense {dense[name]:.2f}, "
+    line += f"2:4 as loaded {_with_interval(before, name)}"
+    if name in dense:
+        line += f" (2:4 cost {before[name] - dense[name]:+.2f})"
+    line += f", after fine-tuning{' (' + tune['quantize'] + ' QAT)' if tune.get('quantize') else ''} {_with_interval(after, name)} (recovery won {after[name] - before[name]:+.2f})"
+    paired = f"{name}_vs_dense"
+    if paired in after:
+        line += f"; paired difference to dense {after[paired]:+.2f} [{after[paired + '_low']:+.2f}, {after[paired + '_high']:+.2f}]"
+    return [line + "."]
 
 
 def render_markdown(s: dict) -> str:

@@ -22,12 +22,28 @@ OUTPUT_LOSSES = ("logits", "cosine", "mse")
 
 
 def _first(x):
-    """The tensor of a module output that may be a tuple/list or an HF output object."""
+    """The tensor of a module output that may be a tuple/list or an HF output object (its
+    ``logits``, else its ``last_hidden_state``)."""
     if isinstance(x, (tuple, list)):
         return x[0]
-    if hasattr(x, "last_hidden_state"):
-        return x.last_hidden_state
+    for name in ("logits", "last_hidden_state"):
+        if getattr(x, name, None) is not None:
+            return getattr(x, name)
     return x
+
+
+class LogitsDistillationLoss(_Loss):
+    """ModelOpt's logit KD (KL at a temperature, over the last dimension: classes, or the
+    vocabulary at every position of a causal LM) on the logits of any output form."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        import modelopt.torch.distill as mtd
+
+        super().__init__()
+        self.inner = mtd.LogitsDistillationLoss(temperature=temperature, reduction="batchmean")
+
+    def forward(self, student, teacher) -> torch.Tensor:
+        return self.inner(_first(student).float(), _first(teacher).float())
 
 
 class CosineDistillationLoss(_Loss):
@@ -47,10 +63,8 @@ class FeatureMSELoss(_Loss):
 
 
 def _output_loss(kind: str, temperature: float) -> _Loss:
-    import modelopt.torch.distill as mtd
-
     if kind == "logits":
-        return mtd.LogitsDistillationLoss(temperature=temperature, reduction="batchmean")
+        return LogitsDistillationLoss(temperature)
     if kind == "cosine":
         return CosineDistillationLoss()
     if kind == "mse":

@@ -1,0 +1,37 @@
+"""Calibration batches (SparseGPT, INT8 PTQ) from a data source: the first training items of its
+split, never evaluation ones, preprocessed into the model's inputs."""
+
+from __future__ import annotations
+
+from sparsekit.data.config import DataConfig
+from sparsekit.errors import CalibrationDataError, TrainingDataError
+
+
+def data_calibration(loaded, config: DataConfig, samples: int, batch_size: int = 8) -> list[tuple]:
+    """Up to ``samples`` calibration inputs of ``loaded`` from ``config``'s source, in batches.
+
+    Raises:
+        CalibrationDataError: the data is unusable (one line naming the problem, as for training).
+        MissingDependencyError: a reader's optional package is missing.
+    """
+    from sparsekit.data.preprocess import Preprocessor
+    from sparsekit.data.source import UserData
+    from sparsekit.models.calib import check_batches
+
+    try:
+        data = UserData(config)
+        pre = Preprocessor(loaded, data, config.max_length)
+        batches, chunk = [], []
+        for _, item in data.items("train"):
+            chunk.append(item)
+            if len(chunk) == batch_size:
+                batches.append(pre(chunk))
+                chunk = []
+            if len(batches) * batch_size + len(chunk) >= samples:
+                break
+        if chunk:
+            batches.append(pre(chunk))
+    except TrainingDataError as exc:
+        raise CalibrationDataError(exc.problem, exc.fix) from exc
+    check_batches(batches, loaded.inputs)
+    return batches

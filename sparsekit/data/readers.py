@@ -1,0 +1,285 @@
+"""Readers of the data users have on disk, each streaming items (plain dicts) and never holding the
+whole source in memory.
+
+An item is a dict of column name -> value: ``text`` (a text file's line), the columns of a JSONL /
+CSV / Parquet row or a ``datasets`` row, ``image`` (the path of an image file) and ``label`` (its
+class index) for an image folder, or one ``[...]`` array per key of a tensor file. Every reader
+checks sizes before reading where it can (the file's bytes, a line's bytes, Parquet's row count)
+and turns bad data into one :class:`~sparsekit.errors.TrainingDataError` line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from sparsekit.errors import MissingDependencyError, TrainingDataError
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS = 50_000_000
+"""Most items a source may have (a row count past it is refused before reading)."""
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""Longest line (text, JSONL) or CSV field, in bytes."""
+MAX_TENSOR_FILE_BYTES = 8 * 1024 ** 3
+"""Largest ``.pt`` / ``.npz`` tensor file (read whole, so bounded)."""
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+"""Largest image file."""
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+"""Most pixels an image may declare in its header (checked before decoding)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
+TENSOR_SUFFIXES = (".pt", ".pth", ".npz")
+_DATASETS_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+class Reader:
+    """A data source: its columns and a stream of items.
+
+    Attributes:
+        path: the file or folder.
+        kind: ``text``, ``jsonl``, ``csv``, ``parquet``, ``images``, ``datasets`` or ``tensors``.
+        columns: the column names every item has.
+        classes: for an image folder, the class names (sorted subfolder names); else None.
+    """
+
+    kind = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: list[str] = []
+        self.classes: list[str] | None = None
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        """The items in file order."""
+        raise NotImplementedError
+
+
+def _bad(path: Path, problem: str, fix: str) -> TrainingDataError:
+    return TrainingDataError(f"data '{path}': {problem}", fix)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of the non-blank lines, each checked against :data:`MAX_LINE_BYTES`."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise _bad(path, f"line {number} is {len(raw):,} bytes, more than {MAX_LINE_BYTES:,}", "split the text into shorter samples")
+            text = raw.decode("utf-8", errors="replace").strip()
+            if text:
+                yield number, text
+
+
+class TextReader(Reader):
+    """A text file: one sample a line (blank lines skipped); items ``{"text": line}``."""
+
+    kind = "text"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.columns = ["text"]
+
+    def items(self):
+        for _, text in _lines(self.path):
+            yield {"text": text}
+
+
+class JsonlReader(Reader):
+    """JSON Lines: one JSON object a line; the first object's keys are the columns."""
+
+    kind = "jsonl"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        first = next(self._rows(), None)
+        self.columns = list(first[1]) if first else []
+
+    def _rows(self):
+        for number, text in _lines(self.path):
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                raise _bad(self.path, f"line {number} is not JSON ({exc.msg})", "write one JSON object per line") from exc
+            if not isinstance(row, dict):
+                raise _bad(self.path, f"line {number} is a JSON {type(row).__name__}, not an object", "write one JSON object per line, e.g. {\"text\": ..., \"label\": ...}")
+            yield number, row
+
+    def items(self):
+        for _, row in self._rows():
+            yield row
+
+
+class CsvReader(Reader):
+    """CSV with a header row; every value is a string (labels and numbers are read later)."""
+
+    kind = "csv"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        with self._open() as f:
+            try:
+                self.columns = [c.strip() for c in next(csv.reader(f), [])]
+            except csv.Error as exc:
+                raise _bad(self.path, f"the header is not CSV ({exc})", "write a header row of column names") from exc
+
+    def _open(self):
+        csv.field_size_limit(MAX_LINE_BYTES)
+        return open(self.path, newline="", encoding="utf-8", errors="replace")
+
+    def items(self):
+        with self._open() as f:
+            reader = csv.reader(f)
+            next(reader, None)
+            try:
+                for row in reader:
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    if len(row) != len(self.columns):
+                        raise _bad(self.path, f"row {reader.line_num} has {len(row)} fields, the header {len(self.columns)}", "quote fields that hold commas")
+                    yield dict(zip(self.columns, row))
+            except csv.Error as exc:
+                raise _bad(self.path, f"row {reader.line_num} is not CSV ({exc})", "fix the CSV (quote fields that hold commas or newlines)") from exc
+
+
+class ParquetReader(Reader):
+    """Parquet, read a record batch at a time through pyarrow; the row count is checked from the footer first."""
+
+    kind = "parquet"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise MissingDependencyError("reading Parquet needs 'pyarrow', which is not installed", "pip install 'sparsekit[data]' (or pyarrow), or convert the file to CSV / JSONL") from exc
+        try:
+            self._file = pq.ParquetFile(str(path))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise _bad(path, f"is not a readable Parquet file ({type(exc).__name__})", "write it again with pyarrow / pandas .to_parquet") from exc
+        rows = self._file.metadata.num_rows
+        if rows > MAX_ITEMS:
+            raise _bad(path, f"declares {rows:,} rows, more than {MAX_ITEMS:,}", "use a smaller file or --max-items")
+        self.columns = list(self._file.schema_arrow.names)
+
+    def items(self):
+        for batch in self._file.iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+
+
+class ImageFolderReader(Reader):
+    """A folder of images in class subfolders (``DIR/<class>/<image>``); labels are the indices of
+    the sorted subfolder names; items ``{"image": path, "label": index}``."""
+
+    kind = "images"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not self.classes:
+            raise _bad(path, "is a folder with no class subfolders", "put the images in one subfolder per class (DIR/cat/1.png, DIR/dog/2.png)")
+        self.columns = ["image", "label"]
+
+    def items(self):
+        for index, name in enumerate(self.classes):
+            for file in sorted((self.path / name).iterdir()):
+                if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                    yield {"image": str(file), "label": index}
+
+
+class DatasetsReader(Reader):
+    """A folder written by ``datasets``' ``save_to_disk`` (its ``train`` split for a DatasetDict)."""
+
+    kind = "datasets"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        try:
+            import datasets
+        except ImportError as exc:
+            raise MissingDependencyError(f"'{path}' is a folder saved by datasets.save_to_disk, and reading it needs the 'datasets' package, which is not installed", "pip install datasets (or convert it to JSONL / CSV / Parquet)") from exc
+        try:
+            data = datasets.load_from_disk(str(path))
+        except Exception as exc:  # noqa: BLE001 - datasets raises many types for a damaged folder
+            raise _bad(path, f"is not a readable datasets folder ({type(exc).__name__})", "save it again with save_to_disk") from exc
+        if isinstance(data, datasets.DatasetDict):
+            data = data["train"] if "train" in data else data[sorted(data)[0]]
+        if len(data) > MAX_ITEMS:
+            raise _bad(path, f"has {len(data):,} rows, more than {MAX_ITEMS:,}", "use --max-items")
+        self._data = data
+        self.columns = list(data.column_names)
+
+    def items(self):
+        for batch in self._data.iter(batch_size=1024):
+            names = list(batch)
+            for i in range(len(batch[names[0]]) if names else 0):
+                yield {n: batch[n][i] for n in names}
+
+
+class TensorReader(Reader):
+    """A ``.pt`` (read weights-only: tensors and plain data, never code) or ``.npz`` (no pickles)
+    file holding a dict of ``[N, ...]`` arrays keyed by input name (and ``label``)."""
+
+    kind = "tensors"
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        super().__init__(path)
+        size = path.stat().st_size
+        if size > MAX_TENSOR_FILE_BYTES:
+            raise _bad(path, f"is {size:,} bytes, more than the {MAX_TENSOR_FILE_BYTES:,} a tensor file may have", "split it, or use a streamed format (JSONL, Parquet)")
+        if path.suffix == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    data = {k: z[k] for k in z.files}
+            except Exception as exc:  # noqa: BLE001 - numpy raises several types
+                raise _bad(path, f"is not a readable .npz of arrays ({type(exc).__name__})", "save it with numpy.savez(path, input=array, label=array)") from exc
+        else:
+            from sparsekit._safe_load import load_torch_data
+            from sparsekit.errors import SparsekitError
+
+            try:
+                data = load_torch_data(path, "data file")
+            except SparsekitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - torch.load raises several types
+                raise _bad(path, f"is not a readable torch file ({type(exc).__name__})", "save it with torch.save({'input': tensor, 'label': tensor}, path)") from exc
+            import torch
+
+            if not isinstance(data, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items()):
+                raise _bad(path, "does not hold a dict of tensors keyed by input name", "save it with torch.save({'input': tensor, 'label': tensor}, path)")
+            data = {k: v.numpy() for k, v in data.items()}
+        lengths = {k: (v.shape[0] if v.ndim else 0) for k, v in data.items()}
+        if not data or len(set(lengths.values())) != 1:
+            raise _bad(path, f"holds arrays of different lengths {lengths}" if data else "holds no arrays", "give every key the same number of samples (axis 0)")
+        self._data = data
+        self.columns = list(data)
+
+    def items(self):
+        n = next(iter(self._data.values())).shape[0]
+        for i in range(n):
+            yield {k: v[i] for k, v in self._data.items()}
+
+
+def open_reader(spec: str) -> Reader:
+    """The reader for a data ``spec`` (a file or folder), chosen by suffix or folder layout.
+
+    Raises:
+        TrainingDataError: missing, empty or unknown kind of file.
+        MissingDependencyError: Parquet without pyarrow, a ``datasets`` folder without datasets.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if any((path / m).is_file() for m in _DATASETS_MARKERS):
+            return DatasetsReader(path)
+        return ImageFolderReader(path)
+    if not path.is_file():
+        raise TrainingDataError(f"data '{path}' does not exist", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders")
+    if path.stat().st_size == 0:
+        raise _bad(path, "is empty", "give a file with at least one sample")
+    suffix = path.suffix.lower()
+    readers = {".jsonl": JsonlReader, ".csv": CsvReader, ".parquet": ParquetReader, ".pt": TensorReader, ".pth": TensorReader, ".npz": TensorReader}
+    return readers.get(suffix, TextReader)(path)

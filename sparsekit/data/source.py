@@ -1,0 +1,150 @@
+"""A user data source with its deterministic split: which items train, which evaluate.
+
+Each item goes to evaluation or training by a hash of ``(split_seed, item index)`` compared with
+``eval_fraction``: no shuffle of the whole source is needed (it is streamed), the same file and
+seed always give the same split, and adding items at the end does not move earlier ones.
+Calibration batches (SparseGPT, INT8) are the first training items, never evaluation ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Iterator
+
+from sparsekit.data.config import DataConfig
+from sparsekit.data.readers import MAX_ITEMS, Reader, open_reader
+from sparsekit.errors import TrainingDataError
+
+log = logging.getLogger(__name__)
+
+MAX_CLASSES = 100_000
+"""Most distinct label values a source may have."""
+_MASK64 = (1 << 64) - 1
+
+
+def split_value(index: int, seed: int) -> float:
+    """A uniform number in ``[0, 1)`` for item ``index`` (splitmix64 of seed and index)."""
+    z = (index + (seed + 1) * 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return ((z ^ (z >> 31)) >> 11) / float(1 << 53)
+
+
+def is_eval(index: int, seed: int, fraction: float) -> bool:
+    """Whether item ``index`` is held out for evaluation."""
+    return split_value(index, seed) < fraction
+
+
+class UserData:
+    """A data source (:func:`~sparsekit.data.readers.open_reader`) read once to count its items,
+    split them and collect the label values; the items themselves are streamed again when needed.
+
+    Attributes:
+        config: the data settings.
+        reader: the source's reader.
+        label_column: the column holding labels, or None (label-free).
+        counts: ``{"items", "train", "eval"}`` (eval: all held-out items, of which at most
+            ``config.max_eval`` are evaluated).
+        label_values: the distinct raw label values, sorted (empty without labels).
+
+    Raises:
+        TrainingDataError: no items, a label column that is not there, no evaluation items, or
+            more items / label values than the limits.
+    """
+
+    def __init__(self, config: DataConfig, reader: Reader | None = None) -> None:
+        if not config.source:
+            raise TrainingDataError("no data was given", "give --data FILE (or a recipe's data.source)")
+        self.config = config
+        self.reader = reader or open_reader(config.source)
+        self.label_column = self._label_column()
+        if config.pair_column and config.pair_column not in self.reader.columns:
+            raise self.missing_column(config.pair_column, "--pair-column")
+        self.counts, self.label_values, self.sha256 = self._scan()
+
+    @property
+    def name(self) -> str:
+        return self.reader.path.name
+
+    def missing_column(self, column: str, option: str) -> TrainingDataError:
+        """The one line for a column the source does not have, naming those it has."""
+        have = ", ".join(self.reader.columns) or "none"
+        return TrainingDataError(f"data '{self.reader.path}' has no column '{column}' (its columns: {have})", f"name one of its columns with {option}")
+
+    def _label_column(self) -> str | None:
+        want = self.config.label_column
+        if want is not None:
+            if want not in self.reader.columns:
+                raise self.missing_column(want, "--label-column")
+            return want
+        return "label" if "label" in self.reader.columns else None
+
+    def _scan(self) -> tuple[dict[str, int], list, str]:
+        """Count items per split and collect label values, in one streamed pass; also a content
+        hash of the items (recorded in reports, so a changed file shows)."""
+        n = n_eval = 0
+        labels: set = set()
+        digest = hashlib.sha256()
+        limit = min(self.config.max_items or MAX_ITEMS, MAX_ITEMS)
+        for item in self.reader.items():
+            if n >= limit:
+                break
+            n_eval += is_eval(n, self.config.split_seed, self.config.eval_fraction)
+            if self.label_column is not None:
+                labels.add(_label_key(item.get(self.label_column), self.reader.path, n))
+                if len(labels) > MAX_CLASSES:
+                    raise TrainingDataError(f"data '{self.reader.path}' has more than {MAX_CLASSES:,} distinct labels", "check --label-column (it names a column of labels, not of text)")
+            digest.update(repr(sorted((k, _digestible(v)) for k, v in item.items())).encode())
+            n += 1
+        if n == 0:
+            raise TrainingDataError(f"data '{self.reader.path}' has no samples", "give a file with at least one sample (blank lines are skipped)")
+        if n_eval == 0:
+            raise TrainingDataError(f"the split of data '{self.reader.path}' holds no evaluation items ({n} items, eval_fraction {self.config.eval_fraction})", "give more items or a larger --eval-fraction")
+        if n_eval == n:
+            raise TrainingDataError(f"the split of data '{self.reader.path}' holds no training items ({n} items, eval_fraction {self.config.eval_fraction})", "give more items or a smaller --eval-fraction")
+        values = sorted(labels, key=lambda v: (isinstance(v, str), v))
+        return {"items": n, "train": n - n_eval, "eval": n_eval}, values, digest.hexdigest()
+
+    def items(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(index, item)`` of the ``train`` or ``eval`` split, in file order (eval: at most ``max_eval``)."""
+        limit = self.counts["items"]
+        taken = 0
+        for index, item in enumerate(self.reader.items()):
+            if index >= limit or (split == "eval" and taken >= self.config.max_eval):
+                return
+            if is_eval(index, self.config.split_seed, self.config.eval_fraction) == (split == "eval"):
+                taken += 1
+                yield index, item
+
+    def report(self) -> dict:
+        """What was read and how it was split (recorded in the finetune / run reports)."""
+        return {
+            "source": str(self.reader.path), "kind": self.reader.kind, "sha256": self.sha256, "columns": list(self.reader.columns),
+            "label_column": self.label_column, "classes": len(self.label_values) or None, **self.counts,
+            "evaluated": min(self.counts["eval"], self.config.max_eval), "eval_fraction": self.config.eval_fraction, "split_seed": self.config.split_seed,
+            "split_rule": "item i is held out when splitmix64(split_seed, i) < eval_fraction; calibration uses the first training items",
+        }
+
+
+def _label_key(value: Any, path, index: int):
+    """A label value as a hashable key: ints (also from '3' or 3.0) or stripped strings."""
+    if isinstance(value, bool) or value is None:
+        raise TrainingDataError(f"data '{path}': item {index} has no label ({value!r})", "give every item a label, or omit --label-column")
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _digestible(value: Any) -> Any:
+    if hasattr(value, "tobytes"):
+        return hashlib.sha256(value.tobytes()).hexdigest()
+    return value

@@ -1,0 +1,380 @@
+"""A task over the user's own data (:mod:`sparsekit.data`): label-free by default, labelled when the
+data has labels.
+
+The model family (:data:`sparsekit.data.config.FAMILIES`, read from the model's class unless given)
+decides the distillation loss and the fidelity metrics against the dense model:
+
+* ``classifier`` (logits ``[B, C]``): logit KD; ``agreement`` (% of items whose top-1 class equals
+  the dense model's) and ``kl`` (mean KL(dense || model)); with labels ``accuracy`` and ``macro_f1``
+  and a supervised loss (cross-entropy);
+* ``encoder`` (hidden states ``[B, S, H]`` or embeddings ``[B, D]``): cosine distillation;
+  ``cosine`` (100 x mean cosine of the mean-pooled embeddings to the dense model's); with a pair
+  column ``recall@1`` of each text against all pair texts;
+* ``causal-lm`` (next-token logits ``[B, S, V]``): token-level KL; ``agreement`` (% of tokens whose
+  top-1 next token equals the dense model's), ``kl`` (per token, over the dense model's top-16 tokens
+  plus one bucket for the rest, a lower bound of the full KL), ``perplexity`` of the texts and
+  ``ppl_ratio`` to the dense model's.
+
+Every metric a model is ranked by carries a 95% bootstrap interval over items (``_low``/``_high``),
+and next to a reference (the dense model) its paired difference (``_vs_dense`` and its interval).
+Without a reference a model is its own: agreement 100, cosine 100, KL 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparsekit.data.config import DataConfig
+from sparsekit.data.preprocess import Preprocessor
+from sparsekit.data.source import UserData
+from sparsekit.errors import TrainingDataError
+from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
+from sparsekit.tasks.metrics import macro_f1, with_interval, with_paired
+
+log = logging.getLogger(__name__)
+
+DISTILL_OUTPUT = {"classifier": "logits", "encoder": "cosine", "causal-lm": "logits"}
+"""The output loss of :func:`sparsekit.recover.distill.distillation_model` per family (the logit
+loss of a causal LM is ModelOpt's KL over the vocabulary at every position: token-level KL)."""
+TOP_K = 16
+"""Tokens per position kept of a causal LM's evaluation outputs (the reference for KL)."""
+SHUFFLE_BUFFER = 4096
+"""Items held at once to shuffle the training stream."""
+
+
+def model_family(model) -> str:
+    """``classifier``, ``encoder`` or ``causal-lm`` from the model's class name (the one loaded,
+    else its config's ``architectures``); models that are not from transformers are classifiers."""
+    names = [type(model).__name__, *(getattr(getattr(model, "config", None), "architectures", None) or [])]
+    for name in map(str, names):
+        if name.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
+            return "causal-lm"
+        if "Classification" in name:
+            return "classifier"
+    if any(str(n).endswith("Encoder") for n in names) or (getattr(model, "config", None) is not None and any(str(n).endswith("Model") for n in names)):
+        return "encoder"
+    return "classifier"
+
+
+def _output(value) -> torch.Tensor:
+    """The first tensor of a model output."""
+    while isinstance(value, (tuple, list)):
+        value = value[0]
+    return value
+
+
+class _Epoch:
+    """One epoch's training batches, streamed: items pass a seeded shuffle buffer and are made into
+    inputs a batch at a time (the same epoch gives the same batches)."""
+
+    def __init__(self, task: "DataTask", batch_size: int, seed: int, epoch: int) -> None:
+        self.task, self.batch_size, self.seed, self.epoch = task, batch_size, seed, epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.task.data.counts["train"] / self.batch_size)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def _items(self) -> Iterator[dict]:
+        rng = np.random.default_rng([self.seed, self.task.data.config.split_seed, self.epoch])
+        buffer: list[dict] = []
+        for _, item in self.task.data.items("train"):
+            buffer.append(item)
+            if len(buffer) >= SHUFFLE_BUFFER:
+                i = int(rng.integers(len(buffer)))
+                buffer[i], buffer[-1] = buffer[-1], buffer[i]
+                yield buffer.pop()
+        for i in rng.permutation(len(buffer)):
+            yield buffer[i]
+
+    def __iter__(self):
+        chunk: list[dict] = []
+        for item in self._items():
+            chunk.append(item)
+            if len(chunk) == self.batch_size:
+                yield self.task.make_batch(chunk)
+                chunk = []
+        if chunk:
+            yield self.task.make_batch(chunk)
+
+    def __getitem__(self, index):
+        from itertools import islice
+
+        if isinstance(index, slice):
+            return list(islice(iter(self), index.start or 0, index.stop, index.step))
+        found = list(islice(iter(self), index, index + 1))
+        if not found:
+            raise IndexError(index)
+        return found[0]
+
+
+class DataTask(Task):
+    """The task of a data source for one model (see the module docstring).
+
+    Args:
+        loaded: the model as loaded (its inputs, source folder and class decide preprocessing
+            and family).
+        config: the data settings.
+        data: an already opened source (default: opened from ``config``).
+    """
+
+    description = "your own data: distillation from the dense model, fidelity to it, accuracy where there are labels"
+
+    def __init__(self, loaded, config: DataConfig, data: UserData | None = None) -> None:
+        self.data = data or UserData(config)
+        self.config = config
+        self.family = model_family(loaded.model) if config.family == "auto" else config.family
+        self.distill_output = DISTILL_OUTPUT[self.family]
+        self.name = f"data:{self.data.name}"
+        self.model = (loaded.name, {})
+        self.pre = Preprocessor(loaded, self.data, config.max_length, pair_as_second_text=self.family == "classifier")
+        self.labels = self.family == "classifier" and self.data.label_column is not None
+        self.pairs = self.family == "encoder" and config.pair_column is not None
+        self.classes = _class_index(loaded.model, self.data) if self.labels else {}
+        self.primary = "accuracy" if self.labels else "recall@1" if self.pairs else "cosine" if self.family == "encoder" else "agreement"
+        self._eval: list[tuple[tuple, Any]] | None = None
+        self._eval_pairs: list[tuple] | None = None
+        if self.data.label_column is not None and not self.labels:
+            log.info("data '%s': labels are not used by a %s model (distillation and fidelity only)", self.data.name, self.family)
+
+    # ---- data ----------------------------------------------------------------------------------
+
+    def make_batch(self, items: list[dict]) -> tuple[tuple, Any]:
+        """``(inputs, labels [B] int64 or None)`` of ``items``."""
+        inputs = self.pre(items)
+        if not self.labels:
+            return inputs, None
+        from sparsekit.data.source import _label_key
+
+        keys = [_label_key(item.get(self.data.label_column), self.data.reader.path, i) for i, item in enumerate(items)]
+        return inputs, torch.tensor([self.classes[k] for k in keys], dtype=torch.int64)
+
+    def train_batches(self, batch_size: int, seed: int = 0):
+        return lambda epoch: _Epoch(self, batch_size, seed, epoch)
+
+    def calibration(self, samples: int, batch_size: int = 16) -> list[tuple]:
+        """The first ``samples`` training items (never evaluation ones), inputs only."""
+        chunk, out, taken = [], [], 0
+        for _, item in self.data.items("train"):
+            if taken >= samples:
+                break
+            chunk.append(item)
+            taken += 1
+            if len(chunk) == batch_size:
+                out.append(self.pre(chunk))
+                chunk = []
+        if chunk:
+            out.append(self.pre(chunk))
+        return out
+
+    def _eval_batches(self) -> list[tuple[tuple, Any]]:
+        """The held-out items, preprocessed once and kept (at most ``max_eval``)."""
+        if self._eval is None:
+            items = [item for _, item in self.data.items("eval")]
+            size = self.config.eval_batch
+            self._eval = [self.make_batch(items[i : i + size]) for i in range(0, len(items), size)]
+            if self.pairs:
+                self._eval_pairs = [self.pre(items[i : i + size], column=self.config.pair_column) for i in range(0, len(items), size)]
+        return self._eval
+
+    def task_loss(self, model, batch):
+        """Cross-entropy on the labels (classifiers with a label column), else None (distil only)."""
+        if not self.labels:
+            return None
+        inputs, labels = batch
+        return F.cross_entropy(_output(model(*inputs)).float(), labels)
+
+    def check_fits(self, model) -> None:
+        """One batch through ``model``; the labels must be among its classes.
+
+        Raises:
+            TrainingDataError: the data does not fit the model, or a label is outside its classes.
+        """
+        batch = self.make_batch([item for _, item in zip(range(2), (it for _, it in self.data.items("train")))])
+        check_batch_fits(model, batch, self)
+        if self.labels:
+            with torch.no_grad():
+                width = _output(model(*batch[0])).shape[-1]
+            outside = sorted((str(k) for k, v in self.classes.items() if v >= width))
+            if outside:
+                raise TrainingDataError(f"data '{self.data.reader.path}' has {len(self.classes)} label values and the model {width} classes: label(s) {', '.join(outside[:5])} are outside them", "give a model with a class per label (num_labels), or a --label-column of its classes")
+
+    def report(self) -> dict:
+        """The data, its split and preprocessing, for run reports."""
+        return {**self.data.report(), **self.pre.report(), "family": self.family, "primary": self.primary, "distill_loss": self.distill_output if self.family != "causal-lm" else "token-kl"}
+
+    # ---- evaluation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, model, reference: EvalResult | None = None) -> EvalResult:
+        model.eval()
+        batches = self._eval_batches()
+        if self.family == "causal-lm":
+            return self._evaluate_lm(model, batches, reference)
+        if self.family == "encoder":
+            return self._evaluate_encoder(model, batches, reference)
+        return self._evaluate_classifier(model, batches, reference)
+
+    def _evaluate_classifier(self, model, batches, reference) -> EvalResult:
+        logits = torch.cat([_output(model(*inputs)).float().reshape(len(inputs[0]), -1) for inputs, _ in batches]).numpy()
+        pred = logits.argmax(1)
+        metrics: dict[str, float] = {}
+        if reference is not None:
+            ref = reference.outputs
+            agree = (pred == ref.argmax(1)).astype(np.float64)
+            logp_ref = _log_softmax(ref)
+            metrics["kl"] = float(np.mean(np.sum(np.exp(logp_ref) * (logp_ref - _log_softmax(logits)), axis=1)))
+        else:
+            agree = np.ones(len(pred))
+            metrics["kl"] = 0.0
+        metrics["agreement"] = 100.0 * float(agree.mean())
+        with_interval(metrics, "agreement", agree)
+        per_item = agree
+        if self.labels:
+            labels = torch.cat([y for _, y in batches]).numpy()
+            per_item = (pred == labels).astype(np.float64)
+            metrics["accuracy"] = 100.0 * float(per_item.mean())
+            with_interval(metrics, "accuracy", per_item)
+            metrics["macro_f1"] = macro_f1(labels, pred)
+            if reference is not None:
+                with_paired(metrics, "accuracy", reference.per_item, per_item)
+        return EvalResult(metrics, per_item, logits)
+
+    def _embed(self, model, batches: list[tuple]) -> np.ndarray:
+        names = self.pre.names
+        chunks = []
+        for inputs in batches:
+            out = _output(model(*inputs)).float()
+            if out.ndim == 3:  # hidden states: mean over the real tokens
+                mask = inputs[names.index("attention_mask")].float() if "attention_mask" in names else torch.ones(out.shape[:2])
+                out = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0)
+            chunks.append(out.reshape(len(out), -1))
+        return torch.cat(chunks).numpy()
+
+    def _evaluate_encoder(self, model, batches, reference) -> EvalResult:
+        emb = self._embed(model, [inputs for inputs, _ in batches])
+        if self.pairs:
+            emb = np.concatenate([emb, self._embed(model, self._eval_pairs)])
+        cos = np.sum(_unit(emb) * _unit(reference.outputs), axis=1) if reference is not None else np.ones(len(emb))
+        metrics = {"cosine": 100.0 * float(cos.mean())}
+        with_interval(metrics, "cosine", cos)
+        per_item = cos
+        if self.pairs:
+            n = len(emb) // 2
+            q, d = _unit(emb[:n]), _unit(emb[n:])
+            per_item = (np.argmax(q @ d.T, axis=1) == np.arange(n)).astype(np.float64)
+            metrics["recall@1"] = 100.0 * float(per_item.mean())
+            with_interval(metrics, "recall@1", per_item)
+            if reference is not None:
+                with_paired(metrics, "recall@1", reference.per_item, per_item)
+        return EvalResult(metrics, per_item, emb)
+
+    def _evaluate_lm(self, model, batches, reference) -> EvalResult:
+        names = self.pre.names
+        length = max(inputs[0].shape[1] for inputs, _ in batches)
+        tops, agree_items, kl_items, nll_sum, tokens = [], [], [], 0.0, 0
+        ref_offset = 0
+        for inputs, _ in batches:
+            ids = inputs[names.index("input_ids")]
+            mask = inputs[names.index("attention_mask")].bool() if "attention_mask" in names else torch.ones_like(ids, dtype=torch.bool)
+            logp = F.log_softmax(_output(model(*inputs)).float(), dim=-1)  # [B, S, V]
+            nll = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+            valid = mask[:, 1:] & mask[:, :-1]
+            nll_sum += float(nll[valid].sum())
+            tokens += int(valid.sum())
+            top_logp, top_idx = logp.topk(min(TOP_K, logp.shape[-1]), dim=-1)
+            packed = torch.cat([top_logp, top_idx.float()], dim=-1)
+            tops.append(F.pad(packed, (0, 0, 0, length - packed.shape[1])).numpy())
+            real = mask.float()
+            if reference is not None:
+                ref = torch.from_numpy(reference.outputs[ref_offset : ref_offset + len(ids), : ids.shape[1]])
+                k = ref.shape[-1] // 2
+                ref_logp, ref_idx = ref[..., :k], ref[..., k:].long()
+                agree = (logp.argmax(-1) == ref_idx[..., 0]).float()
+                p = ref_logp.exp()
+                q = logp.gather(-1, ref_idx)
+                rest_p = (1 - p.sum(-1)).clamp_min(1e-12)
+                rest_q = (1 - q.exp().sum(-1)).clamp_min(1e-12)
+                kl = (p * (ref_logp - q)).sum(-1) + rest_p * (rest_p.log() - rest_q.log())
+            else:
+                agree, kl = torch.ones_like(real), torch.zeros_like(real)
+            count = real.sum(1).clamp_min(1.0)
+            agree_items.append(((agree * real).sum(1) / count).numpy())
+            kl_items.append(((kl * real).sum(1) / count).numpy())
+            ref_offset += len(ids)
+        agree_items, kl_items = np.concatenate(agree_items), np.concatenate(kl_items)
+        perplexity = math.exp(nll_sum / max(tokens, 1))
+        metrics = {"agreement": 100.0 * float(agree_items.mean()), "kl": float(kl_items.mean()), "perplexity": perplexity}
+        with_interval(metrics, "agreement", agree_items)
+        with_interval(metrics, "kl", kl_items, scale=1.0)
+        metrics["ppl_ratio"] = perplexity / reference.metrics["perplexity"] if reference is not None and reference.metrics.get("perplexity") else 1.0
+        return EvalResult(metrics, agree_items, np.concatenate(tops))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _class_index(model, data: UserData) -> dict:
+    """Raw label value -> class index: the model's own ``label2id`` when its names cover the
+    labels (Hugging Face classifiers), integers as they are, else the sorted values' positions
+    (an image folder: its sorted subfolder names)."""
+    values = data.label_values
+    names = data.reader.classes
+    label2id = getattr(getattr(model, "config", None), "label2id", None) or {}
+    named = {str(k): int(v) for k, v in label2id.items() if not str(k).startswith("LABEL_")}
+    if names is not None:
+        if named and all(n in named for n in names):
+            return {i: named[n] for i, n in enumerate(names)}
+        return {i: i for i in range(len(names))}
+    if named and all(str(v) in named for v in values):
+        return {v: named[str(v)] for v in values}
+    if all(isinstance(v, int) for v in values):
+        if any(v < 0 for v in values):
+            raise TrainingDataError(f"data '{data.reader.path}' has negative labels ({min(values)})", "give class indices from 0, or class names")
+        return {v: v for v in values}
+    return {v: i for i, v in enumerate(values)}
+
+
+def make_data_task(loaded, config: DataConfig) -> DataTask:
+    """The data task of ``config`` for ``loaded``, checked to fit it (one batch, label range).
+
+    Raises:
+        TrainingDataError: bad data (one line).
+        MissingDependencyError: a reader's optional package is missing.
+    """
+    task = DataTask(loaded, config)
+    task.check_fits(loaded.model)
+    return task
+
+
+def dense_teacher(loaded):
+    """The dense model a checkpoint of an ``hf:DIR`` model was made from: that folder's model,
+    loaded again (its weights are the trained ones). None for other sources, whose recorded source
+    builds untrained weights (zoo CNNs, factories) and cannot stand for the dense model: name it
+    with ``--teacher``; None too for a model that is not a checkpoint (it is its own dense model)."""
+    from sparsekit.models.source import load_model
+
+    source = loaded.source
+    spec = source.get("spec")
+    if not loaded.checkpoint or source.get("kind") != "hf" or not isinstance(spec, str):
+        return None
+    return load_model(spec, dict(source.get("args") or {})).model
+
+
+def default_teacher(task: Task, loaded):
+    """The teacher ``finetune`` uses when none is named: for your data (:class:`DataTask`), the
+    dense model of :func:`dense_teacher`; for other tasks none (they name their own)."""
+    return dense_teacher(loaded) if isinstance(task, DataTask) else None
