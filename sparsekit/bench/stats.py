@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sparsekit.tasks.metrics import DiffCI, paired_difference  # noqa: F401 - item-level intervals live with the tasks; benchmarks import them from here
+
 UNSTABLE_COV = 0.025  # trtexec warns above 2.5 % coefficient of variation ("lock clocks")
 
 
@@ -92,45 +94,3 @@ def paired_ratio(dense_rounds_ms, sparse_rounds_ms, level: float = 0.95, resampl
     boot = np.median(ratios[idx], axis=1)
     lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return RatioCI(point, float(lo), float(hi), level, int(ratios.size))
-
-
-@dataclass
-class DiffCI:
-    """Paired difference of a per-item metric between two models on the same items.
-
-    Attributes:
-        diff: mean(b) - mean(a), in the metric's unit (percentage points for 0/1 items x 100).
-        low / high: bounds of the ``level`` bootstrap interval (resampling items).
-        items: number of paired items.
-    """
-
-    diff: float
-    low: float
-    high: float
-    level: float
-    items: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def paired_difference(a_items, b_items, scale: float = 100.0, level: float = 0.95, resamples: int = 5000, seed: int = 0) -> DiffCI:
-    """Bootstrap the mean per-item difference ``b - a`` (e.g. sparse minus dense recall@1).
-
-    Pairing by item removes the items' own difficulty from the noise: on 500 queries a 2-point
-    unpaired swing is common, while the paired interval shows whether the models really differ.
-
-    Args:
-        a_items / b_items: per-item scores (``[N]``, e.g. 0/1 hits) of the two models, same order.
-        scale: multiplier of the result (100: 0/1 items -> percentage points).
-        level: interval coverage (0..1).
-    """
-    a = np.asarray(a_items, dtype=np.float64)
-    b = np.asarray(b_items, dtype=np.float64)
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError("both models need scores on the same, non-zero number of items")
-    d = (b - a) * scale
-    rng = np.random.default_rng(seed)
-    boot = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
-    lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return DiffCI(float(d.mean()), float(lo), float(hi), level, int(d.size))
