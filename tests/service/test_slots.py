@@ -18,7 +18,9 @@ FD_LIMIT = 64  # the server needs about 15 descriptors when idle
 
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux) to start the server with a low open-file limit")
 def test_the_claim_loop_survives_too_many_open_files(tmp_path, small_onnx):
-    server = Server(tmp_path / "state", wrap=("prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}")).start()
+    # The per-address cap (32) would keep one client from using up the descriptors at all: lift it
+    # and the header timeout here, to stand in for many clients holding connections at once.
+    server = Server(tmp_path / "state", "--max-connections-per-ip", "10000", "--header-timeout", "3600", wrap=("prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}")).start()
     hogs: list[socket.socket] = []
     try:
         hogs = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(FD_LIMIT + 16)]  # idle connections hold the server's descriptors
