@@ -294,8 +294,7 @@ def gemm_job(job, state: State, dtype: str = "float16", layers=None, rows=GEMM_R
             def one(shape=shape) -> dict:
                 timing = time_gemm(shape, state.gemm_config, dtype, profile=True)
                 state.gemm_cache[(shape.m, shape.k, shape.n, dtype)] = timing
-                p = timing.pair
-                return {"shape": shape.name, "m": shape.m, "k": shape.k, "n": shape.n, "dtype": dtype, **timing.to_dict(), "dense_tflops": shape.flops / p.dense.median / 1e9, "sparse_tflops": shape.flops / p.sparse.median / 1e9}
+                return gemm_row(shape, dtype, timing)
 
             row = job.unit(shape.name, one, 8)
             if row:
@@ -303,6 +302,13 @@ def gemm_job(job, state: State, dtype: str = "float16", layers=None, rows=GEMM_R
                 job.suite.say(f"  {shape.name} {dtype}: {s['ratio']:.2f}x [{s['low']:.2f}, {s['high']:.2f}] ({row['method']}, {row['dense_tflops']:.0f} -> {row['sparse_tflops']:.0f} TFLOP/s)")
                 done.append(shape.name)
     return done
+
+
+def gemm_row(shape, dtype: str, timing, **extra) -> dict:
+    """One GEMM result row: the shape, its timing and the TFLOP/s of each side."""
+    p = timing.pair
+    return {"shape": shape.name, **extra, "m": shape.m, "k": shape.k, "n": shape.n, "dtype": dtype, **timing.to_dict(),
+            "dense_tflops": shape.flops / p.dense.median / 1e9, "sparse_tflops": shape.flops / p.sparse.median / 1e9}
 
 
 def gemm_large_job(job, state: State) -> list:
@@ -322,9 +328,7 @@ def gemm_large_job(job, state: State) -> list:
 
             def one(shape=shape, search=search) -> dict:
                 timing = time_gemm(shape, state.gemm_config, "float16", profile=not search, alg_search=search)
-                p = timing.pair
-                return {"shape": shape.name + (" (alg search)" if search else ""), "m": m, "k": k, "n": n, "dtype": "float16", **timing.to_dict(),
-                        "dense_tflops": shape.flops / p.dense.median / 1e9, "sparse_tflops": shape.flops / p.sparse.median / 1e9}
+                return {**gemm_row(shape, "float16", timing), "shape": shape.name + (" (alg search)" if search else "")}
 
             row = job.unit(shape.name + (" alg-search" if search else ""), one, 10)
             if row:
@@ -499,9 +503,7 @@ def llm_gemm_job(job, state: State) -> list:
         def one(g=g, extra=extra) -> dict:
             profile = g.ffn and g.phase == "prefill"
             timing = time_gemm(g.shape, state.llm_config, g.dtype, profile=profile, alg_search=True)
-            p = timing.pair
-            return {"shape": g.shape.name, **extra, "m": g.shape.m, "k": g.shape.k, "n": g.shape.n, "dtype": g.dtype, **timing.to_dict(),
-                    "dense_tflops": g.shape.flops / p.dense.median / 1e9, "sparse_tflops": g.shape.flops / p.sparse.median / 1e9}
+            return gemm_row(g.shape, g.dtype, timing, **extra)
 
         row = job.unit(g.label, one, 6)
         if row:
