@@ -3,6 +3,7 @@ nothing outside the data folder is read."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -138,3 +139,13 @@ def test_a_label_too_large_for_int64_is_refused_in_one_line(tmp_path):
     with pytest.raises(TrainingDataError) as info:
         _class_index(object(), data)
     assert "31 digits" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_deeply_nested_list_in_a_csv_cell_is_refused_in_one_line(tmp_path):
+    from sparsekit.data.preprocess import _as_array
+
+    with pytest.raises(TrainingDataError) as info:
+        _as_array("[" * 10_000 + "]" * 10_000, "input", tmp_path / "d.csv")
+    assert "not numbers" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(TrainingDataError):
+        _as_array(functools.reduce(lambda inner, _: [inner], range(5000), [1.0]), "input", tmp_path / "d.jsonl")
