@@ -217,7 +217,7 @@ class ImageFolderReader(Reader):
         try:
             target = entry.resolve(strict=True)
         except (OSError, RuntimeError):
-            log.warning("data '%s': skipping '%s', a link that does not resolve", self.path, entry)
+            log.debug("data %r: skipping %r, a link that does not resolve", str(self.path), str(entry))
             return False
         if target != self._root and self._root not in target.parents:
             raise _bad(self.path, f"'{entry.relative_to(self.path)}' is a link to '{target}', outside the folder", "copy the file into the folder instead of linking it")
