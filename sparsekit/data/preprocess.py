@@ -143,6 +143,8 @@ class Preprocessor:
         for want in self.spec.tensors:
             rows = []
             for item in items:
+                if want.name not in item:
+                    raise TrainingDataError(f"data '{self.data.reader.path}': a row has no '{want.name}', which the first row has", f"give every row a '{want.name}' value")
                 array = _as_array(item[want.name], want.name, self.data.reader.path)
                 sample = tuple(want.shape[1:])
                 if array.size != int(np.prod(sample)) and not want.dynamic:

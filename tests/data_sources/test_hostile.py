@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import struct
 import zipfile
@@ -149,3 +150,18 @@ def test_a_deeply_nested_list_in_a_csv_cell_is_refused_in_one_line(tmp_path):
     assert "not numbers" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(TrainingDataError):
         _as_array(functools.reduce(lambda inner, _: [inner], range(5000), [1.0]), "input", tmp_path / "d.jsonl")
+
+
+def test_a_jsonl_row_without_an_input_column_is_refused_in_one_line(tmp_path):
+    from sparsekit.data.preprocess import Preprocessor
+    from sparsekit.models.source import load_model
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"input": [0.5] * 64, "label": i % 2} for i in range(20)]
+    rows[3] = {"inp": [0.5] * 64, "label": 1}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = UserData(DataConfig(source=str(path)))
+    pre = Preprocessor(load_model(*files.DIGITS_MODEL), data)
+    with pytest.raises(TrainingDataError) as info:
+        pre([item for _, item in zip(range(8), data.reader.items())])
+    assert "a row has no 'input'" in str(info.value) and "\n" not in str(info.value)
