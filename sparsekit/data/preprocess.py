@@ -143,6 +143,8 @@ class Preprocessor:
         for want in self.spec.tensors:
             rows = []
             for item in items:
+                if want.name not in item:
+                    raise TrainingDataError(f"data '{self.data.reader.path}': a row has no '{want.name}', which the first row has", f"give every row a '{want.name}' value")
                 array = _as_array(item[want.name], want.name, self.data.reader.path)
                 sample = tuple(want.shape[1:])
                 if array.size != int(np.prod(sample)) and not want.dynamic:
@@ -196,11 +198,11 @@ def _as_array(value: Any, name: str, path):
         text = value.strip()
         try:
             value = json.loads(text) if text.startswith("[") else [float(x) for x in text.replace(",", " ").split()]
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise TrainingDataError(f"data '{path}': column '{name}' holds '{text[:40]}', not numbers", "write the input's values as a JSON list or space-separated numbers") from exc
     try:
         return np.asarray(value, dtype=np.float64 if not isinstance(value, np.ndarray) else value.dtype)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TrainingDataError(f"data '{path}': column '{name}' does not hold numbers", "write the input's values as a list of numbers") from exc
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,6 +35,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz")
 _DATASETS_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_NEWLINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 
 
 class Reader:
@@ -62,12 +64,24 @@ def _bad(path: Path, problem: str, fix: str) -> TrainingDataError:
     return TrainingDataError(f"data '{path}': {problem}", fix)
 
 
+def _raw_lines(path: Path, f) -> Iterator[bytes]:
+    """The lines of the binary file ``f``, each read with at most :data:`MAX_LINE_BYTES` + 1 bytes
+    in memory (a longer line is refused before the rest of it is read)."""
+    number = 0
+    while True:
+        raw = f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise _bad(path, f"line {number} is longer than {MAX_LINE_BYTES:,} bytes", "split the data into shorter lines (one sample a line)")
+        yield raw
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of the non-blank lines, each checked against :data:`MAX_LINE_BYTES`."""
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise _bad(path, f"line {number} is {len(raw):,} bytes, more than {MAX_LINE_BYTES:,}", "split the text into shorter samples")
+        for number, raw in enumerate(_raw_lines(path, f), start=1):
             text = raw.decode("utf-8", errors="replace").strip()
             if text:
                 yield number, text
@@ -103,6 +117,8 @@ class JsonlReader(Reader):
                 row = json.loads(text)
             except ValueError as exc:
                 raise _bad(self.path, f"line {number} is not JSON ({exc.msg})", "write one JSON object per line") from exc
+            except RecursionError as exc:
+                raise _bad(self.path, f"line {number} nests its JSON values too deeply to read", "write flat values (lists of numbers, strings)") from exc
             if not isinstance(row, dict):
                 raise _bad(self.path, f"line {number} is a JSON {type(row).__name__}, not an object", "write one JSON object per line, e.g. {\"text\": ..., \"label\": ...}")
             yield number, row
@@ -121,17 +137,27 @@ class CsvReader(Reader):
         super().__init__(path)
         with self._open() as f:
             try:
-                self.columns = [c.strip() for c in next(csv.reader(f), [])]
+                self.columns = [c.strip() for c in next(csv.reader(self._text_lines(f)), [])]
             except csv.Error as exc:
                 raise _bad(self.path, f"the header is not CSV ({exc})", "write a header row of column names") from exc
 
     def _open(self):
         csv.field_size_limit(MAX_LINE_BYTES)
-        return open(self.path, newline="", encoding="utf-8", errors="replace")
+        return open(self.path, "rb")
+
+    def _text_lines(self, f) -> Iterator[str]:
+        """The file's lines decoded (invalid UTF-8 replaced), none longer than :data:`MAX_LINE_BYTES`,
+        split at ``\r\n``, ``\n`` and a lone ``\r`` as the csv module expects."""
+        for raw in _raw_lines(self.path, f):
+            text = raw.decode("utf-8", errors="replace")
+            if "\r" not in text:
+                yield text
+            else:
+                yield from (part for part in _NEWLINES.findall(text) if part)
 
     def items(self):
         with self._open() as f:
-            reader = csv.reader(f)
+            reader = csv.reader(self._text_lines(f))
             next(reader, None)
             try:
                 for row in reader:
@@ -177,15 +203,30 @@ class ImageFolderReader(Reader):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+        self._root = path.resolve()
+        self.classes = sorted(d.name for d in path.iterdir() if not d.name.startswith(".") and self._inside(d) and d.is_dir())
         if not self.classes:
             raise _bad(path, "is a folder with no class subfolders", "put the images in one subfolder per class (DIR/cat/1.png, DIR/dog/2.png)")
         self.columns = ["image", "label"]
 
+    def _inside(self, entry: Path) -> bool:
+        """Whether ``entry`` (a symbolic link followed) lies inside the folder; a link that leads
+        out of it is refused, one that cannot be resolved (a loop, a dangling link) is skipped."""
+        if not entry.is_symlink():
+            return True
+        try:
+            target = entry.resolve(strict=True)
+        except (OSError, RuntimeError):
+            log.debug("data %r: skipping %r, a link that does not resolve", str(self.path), str(entry))
+            return False
+        if target != self._root and self._root not in target.parents:
+            raise _bad(self.path, f"'{entry.relative_to(self.path)}' is a link to '{target}', outside the folder", "copy the file into the folder instead of linking it")
+        return True
+
     def items(self):
         for index, name in enumerate(self.classes):
             for file in sorted((self.path / name).iterdir()):
-                if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                if file.suffix.lower() in IMAGE_SUFFIXES and self._inside(file) and file.is_file():
                     yield {"image": str(file), "label": index}
 
 
@@ -233,8 +274,11 @@ class TensorReader(Reader):
             raise _bad(path, f"is {size:,} bytes, more than the {MAX_TENSOR_FILE_BYTES:,} a tensor file may have", "split it, or use a streamed format (JSONL, Parquet)")
         if path.suffix == ".npz":
             try:
+                _check_npz(path)
                 with np.load(path, allow_pickle=False) as z:
                     data = {k: z[k] for k in z.files}
+            except TrainingDataError:
+                raise
             except Exception as exc:  # noqa: BLE001 - numpy raises several types
                 raise _bad(path, f"is not a readable .npz of arrays ({type(exc).__name__})", "save it with numpy.savez(path, input=array, label=array)") from exc
         else:
@@ -264,6 +308,37 @@ class TensorReader(Reader):
             yield {k: v[i] for k, v in self._data.items()}
 
 
+def _check_npz(path: Path) -> None:
+    """Refuse an ``.npz`` whose arrays declare more bytes than their members hold, or more in all
+    than :data:`MAX_TENSOR_FILE_BYTES`, from the ``.npy`` headers alone (numpy allocates an array
+    from its header's shape before reading it).
+
+    Raises:
+        TrainingDataError: a member is not a readable ``.npy`` or declares too large an array.
+    """
+    import zipfile
+
+    import numpy as np
+
+    fmt = np.lib.format
+    total = 0
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as member:
+                version = fmt.read_magic(member)
+                header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = header(member, max_header_size=10_000)
+            if dtype.hasobject:
+                raise _bad(path, f"array '{info.filename}' holds Python objects (a pickle), which are not read", "save arrays of numbers: numpy.savez(path, input=array, label=array)")
+            count = 1
+            for n in shape:
+                count *= n
+            size = count * dtype.itemsize
+            total += size
+            if size > info.file_size or total > MAX_TENSOR_FILE_BYTES:
+                raise _bad(path, f"array '{info.filename}' declares shape {list(shape)} ({size:,} bytes), more than the file holds", "save it again with numpy.savez")
+
+
 def open_reader(spec: str) -> Reader:
     """The reader for a data ``spec`` (a file or folder), chosen by suffix or folder layout.
 
@@ -276,6 +351,8 @@ def open_reader(spec: str) -> Reader:
         if any((path / m).is_file() for m in _DATASETS_MARKERS):
             return DatasetsReader(path)
         return ImageFolderReader(path)
+    if path.exists() and not path.is_file():
+        raise _bad(path, "is not a regular file or folder", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders")
     if not path.is_file():
         raise TrainingDataError(f"data '{path}' does not exist", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders")
     if path.stat().st_size == 0:

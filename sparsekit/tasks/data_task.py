@@ -344,6 +344,8 @@ def _class_index(model, data: UserData) -> dict:
     if all(isinstance(v, int) for v in values):
         if any(v < 0 for v in values):
             raise TrainingDataError(f"data '{data.reader.path}' has negative labels ({min(values)})", "give class indices from 0, or class names")
+        if max(values) >= 1 << 63:
+            raise TrainingDataError(f"data '{data.reader.path}' has a label of {len(str(max(values)))} digits, too large to be a class index", "give class indices from 0, or class names")
         return {v: v for v in values}
     return {v: i for i, v in enumerate(values)}
 

@@ -263,3 +263,37 @@ def loop_mutations() -> st.SearchStrategy:
         st.tuples(st.just("raw"), st.sampled_from(("", "{", "[]", "null", "{\"steps\": 1}", "\xff"))),
         st.tuples(st.just("evil_step_checkpoint"), st.sampled_from(("os:system", "{PAYLOAD}:f"))),
     )
+
+
+# ---- user data sources (CSV, JSONL, image folders) ------------------------------------------------
+
+DATA_VALUES = (
+    "", " ", "nan", "inf", "-inf", "1e400", "-1", "0.5", "1" * 400, "[" * 3000 + "]" * 3000, "[1, [2]]", "[]", "{}", "null", "true",
+    "a,b", 'say "hi"', "line\nbreak", "\r", "\x00", "\ufeff1", "é" * 5, "../../etc/passwd", "{SENTINEL}", "$(touch {SENTINEL})", " ".join(["1"] * 63), " ".join(["1"] * 65),
+)
+"""Cell values a user's file may hold: empties, non-numbers, huge and deep values, separators, paths."""
+
+
+def data_values() -> st.SearchStrategy:
+    """A cell's value: one of :data:`DATA_VALUES`, a huge or negative int, a float, or short text."""
+    return st.one_of(st.sampled_from(DATA_VALUES), st.sampled_from(HUGE_INTS), st.floats(allow_nan=True, allow_infinity=True), _text)
+
+
+def table_mutations() -> st.SearchStrategy:
+    """A change to a CSV / JSONL made of rows: a cell, a column, the rows kept, the encoding, or its bytes."""
+    return st.one_of(
+        st.tuples(st.just("cell"), st.integers(0, 39), st.sampled_from(("input", "label")), data_values()),
+        st.tuples(st.just("column"), st.sampled_from(("drop", "rename", "add", "duplicate")), st.sampled_from(("input", "label")), st.sampled_from(("text", "label", "input", "", "x y", "\x00", "é"))),
+        st.tuples(st.just("rows"), st.integers(0, 40)),
+        st.tuples(st.just("encoding"), st.sampled_from(("utf-16", "utf-32", "utf-8-sig", "latin-1", "cp1252"))),
+        st.tuples(st.just("bytes"), st.sampled_from(("flip", "insert", "truncate", "delete")), st.floats(0, 1), st.binary(min_size=1, max_size=8)),
+    )
+
+
+def image_mutations() -> st.SearchStrategy:
+    """A change to an image folder: a hostile file or link in a class folder, or a class folder's layout."""
+    return st.one_of(
+        st.tuples(st.just("file"), st.sampled_from(("empty", "truncated", "bomb", "huge_dims", "text", "random", "gif_bomb"))),
+        st.tuples(st.just("link"), st.sampled_from(("/etc/passwd", "/etc", "{SENTINEL}", "loop", "dangling", "inside", "self"))),
+        st.tuples(st.just("layout"), st.sampled_from(("empty_class", "nested", "hidden_class", "file_at_root", "only_root_files", "odd_suffix"))),
+    )

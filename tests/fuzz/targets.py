@@ -1,7 +1,7 @@
 """The fuzz targets: each mutates a copy of a real seed file and runs what reads it.
 
-Checkpoints, Hugging Face folders, recipes and ONNX files go through the CLI in this process
-(:func:`tests.conftest.sparsekit_inprocess`); training states and ``loop.json`` through the library
+Checkpoints, Hugging Face folders, recipes, ONNX files and ``--data`` sources go through the CLI in
+this process (:func:`tests.conftest.sparsekit_inprocess`); training states and ``loop.json`` through the library
 functions that resume from them (``finetune_``, ``iterative_prune``), since no cheap command reads
 them. Every case runs inside :meth:`tests.fuzz.harness.Arena.watch`.
 """
@@ -561,6 +561,147 @@ def loop_target(arena: Arena, seeds: Seeds, cli: Callable, examples: int, findin
     return fuzz_loop_json
 
 
+# ---- user data sources (--data) -----------------------------------------------------------------------
+
+DATA_MODEL = ("cnn", "--model-arg", "in_channels=1", "--model-arg", "image_size=8", "--model-arg", "width=8")
+"""The zoo CNN on 8x8 one-channel images that every data case trains or calibrates (a few thousand parameters)."""
+DATA_COMMANDS = (("finetune", "--epochs", "1", "--batch-size", "16"), ("sparsify", "--method", "sparsegpt", "--calib-samples", "8"))
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` grey pixels, with a few bytes of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _table_bytes(rows: list[dict], fmt: str, mutations: list, arena: Arena) -> bytes:
+    """``rows`` changed by the ``cell`` / ``column`` / ``rows`` mutations, written as CSV or JSONL,
+    then encoded and changed by the ``encoding`` / ``bytes`` mutations."""
+    import csv
+    import io
+
+    rows = copy.deepcopy(rows)
+    columns = ["input", "label"]
+    encoding, byte_changes = "utf-8", []
+    for op, *rest in _filled(mutations, arena):
+        if op == "cell" and rows:
+            rows[rest[0] % len(rows)][rest[1]] = rest[2]
+        elif op == "column":
+            action, name, new = rest
+            if action == "drop" and name in columns:
+                columns.remove(name)
+            elif action == "rename" and name in columns:
+                columns[columns.index(name)] = new
+                for row in rows:
+                    row[new] = row.pop(name, "")
+            elif action == "add":
+                columns.append(new)
+            elif action == "duplicate" and name in columns:
+                columns.append(name)
+        elif op == "rows":
+            rows = rows[: rest[0]]
+        elif op == "encoding":
+            encoding = rest[0]
+        elif op == "bytes":
+            byte_changes.append(rest)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows([[row.get(c, "") if not isinstance(row.get(c), list) else " ".join(map(str, row[c])) for c in columns] for row in rows])
+        text = buf.getvalue()
+    else:
+        text = "".join(json.dumps({c: row.get(c) for c in columns}, default=str) + "\n" for row in rows)
+    data = text.encode(encoding, errors="replace")
+    for action, where, chunk in byte_changes:
+        at = int(where * len(data))
+        if action == "flip" and data:
+            at = min(at, len(data) - 1)
+            data = data[:at] + bytes([data[at] ^ chunk[0]]) + data[at + 1 :]
+        elif action == "insert":
+            data = data[:at] + chunk + data[at:]
+        elif action == "truncate":
+            data = data[:at]
+        elif action == "delete":
+            data = data[:at] + data[at + len(chunk) :]
+    return data
+
+
+def _apply_image(folder, mutation: tuple, number: int, arena: Arena) -> None:
+    """Apply one :func:`tests.fuzz.strategies.image_mutations` change to a copy of the image folder
+    (the ``number``-th change: the files and links it adds are named after it)."""
+    import os
+
+    op, what = mutation
+    cls = folder / "0"
+    if not cls.is_dir() or cls.is_symlink():
+        return
+    first = sorted(p for p in cls.iterdir() if p.suffix == ".png" and not p.is_symlink())[0]
+    name = f"zz{number}"
+    if op == "file":
+        content = {
+            "empty": b"", "truncated": first.read_bytes()[:30], "bomb": _png_declaring(100_000, 100_000), "huge_dims": _png_declaring(9000, 9000),
+            "text": b"not an image\n", "random": bytes((i * 73 + 11) % 256 for i in range(512)),
+            "gif_bomb": b"GIF89a\xff\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\xff\xff\xff\xff\x00\x02\x02D\x01\x00;",
+        }[what]
+        (cls / f"{name}.png").write_bytes(content)
+    elif op == "link":
+        target = {"/etc/passwd": "/etc/passwd", "/etc": "/etc", "{SENTINEL}": str(arena.sentinel), "loop": str(cls / f"{name}.png"),
+                  "dangling": str(folder / "missing.png"), "inside": str(first), "self": str(folder)}[what]
+        os.symlink(target, cls / f"{name}.png" if what not in ("/etc", "self") else folder / name)
+    elif what == "empty_class":
+        (folder / name).mkdir()
+    elif what == "nested":
+        (cls / name).mkdir()
+        shutil.copy(first, cls / name / "x.png")
+    elif what == "hidden_class":
+        shutil.copytree(cls, folder / f".{name}", symlinks=True)
+    elif what == "file_at_root":
+        shutil.copy(first, folder / f"{name}.png")
+    elif what == "only_root_files":
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
+            shutil.rmtree(sub)  # the folder keeps only the files and links at its root
+    elif what == "odd_suffix":
+        first.rename(first.with_suffix(".jpg"))
+
+
+def data_target(arena: Arena, seeds: Seeds, cli: Callable, examples: int, findings: Findings) -> Callable[[], None]:
+    from tests.data_sources import files
+
+    images, labels = files.digits(40)
+    csv_rows = [{"input": " ".join(f"{v:.3f}" for v in im.ravel()), "label": str(int(y))} for im, y in zip(images, labels)]
+    json_rows = [{"input": [round(float(v), 3) for v in im.ravel()], "label": int(y)} for im, y in zip(images, labels)]
+    image_seed = files.digits_image_folder(arena.root / "data-seed" / "images", 40)
+
+    @fuzz_settings(examples)
+    @given(kind=st.sampled_from(("csv", "jsonl", "images")), table=st.lists(S.table_mutations(), min_size=1, max_size=3),
+           image=st.lists(S.image_mutations(), min_size=1, max_size=2), command=st.sampled_from(DATA_COMMANDS))
+    @findings.collecting
+    def fuzz_data(kind, table, image, command):
+        with arena.case() as (inp, out):
+            if kind == "images":
+                path = inp / "images"
+                shutil.copytree(image_seed, path, symlinks=True)
+                for number, mutation in enumerate(image):
+                    _apply_image(path, mutation, number, arena)
+            else:
+                path = inp / f"data.{kind}"
+                path.write_bytes(_table_bytes(csv_rows if kind == "csv" else json_rows, kind, table, arena))
+            with arena.watch(out):
+                proc = cli(command[0], *DATA_MODEL, *command[1:], "--data", str(path), "-o", str(out / "out.pt"))
+            findings.outcome(proc.returncode)
+            assert_outcome(proc, "run" if command[0] == "finetune" else command[0])  # finetune's progress line may precede its error
+            if proc.returncode != 0:
+                assert not any(out.iterdir()), f"{command[0]} failed and left {sorted(p.name for p in out.iterdir())}"
+
+    return fuzz_data
+
+
 TARGETS = {
     "checkpoint": (checkpoint_target, 180),
     "hf_config": (hf_target, 100),
@@ -568,5 +709,6 @@ TARGETS = {
     "onnx": (onnx_target, 150),
     "training_state": (training_state_target, 40),
     "loop_json": (loop_target, 30),
+    "data": (data_target, 80),
 }
-"""Target name -> (builder, cases per run): about 580 cases, ~25 s on a 2-core machine."""
+"""Target name -> (builder, cases per run): about 660 cases, ~30 s on a 2-core machine."""

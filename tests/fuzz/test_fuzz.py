@@ -5,7 +5,9 @@ a one-layer BERT ``save_pretrained`` folder, a recipe, an fp32 ONNX export, a tr
 ``loop.json`` work folder), mutates a copy (hostile model sources and arguments, architecture
 edits, input specs, ModelOpt states, weights of wrong shapes, dtypes and strides; config.json
 values; recipe values, YAML tags and alias bombs; ONNX bytes, dims, dtypes, data lengths,
-external-data locations, ops, subgraphs, metadata; resume files) and runs what reads it. For every
+external-data locations, ops, subgraphs, metadata; resume files; ``--data`` CSV / JSONL bytes,
+columns, cell values and encodings, image folders with broken, huge-declaring and linked files) and
+runs what reads it. For every
 case (:mod:`tests.fuzz.harness`): success, or exit 2 with one ``sparsekit: error:`` line; no file
 outside the output folder; no sentinel; no process spawned and no payload module imported.
 
@@ -18,7 +20,7 @@ swapping the machine. On top of the hard limit, the runner records each case's g
 RSS and reports any case that grows it by more than 1 GiB, and this module asserts the child's
 peak RSS stays under :data:`PEAK_RSS_MB`.
 
-Runtime: about 580 cases; the whole tests/fuzz folder takes 25-50 s on a shared 2-core machine
+Runtime: about 660 cases; the whole tests/fuzz folder takes 25-50 s on a shared 2-core machine
 (imports and seeds ~6-10 s of it). Set
 ``SPARSEKIT_FUZZ_SCALE=5`` to run five times the cases (the same seed: a superset of them).
 """
@@ -38,7 +40,7 @@ pytestmark = pytest.mark.fuzz
 REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_MB = 2048
 """Largest peak RSS of the fuzz process: ~0.65 GB measured, and nothing a case reads may add gigabytes."""
-TARGETS = ("checkpoint", "hf_config", "recipe", "onnx", "training_state", "loop_json")
+TARGETS = ("checkpoint", "hf_config", "recipe", "onnx", "training_state", "loop_json", "data")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,6 @@ def test_the_fuzz_process_ran_under_a_memory_bound(fuzz_report):
 def test_the_cases_reach_both_success_and_refusal(fuzz_report):
     """A fuzzer whose every case is refused at the first check tests little: each CLI target has
     cases that succeed and cases that are refused."""
-    for target in ("checkpoint", "hf_config", "recipe", "onnx"):
+    for target in ("checkpoint", "hf_config", "recipe", "onnx", "data"):
         outcomes = fuzz_report["targets"][target]["outcomes"]
         assert outcomes.get("0", 0) > 0 and outcomes.get("2", 0) > 0, (target, outcomes)
