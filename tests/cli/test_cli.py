@@ -131,3 +131,21 @@ def test_an_error_repeating_a_string_from_input_stays_one_line(cli):
     """A newline or terminal escape in a name (from a file or argv) is escaped, never printed raw."""
     line = one_line_error(cli("analyze", "mlp\nsparsekit error forged\x1b[2J"), code=2, match="is not a built-in model")
     assert "\\n" in line and "\\x1b" in line and "\x1b" not in line
+
+
+def test_a_failing_training_run_is_one_line_on_a_non_terminal(cli, tmp_path):
+    """The progress bar draws nothing when stderr is not a terminal, so an error that stops training
+    (here an image that cannot be decoded, met by the training loop) stays the only line."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("0", "1"):
+        folder = tmp_path / "images" / label
+        folder.mkdir(parents=True)
+        for i in range(24):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "images" / "1" / "broken.png").write_bytes(b"")
+    proc = cli("finetune", "cnn", "--model-arg", "in_channels=1", "--model-arg", "image_size=8", "--model-arg", "width=16", "--data", str(tmp_path / "images"),
+               "-o", str(tmp_path / "o.pt"), "--epochs", "1", "--batch-size", "16")
+    one_line_error(proc, code=2, match="cannot be decoded")
