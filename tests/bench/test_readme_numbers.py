@@ -1,0 +1,44 @@
+"""The README's measured numbers are rendered from the committed results: the README and the JSON
+agree, and a changed result changes the sentence (so the check can fail)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
+readme_numbers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme_numbers)
+
+
+def test_the_readme_states_what_the_committed_results_say():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_numbers.render(readme) == readme, "run: python benchmarks/readme_numbers.py"
+    assert readme_numbers.main(["--check"]) == 0
+
+
+def test_a_changed_result_changes_the_readme_sentence(tmp_path):
+    doc = json.loads(readme_numbers.H200.read_text(encoding="utf-8"))
+    before = readme_numbers.h200_paragraph(doc)
+    changed = copy.deepcopy(doc)
+    for job in changed["jobs"]:
+        if job["name"] == "gemm":
+            for unit in job["units"]:
+                if unit["label"].startswith("bert-base ffn_out") and unit["label"].endswith("M=16384"):
+                    unit["result"]["speedup"]["ratio"] = 1.42
+    after = readme_numbers.h200_paragraph(changed)
+    assert "ffn_out 0.86x" in before and "ffn_out 1.42x" in after
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(changed))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_numbers.render(readme, {"h200": (path, readme_numbers.h200_paragraph)}) != readme
+
+
+def test_a_missing_block_is_an_error():
+    with pytest.raises(ValueError, match="numbers:h200"):
+        readme_numbers.render("no markers here")
