@@ -21,6 +21,7 @@ FLOORS = (
     ("recover", "export"),
     ("recipe",),
     ("bench", "backends"),
+    ("plan",),
     ("cli", "service"),
 )
 """Bottom to top. A package may import its own floor's packages and any floor below, never above.

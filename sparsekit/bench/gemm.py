@@ -16,26 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sparsekit.analyze.gemm_shapes import GemmShape, layer_gemm_shape  # noqa: F401 - re-exported for the bench modules
 from sparsekit.bench.harness import BenchConfig, PairResult, measure_pair
 
 # Inputs rotated per shape: enough to exceed a Hopper L2 (50-60 MB) twice, so timings do not
 # measure an L2-resident input.
 ROTATION_BYTES = 128 * 2**20
 TARGET_SAMPLE_MS = 2.0  # one timed sample (a graph of `calls` GEMMs) lasts about this long
-
-
-@dataclass(frozen=True)
-class GemmShape:
-    """``[M, K] x [K, N]``; ``name`` says where it comes from."""
-
-    name: str
-    m: int
-    k: int
-    n: int
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.m * self.k * self.n
 
 
 @dataclass
@@ -216,12 +203,3 @@ def search_algorithm(sparse_w, x) -> tuple[int | None, str]:
     except (AttributeError, RuntimeError, TypeError) as exc:
         return None, f"cuSPARSELt algorithm search unavailable ({type(exc).__name__}: {str(exc)[:160]}); default algorithm timed"
     return alg_id, ""
-
-
-def layer_gemm_shape(name: str, kind: str, weight_shape, gemm_rows: int) -> GemmShape:
-    """The GEMM a Linear/Conv layer runs: ``M = gemm_rows``, ``K`` = reduction, ``N`` = outputs."""
-    n = weight_shape[0]
-    k = 1
-    for d in weight_shape[1:]:
-        k *= d
-    return GemmShape(name, gemm_rows, k, n)

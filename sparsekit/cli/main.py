@@ -14,9 +14,9 @@ import logging
 import sys
 import warnings
 
-from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_finetune, cmd_models, cmd_prune, cmd_run, cmd_select, cmd_sensitivity, cmd_serve, cmd_sparsify
+from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_finetune, cmd_models, cmd_plan, cmd_prune, cmd_run, cmd_select, cmd_sensitivity, cmd_serve, cmd_sparsify
 
-COMMANDS = (cmd_models, cmd_analyze, cmd_prune, cmd_sparsify, cmd_sensitivity, cmd_finetune, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run, cmd_serve)
+COMMANDS = (cmd_models, cmd_analyze, cmd_prune, cmd_sparsify, cmd_sensitivity, cmd_plan, cmd_finetune, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run, cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

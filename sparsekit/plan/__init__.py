@@ -1,0 +1,1 @@
+"""``sparsekit plan``: which layers go 2:4, chosen by accuracy and speed together."""
