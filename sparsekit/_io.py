@@ -266,6 +266,27 @@ def remove_created_folders(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def forget_created_folders() -> None:
+    """Start a new command: the folders made so far are no longer this command's to remove."""
+    _CREATED_FOLDERS.clear()
+
+
+def remove_empty_created_folders() -> list[Path]:
+    """Remove every folder this process created that is still empty, deepest first (a command
+    that fails leaves no empty output folder behind). Folders holding anything stay."""
+    removed = []
+    for folder in sorted(_CREATED_FOLDERS, key=lambda f: len(f.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        _CREATED_FOLDERS.discard(folder)
+        removed.append(folder)
+    return removed
+
+
 def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
     """``exc`` and every exception it came from (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()

@@ -65,6 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparsekit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.debug)
+    from sparsekit._io import forget_created_folders, remove_empty_created_folders
+
+    forget_created_folders()
+    code = _run(args)
+    if code:
+        remove_empty_created_folders()  # a failed command leaves no empty output folder behind
+    return code
+
+
+def _run(args) -> int:
+    """Run the parsed command; every failure becomes one line on stderr and its exit status."""
     from sparsekit.cli.common import named_sources, refuse_unwritable_outputs
     from sparsekit.cli.signals import Terminated, stop_signals_raise
     from sparsekit.errors import SparsekitError

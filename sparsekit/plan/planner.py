@@ -124,9 +124,10 @@ def _metrics(result: EvalResult) -> dict:
 class _Evaluator:
     """Evaluates the model with a subset of layers 2:4 (weights swapped in), caching by subset."""
 
-    def __init__(self, model: nn.Module, sparse_weights: dict, task: Task, dense: EvalResult) -> None:
+    def __init__(self, model: nn.Module, sparse_weights: dict, task: Task, dense: EvalResult, cache: dict | None = None) -> None:
         self.model, self.weights, self.task, self.dense = model, sparse_weights, task, dense
-        self.cache: dict[frozenset, tuple[EvalResult, float]] = {}
+        self.cache: dict[frozenset, tuple[EvalResult, float]] = {} if cache is None else cache
+        self.calls = 0
 
     def with_sparse(self, names) -> nn.Module:
         """A copy of the dense model with ``names``' 2:4 weights."""
@@ -138,6 +139,7 @@ class _Evaluator:
 
     def __call__(self, names) -> tuple[EvalResult, float]:
         key = frozenset(names)
+        self.calls += 1
         if key not in self.cache:
             start = time.perf_counter()
             result = self.task.evaluate(self.with_sparse(key), self.dense)
@@ -219,6 +221,7 @@ def plan_sparsity(
     speed: SpeedTable | None = None,
     extra_tasks: dict[str, Task] | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    cache: dict | None = None,
 ) -> PlanReport:
     """Plan which layers go 2:4 (see the module docstring).
 
@@ -231,6 +234,8 @@ def plan_sparsity(
         extra_tasks: the same task on other splits (e.g. ``heldout``, ``ood``) evaluated at every
             frontier point.
         progress: called with a short message before each evaluation or training run.
+        cache: evaluations by 2:4 layer set, shared between plans of the same model, task and
+            method (e.g. one with measured speeds, one with the ideal 2x); filled as it goes.
 
     Returns:
         A :class:`PlanReport`; ``report.include`` is the chosen point's layer list.
@@ -252,7 +257,7 @@ def plan_sparsity(
     weights, notes = sparse_weights_once(model, config.method, calib)
     trades = layer_trades(loaded, list(weights), speed, config.batch, config.dtype)
     ideal_trades = {name: LayerTrade(t.name, t.flop_share, t.gemm, ideal.estimate(*t.gemm, config.dtype)) for name, t in trades.items()}
-    evaluate = _Evaluator(model, weights, task, dense)
+    evaluate = _Evaluator(model, weights, task, dense, cache)
     dense_rank = dense.metrics.get(rank_by)
     if dense_rank is None:
         dense_rank = task.evaluate(model, dense).metrics.get(rank_by)  # fidelity/agreement: the dense model against itself
@@ -318,7 +323,7 @@ def plan_sparsity(
         (p.distilled or {}).pop("_model", None)
     within = [i for i, p in enumerate(points) if p.loss <= config.max_drop]
     chosen = max(within, key=lambda i: (points[i].speedup, -points[i].loss))
-    return PlanReport(task.name, task.primary, rank_by, config.model_dump(mode="json"), speed.source, _metrics(dense), list(trades.values()), order, never, points, chosen, len(evaluate.cache), time.perf_counter() - start, notes)
+    return PlanReport(task.name, task.primary, rank_by, config.model_dump(mode="json"), speed.source, _metrics(dense), list(trades.values()), order, never, points, chosen, evaluate.calls, time.perf_counter() - start, notes)
 
 
 def _distill(evaluate: _Evaluator, p: PlanPoint, task: Task, config: PlanConfig, teacher: nn.Module, dense: EvalResult) -> dict:
