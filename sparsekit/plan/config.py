@@ -16,7 +16,7 @@ from sparsekit.sparsify.config import MethodName
 class PlanConfig(StrictConfig):
     """How the plan measures accuracy, estimates speed and refines its frontier."""
 
-    method: MethodName = Field("sparsegpt", description="2:4 method whose masks are planned: sparsegpt (calibrated on the task's data) or magnitude")
+    method: MethodName = Field("magnitude", description="2:4 method whose masks are planned, the one you will sparsify with: magnitude, or sparsegpt (calibrated on the task's data)")
     calib_samples: int = Field(DEFAULT_CALIB_SAMPLES, ge=1, description="calibration samples from the task's data (sparsegpt)")
     batch: int = Field(8, ge=1, description="deployment batch size: sets each layer's GEMM rows (M) and FLOP share")
     dtype: Literal["float16", "bfloat16"] = Field("float16", description="GEMM precision looked up in the speed table")
