@@ -157,3 +157,31 @@ def test_refinement_evaluates_candidates_and_reaches_the_same_answer(crafted):
     assert report.points[1].step.startswith("+ keep") and "refined over 3" in report.points[1].step
     assert [n.rsplit(".", 1)[-1] for n in report.points[1].kept_dense] == ["head"]
     assert report.evaluations >= 3 + 3  # three layers alone, then the all-2:4 point and its refinement candidates
+
+
+def test_the_readme_flow_on_the_trained_digits_cnn(digits_dense, tmp_path, cli):
+    _, _, dense = digits_dense
+    out = tmp_path / "plan"
+    r = cli("plan", str(dense), "--task", "digits", "-o", str(out), "--max-drop", "0.5", "--batch", "32", "--points", "4", "--distill-points", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    chosen = plan["points"][plan["chosen"]]
+    loss = -((chosen["distilled"] or {}).get("diff") or chosen["diff"] or {"diff": 0.0})["diff"]
+    assert loss <= 0.5 and len(plan["points"]) <= 4 + 1 and plan["points"][0]["speedup_ideal"] > 1.5
+    assert all(t["speed"]["how"] == "ideal" for t in plan["trades"])
+    if plan["include"]:
+        r = cli("sparsify", str(dense), "--include-from", str(out / "plan.json"), "-o", str(tmp_path / "s.pt"), "--json")
+        assert r.returncode == 0, r.stderr
+        assert sorted(x["name"] for x in json.loads(r.stdout)["layers"] if x["status"] == "sparsified") == sorted(plan["include"])
+
+
+def test_plan_on_your_own_data(tmp_path, cli):
+    from tests.data_sources import files
+
+    csv = files.digits_csv(tmp_path / "d.csv", 200)
+    spec, args = files.DIGITS_MODEL
+    model_args = [x for k, v in args.items() for x in ("--model-arg", f"{k}={v}")]
+    r = cli("plan", spec, *model_args, "--data", str(csv), "-o", str(tmp_path / "p"), "--points", "2", "--distill-points", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["primary"] == "accuracy" and plan["points"][0]["diff"] is not None and (tmp_path / "p" / "plan.png").exists()
