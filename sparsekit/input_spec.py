@@ -176,7 +176,8 @@ class InputSpec:
             raise InputShapeError(f"{what} have {total:,} elements in all, more than the {MAX_INPUT_ELEMENTS:,} the kit makes example inputs of", "give smaller shapes with --input-shape (batch 1 is enough to export and check)")
 
     def random(self, batch: int | None = None, seed: int = 0, sizes: dict[str, int] | None = None) -> tuple:
-        """Random torch tensors matching the spec (normal floats, uniform integers in their range).
+        """Random torch tensors matching the spec (normal floats, uniform integers in their range,
+        and for attention masks, padding masks: see :func:`is_padding_mask`).
 
         Args:
             batch: override the batch dimension.
@@ -192,7 +193,9 @@ class InputSpec:
         spec = self.resized(batch, sizes) if (batch or sizes) else self
         out = []
         for t in spec.tensors:
-            if t.is_integer:
+            if is_padding_mask(t):
+                out.append(_padding_mask(t, gen))
+            elif t.is_integer:
                 high = t.high if t.high is not None else UNKNOWN_HIGH
                 out.append(torch.randint(t.low, high, t.shape, generator=gen, dtype=getattr(torch, t.dtype)))
             else:
@@ -208,6 +211,22 @@ class InputSpec:
                 "give one, e.g. --input-shape %s:%s:int64:0..VOCAB_SIZE", name, model_name, name, "x".join(map(str, self.get(name).shape)),
             )
         return missing
+
+
+def is_padding_mask(t: InputTensor) -> bool:
+    """Whether ``t`` is an attention mask (``attention_mask``, ``decoder_attention_mask``: an
+    integer ``[B, S]`` input with values in ``{0, 1}``), whose random values are padding masks:
+    per row, ones then zeros, at least one one. Uniform 0/1 masks can mask every position a
+    causal decoder's first token sees, and the model's own output is then NaN."""
+    return t.name.endswith("attention_mask") and t.is_integer and len(t.shape) == 2 and (t.low, t.high) == (0, 2)
+
+
+def _padding_mask(t: InputTensor, gen):
+    import torch
+
+    rows, length = t.shape
+    kept = torch.randint(1, length + 1, (rows, 1), generator=gen)
+    return (torch.arange(length).unsqueeze(0) < kept).to(getattr(torch, t.dtype))
 
 
 _SHAPE_RE = re.compile(r"^(?:(?P<name>[A-Za-z_][\w.\-]*):)?(?P<dims>\d+(?:x\d+)*)(?::(?P<dtype>[a-z]\w*))?(?::(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")

@@ -56,9 +56,9 @@ def run(args) -> int:
     if args.json:
         return 0
     t = Table(title=f"ONNX export of {loaded.name}")
-    for col in ("precision", "file", "MB", "2:4 layers verified", "ORT vs PyTorch rel. err (limit)", "seconds"):
+    for col in ("precision", "file", "MB", "weights (MB by type)", "2:4 layers verified", "ORT vs PyTorch rel. err (limit)", "seconds"):
         t.add_column(col)
     for r in results:
-        t.add_row(r.precision, str(r.path), f"{r.size_bytes / 1e6:.2f}", f"{len(r.sparsified)} / {len(r.sparsified)}", parity_text(r.parity.to_dict()), f"{r.seconds:.1f}")
+        t.add_row(r.precision, str(r.path), f"{r.size_bytes / 1e6:.2f}", r.weights_text(), f"{len(r.sparsified)} / {len(r.sparsified)}", parity_text(r.parity.to_dict()), f"{r.seconds:.1f}")
     out.print(t)
     return 0

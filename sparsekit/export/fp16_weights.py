@@ -11,7 +11,8 @@ consumers AutoCast keeps in fp32 get the fp32 weight.
 
 The reference run is skipped (``data_max=inf``): it only keeps nodes whose activations exceed
 512 in fp32, and ONNX Runtime parity checks the result anyway. AutoCast's initializer rule is
-kept: a node whose weight holds values beyond the fp16 range stays fp32.
+kept: a node whose weight holds values beyond the fp16 range stays fp32; so does float arithmetic
+that computes integer indices from shapes (:mod:`sparsekit.export.index_math`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from sparsekit.onnx_io.tensors import tensor_array
 from sparsekit.export.external_data import EXTERNAL_MIN_BYTES, compact, is_external, rewritten_data, stored_bytes
+from sparsekit.export.index_math import index_math_nodes
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,10 @@ def fp16_from_fp32(model, folder: str | os.PathLike, location: str):
     keep_fp32 = sorted({n.name for n in model.graph.node if n.name and too_large.intersection(n.input)})
     if keep_fp32:
         log.info("keeping %d node(s) in fp32: their weights exceed the fp16 range", len(keep_fp32))
+    index_math = index_math_nodes(model)
+    if index_math:
+        log.debug("keeping %d node(s) in fp32: float arithmetic of integer indices", len(index_math))
+    keep_fp32 = sorted(set(keep_fp32) | set(index_math))
     work_path = folder / "autocast-input.onnx"
     onnx.save_model(_graph_only(model, lifted, folder), str(work_path))
     try:

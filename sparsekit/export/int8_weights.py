@@ -6,7 +6,12 @@ constant folding: each such ``QuantizeLinear`` is computed here, exactly as ONNX
 (``saturate(round_half_even(x / scale) + zero_point)``, per tensor or per axis), and replaced by
 an int8 initializer feeding the same ``DequantizeLinear``. TensorRT reads both forms alike; the
 2:4 check follows the weight through the ``DequantizeLinear`` to the int8 tensor, which is what
-TensorRT groups. The fp32 weight is dropped unless something else reads it.
+TensorRT groups. The fp32 weight is dropped unless something else reads it; a weight quantized by
+several calls of one shared layer is stored once.
+
+Weights that stay in float (embeddings, a head ModelOpt keeps unquantized) are stored in fp16
+behind a ``Cast`` to fp32, as the fp16 variant stores them: without it an int8 file holding a large
+embedding is larger than the fp16 one. ONNX Runtime parity then measures that rounding too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from sparsekit.onnx_io.tensors import tensor_array
 from sparsekit.export.external_data import compact, is_external, rewritten_data
+from sparsekit.export.fp16_weights import FP16_MAX
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,7 @@ def int8_weights_from_qdq(model, folder: str | os.PathLike, location: str):
     folder = Path(folder)
     graph = model.graph
     inits, consts = _constants(model)
+    _bypass_identities(graph, inits)
     quantizers = _weight_quantizers(model, inits, consts)
     folded_outputs = {q.output[0] for q in quantizers}
     readers: dict[str, int] = {}
@@ -120,29 +127,81 @@ def int8_weights_from_qdq(model, folder: str | os.PathLike, location: str):
         t = inits.get(name) or consts[name]
         return tensor_array(t, folder)
 
-    new_inits = []
+    new_inits, casts, renamed = [], [], {}
+    packed_by_key: dict[tuple, str] = {}
     with rewritten_data(folder, location) as writer:
         for q in quantizers:
             x = inits[q.input[0]]
-            zero_point = value(q.input[2])
+            scale, zero_point = value(q.input[1]), value(q.input[2])
             axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
+            key = (q.input[0], scale.tobytes(), zero_point.tobytes(), zero_point.dtype.str, axis)
+            if key in packed_by_key:  # a shared layer quantized again (ALBERT): one int8 copy
+                renamed[q.output[0]] = packed_by_key[key]
+                continue
+            packed_by_key[key] = q.output[0]
             packed = onnx.TensorProto(name=q.output[0], dims=list(x.dims), data_type=onnx.helper.np_dtype_to_tensor_dtype(zero_point.dtype))
-            writer.append(packed, quantize_linear(tensor_array(x, folder), value(q.input[1]), zero_point, axis))
+            writer.append(packed, quantize_linear(tensor_array(x, folder), scale, zero_point, axis))
             new_inits.append(packed)
         kept = []
         for t in graph.initializer:
             if t.name in dropped:
                 continue
-            if is_external(t):
-                writer.append(t, tensor_array(t, folder))
+            array = tensor_array(t, folder) if is_external(t) else None
+            if array is not None and _store_in_fp16(t, array):
+                half = onnx.TensorProto(name=f"{t.name}_fp16", dims=list(t.dims), data_type=onnx.TensorProto.FLOAT16)
+                writer.append(half, array.astype(np.float16))
+                kept.append(half)
+                casts.append(onnx.helper.make_node("Cast", [half.name], [t.name], name=f"/int8_weights/{t.name}/Cast", to=onnx.TensorProto.FLOAT))
+                continue
+            if array is not None:
+                writer.append(t, array)
             kept.append(t)
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)
     nodes = [n for n in graph.node if not (n.op_type == "QuantizeLinear" and n.output and n.output[0] in folded_outputs)]
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    cast_outputs = {c.output[0] for c in casts}
+    inputs = [i for i in graph.input if i.name not in cast_outputs]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    log.debug("int8: %d weight quantizer(s) folded into %d int8 initializers; %d float weight(s) stored in fp16", len(quantizers), len(new_inits), len(casts))
+    return compact(model)
+
+
+def _store_in_fp16(tensor, array: np.ndarray) -> bool:
+    """Whether an unquantized weight of the int8 file is stored in fp16 (behind a ``Cast`` to fp32):
+    a float tensor of 2+ dimensions in the data file (an embedding, a head kept in float) whose
+    values fit the fp16 range. Biases, norms and Q/DQ scales stay fp32."""
+    import onnx
+
+    if tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.dims) < 2 or not array.size:
+        return False
+    return max(float(array.max()), -float(array.min())) <= FP16_MAX
+
+
+def _bypass_identities(graph, inits: dict) -> None:
+    """Rewire the readers of ``Identity(initializer)`` to the initializer and drop the Identity.
+
+    The TorchScript exporter reads a parameter used by several calls (a shared layer, ALBERT's) once
+    directly and once through an ``Identity``; a ``QuantizeLinear`` behind the Identity would
+    otherwise stay a run-time node and keep the fp32 weight in the file.
+    """
+    outputs = {o.name for o in graph.output}
+    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input and n.input[0] in inits and n.output[0] not in outputs}
+    if not alias:
+        return
+    nodes = [n for n in graph.node if not (n.op_type == "Identity" and n.output and n.output[0] in alias)]
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
     del graph.node[:]
     graph.node.extend(nodes)
-    log.debug("int8: %d weight quantizer(s) folded into int8 initializers", len(quantizers))
-    return compact(model)
 
 
 def float_weights_view(model):

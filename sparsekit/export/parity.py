@@ -141,7 +141,7 @@ def compare_onnx_to_torch(path: str | os.PathLike, model: nn.Module, inputs: Inp
         if len(outs) != len(refs):
             raise ExportError(f"the ONNX has {len(outs)} outputs and the PyTorch model returned {len(refs)}", "re-export the model; its outputs must not depend on the input values")
         for name, o, r in zip(names, outs, refs):
-            d = o.astype(np.float32) - r
+            d = _difference(o.astype(np.float32), r)
             worst = float(np.max(np.abs(d))) if d.size else 0.0
             max_abs = max(max_abs, worst)
             per_abs[name] = max(per_abs[name], worst)
@@ -164,6 +164,17 @@ def compare_onnx_to_torch(path: str | os.PathLike, model: nn.Module, inputs: Inp
     noise = (noise_sq / ref_sq) ** 0.5 if quantizers and ref_sq else None
     passed = max_rel <= tolerance or (noise is not None and rel_l2 <= NOISE_FACTOR * noise)
     return ParityReport(reference, list(batches), max_abs, max_rel, tolerance, bool(passed), rel_l2, noise, sizes, per_rel, worst_output)
+
+
+def _difference(onnx_out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``onnx_out - ref``, 0 where both are NaN (or the same infinity), and infinite where only one
+    side is NaN: a NaN never passes as a match by being left out of a maximum."""
+    with np.errstate(invalid="ignore"):
+        d = onnx_out - ref
+    same = (np.isnan(onnx_out) & np.isnan(ref)) | (np.isinf(ref) & (onnx_out == ref))
+    d[same] = 0.0
+    d[np.isnan(d)] = np.inf
+    return d
 
 
 def _run(model: nn.Module, tensors) -> list[np.ndarray]:

@@ -92,6 +92,38 @@ def copy_sharing_weights(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, {id(t): t for t in shared})
 
 
+def float_weights_rounded_to_fp16_(model: nn.Module) -> int:
+    """Give ``model``'s float weights that no enabled weight quantizer reads (2+ dimensions, at
+    least 1 KiB, within the fp16 range: embeddings, a head kept in float) fp16-rounded values.
+
+    The quantized file stores those weights in fp16 (:mod:`sparsekit.export.int8_weights`); the
+    reference it is compared with then computes with the same values. Each rounded weight is a new
+    tensor (tied uses share it): the originals, which a :func:`copy_sharing_weights` copy shares
+    with the user's model, are untouched.
+
+    Returns:
+        How many weights were rounded.
+    """
+    import torch
+
+    from sparsekit.export.external_data import EXTERNAL_MIN_BYTES
+    from sparsekit.export.fp16_weights import FP16_MAX
+
+    rounded: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        quantizer = getattr(module, "weight_quantizer", None)
+        quantized = quantizer is not None and bool(getattr(quantizer, "is_enabled", False))
+        for name, p in list(module._parameters.items()):
+            if p is None or p.dim() < 2 or p.dtype != torch.float32 or p.numel() * 4 < EXTERNAL_MIN_BYTES or (quantized and name == "weight"):
+                continue
+            if id(p) not in rounded:
+                with torch.no_grad():
+                    fits = p.numel() == 0 or float(p.detach().abs().max()) <= FP16_MAX
+                    rounded[id(p)] = nn.Parameter(p.detach().half().float(), requires_grad=p.requires_grad) if fits else p
+            module._parameters[name] = rounded[id(p)]
+    return sum(1 for key, p in rounded.items() if id(p) != key)
+
+
 def _write_qdq(precision: str):
     def write(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int, no_quant: Sequence[str] = ()):
         from sparsekit._memory import import_cleanly
@@ -100,11 +132,12 @@ def _write_qdq(precision: str):
         import_cleanly("modelopt.torch")  # not on the export's stack (see import_cleanly)
         already = any(hasattr(m, "weight_quantizer") for m in model.modules())
         # A model that already holds quantizers (QAT) is exported as it is; otherwise PTQ on a copy.
-        quantized = model if already else quantize_(copy_sharing_weights(model), calib, precision, disable=no_quant)
+        quantized = copy_sharing_weights(model) if already else quantize_(copy_sharing_weights(model), calib, precision, disable=no_quant)
+        rounded = float_weights_rounded_to_fp16_(quantized)  # as the file stores them
         # the copy shares the model's masks: lift them on both, so neither holds them unpacked
         with masks_folded_into_weights(model), masks_folded_into_weights(quantized):
             onnx_from_torch(quantized, inputs, path, max(opset, 17 if precision == "int8" else 19))
-        return quantized, f"PyTorch fake-quant model ({precision})"
+        return quantized, f"PyTorch fake-quant model ({precision}{', float weights in fp16' if rounded else ''})"
 
     return write
 

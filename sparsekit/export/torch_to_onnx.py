@@ -7,7 +7,9 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import warnings
+from typing import Iterator
 
 from torch import nn
 
@@ -67,6 +69,30 @@ def output_axes(model: nn.Module, inputs: InputSpec, names: list[str]) -> dict[s
     return axes
 
 
+@contextlib.contextmanager
+def _native_output_logged() -> Iterator[None]:
+    """While the block runs, what native code writes to file descriptors 1 and 2 (the TorchScript
+    exporter's ONNX log prints its whole IR graph when an op cannot be exported) goes to the debug
+    log, not the terminal: a failed export prints its one error line."""
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [(fd, os.dup(fd)) for fd in (1, 2)]
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        for fd, _ in saved:
+            os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                log.debug("exporter: %s", line)
+
+
 def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> None:
     """Export ``model`` to ``path`` with TorchScript-based ``torch.onnx.export(dynamo=False)``.
 
@@ -91,7 +117,7 @@ def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike
     dynamic.update(output_axes(model, inputs, names))
     sink = io.StringIO()
     try:
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sink), _native_output_logged():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, inputs.random(seed=0), str(path), dynamo=False, opset_version=opset,

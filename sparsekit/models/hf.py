@@ -5,13 +5,12 @@ What it does, so that no stage below the model layer knows about transformers:
 * loads a ``save_pretrained`` folder offline with the class its config names (``hf:DIR``), and
   rebuilds a model from a stored class name + config (checkpoints of in-memory models);
 * declares default inputs from the config, as Hugging Face Optimum's per-architecture ONNX configs
-  do: ``input_ids`` / ``attention_mask`` / ``token_type_ids`` ``[B, S]`` with a dynamic ``sequence``
-  axis and ids in ``[0, vocab_size)``, ``pixel_values`` ``[B, C, H, W]`` from the image size;
-* gives integer inputs their value ranges from the config (vocabulary, token types, positions);
+  do, for text, text and speech seq2seq, audio and vision models, with integer value ranges and
+  dynamic axes (:mod:`sparsekit.models.hf_inputs`);
 * says how to call the model: ``use_cache=False`` (a cache is not a tensor output),
   ``return_dict=True`` where ``forward`` takes it (named outputs) and, for a text model given no
-  ``attention_mask``, a mask of ones (without one, transformers' mask code traces to ``aten::diff``,
-  which the ONNX exporter cannot write);
+  ``attention_mask`` (or a seq2seq model no ``decoder_attention_mask``), a mask of ones (without
+  one, transformers' mask code traces to ``aten::diff``, which the ONNX exporter cannot write);
 * converts ``transformers.Conv1D`` (GPT-2's attention and MLP projections, ``x @ W + b`` with
   ``W [in, out]``) exactly into ``nn.Linear`` (``W.T``), so analysis, ModelOpt and the ONNX checks
   see the Linear layer it is;
@@ -30,17 +29,14 @@ from typing import Any, Iterator
 from torch import nn
 
 from sparsekit.errors import CalibrationDataError, MissingDependencyError, ModelSourceError
-from sparsekit.input_spec import InputSpec, InputTensor
+from sparsekit.input_spec import InputSpec
+from sparsekit.models.hf_inputs import SEQUENCE, complete_inputs, default_inputs, input_examples, input_ranges  # noqa: F401 - the adapter's input side
 
 log = logging.getLogger(__name__)
 
 PREFIX = "hf:"
-DEFAULT_SEQ_LEN = 128
-SEQUENCE = "sequence"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _FIX_INSTALL = "pip install transformers (or the kit's 'minilm' extra, which brings it)"
-# config attribute -> which integer inputs it bounds
-_RANGES = {"input_ids": ("vocab_size",), "token_type_ids": ("type_vocab_size",), "position_ids": ("max_position_embeddings", "n_positions")}
 
 
 def _transformers():
@@ -242,84 +238,18 @@ def build_from_record(record: dict[str, Any]) -> nn.Module:
 # ---- inputs --------------------------------------------------------------------------------------
 
 
-def _config_int(config, *names: str) -> int | None:
-    for name in names:
-        value = getattr(config, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
 def _params(model: nn.Module) -> list[str]:
     from sparsekit.models.adapter import forward_parameters
 
     return forward_parameters(model)[1]
 
 
-def input_ranges(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """Value ranges ``[low, high)`` of the model's integer inputs that its config bounds."""
-    config = getattr(model, "config", None)
-    if config is None:
-        return {}
-    out = {"attention_mask": (0, 2)}
-    for name, attrs in _RANGES.items():
-        high = _config_int(config, *attrs)
-        if high:
-            out[name] = (0, high)
-    return out
-
-
-def default_inputs(model: nn.Module, seq_len: int | None = None, batch: int = 1) -> InputSpec | None:
-    """The inputs a Hugging Face model takes by default, from its ``forward`` and config.
-
-    Text models: ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` where the config has
-    token types) ``[batch, seq_len]`` int64 with a dynamic ``sequence`` axis; ``seq_len`` defaults
-    to 128, or the model's maximum positions if fewer. Vision models:
-    ``pixel_values [batch, num_channels, image_size, image_size]``. None when neither applies.
-    """
-    config = model.config
-    params = _params(model)
-    ranges = input_ranges(model)
-    seq = int(seq_len or min(DEFAULT_SEQ_LEN, _config_int(config, "max_position_embeddings", "n_positions") or DEFAULT_SEQ_LEN))
-    if "input_ids" in params:
-        names = ["input_ids"] + [n for n in ("attention_mask",) if n in params]
-        if "token_type_ids" in params and _config_int(config, "type_vocab_size"):
-            names.append("token_type_ids")
-        return InputSpec(tuple(
-            InputTensor(n, (batch, seq), "int64", ranges[n][1] if n in ranges else None, 0, ((1, SEQUENCE),)) for n in names
-        ))
-    if "pixel_values" in params:
-        vision = getattr(config, "vision_config", None) or config
-        size = getattr(vision, "image_size", None)
-        height, width = (size, size) if isinstance(size, int) else tuple(size or (224, 224))
-        channels = _config_int(vision, "num_channels") or 3
-        return InputSpec((InputTensor("pixel_values", (batch, channels, int(height), int(width))),))
-    return None
-
-
-_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
-
-
-def complete_inputs(model: nn.Module, spec: InputSpec) -> InputSpec:
-    """``spec`` with what the config knows added: integer ranges where none was given, and a
-    dynamic ``sequence`` axis on 2-D text inputs (``input_ids``, ``attention_mask``...)."""
-    ranges = input_ranges(model)
-    for t in spec.tensors:
-        new = t
-        if t.is_integer and t.high is None and t.name in ranges:
-            new = new.with_range(*ranges[t.name])
-        if t.name in _TEXT_INPUTS and len(t.shape) == 2 and not t.dynamic:
-            new = new.with_dynamic(1, SEQUENCE)
-        if new is not t:
-            spec = spec.replace(new)
-    return spec
-
-
 def call_conventions(model: nn.Module, spec: InputSpec) -> tuple[dict[str, Any], dict[str, str]]:
     """``(fixed keyword arguments, ones_like)`` for :func:`sparsekit.models.adapter.adapt_`."""
     params = _params(model)
     fixed = {k: v for k, v in (("use_cache", False), ("return_dict", True)) if k in params}  # no cache; named outputs
-    ones_like = {"attention_mask": "input_ids"} if "input_ids" in spec.names and "attention_mask" in params and "attention_mask" not in spec.names else {}
+    pairs = (("attention_mask", "input_ids"), ("decoder_attention_mask", "decoder_input_ids"))
+    ones_like = {mask: ids for mask, ids in pairs if ids in spec.names and mask in params and mask not in spec.names}
     return fixed, ones_like
 
 

@@ -139,6 +139,20 @@ def _source_kind(spec: str) -> str:
     return "factory" if ":" in spec else "zoo"
 
 
+def _no_inputs_error(loaded: LoadedModel) -> InputShapeError:
+    """The error for a model whose inputs nothing declares: its own input names, an example each."""
+    from sparsekit.models import hf
+
+    examples = hf.input_examples(loaded.model)
+    if not examples:
+        return InputShapeError(f"model '{loaded.name}' does not declare its input shape, and its forward names no inputs", "pass --input-shape, batch first, e.g. --input-shape 1x3x224x224")
+    names = ", ".join(e.split(":", 1)[0] for e in examples)
+    return InputShapeError(
+        f"model '{loaded.name}' does not declare its input shape (its inputs: {names})",
+        "pass one --input-shape per input, batch first, e.g. " + " ".join(f"--input-shape {e}" for e in examples),
+    )
+
+
 def _resolve_inputs(loaded: LoadedModel, input_shapes, seq_len, dynamic_axes) -> InputSpec:
     from sparsekit.models import hf
 
@@ -147,7 +161,7 @@ def _resolve_inputs(loaded: LoadedModel, input_shapes, seq_len, dynamic_axes) ->
     if not spec.tensors and is_hf:
         spec = hf.default_inputs(loaded.model, seq_len) or spec
     if not spec.tensors:
-        raise InputShapeError(f"model '{loaded.name}' does not declare its input shape", "pass --input-shape, e.g. --input-shape 1x3x224x224")
+        raise _no_inputs_error(loaded)
     spec.check_size(f"the inputs of '{loaded.name}'")
     if is_hf:
         spec = hf.complete_inputs(loaded.model, spec)

@@ -41,6 +41,26 @@ def _float_norms(config: dict) -> dict:
     return cfg
 
 
+_TOWER_RULES = ("*embed_vision*", "*vision_tower*", "*visual*", "*vision_model*", "*multi_modal_projector*")
+"""ModelOpt's INT8/FP8 defaults keep a vision-language model's vision tower in float."""
+
+
+def _tower_rules_dropped(config: dict, model: nn.Module) -> dict:
+    """``config`` without :data:`_TOWER_RULES` when every Linear/Conv layer of ``model`` falls under
+    them: the model is a vision tower itself (CLIP's vision model), not a language model beside
+    one, and with the rules nothing would be quantized (ModelOpt then refuses the config)."""
+    import copy
+    from fnmatch import fnmatch
+
+    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    if not layers or not all(any(fnmatch(n, rule) for rule in _TOWER_RULES) for n in layers):
+        return config
+    cfg = copy.deepcopy(config)
+    cfg["quant_cfg"] = [e for e in cfg["quant_cfg"] if not (e.get("quantizer_name") in _TOWER_RULES and e.get("enable") is False)]
+    log.info("quantizing the vision tower: it is the whole model (ModelOpt's defaults keep a VLM's tower in float)")
+    return cfg
+
+
 def _disabled(config: dict, patterns: Sequence[str]) -> dict:
     """``config`` with every quantizer of the modules matching ``patterns`` off from the start (so
     ModelOpt never calibrates them, ModelOpt 0.47 list form)."""
@@ -179,6 +199,7 @@ def quantize_(
     if precision == "fp8" and method in ("entropy", "mse"):  # ModelOpt 0.47's searches assume integer levels (TypeError on e4m3)
         raise SparsekitError(f"{method} calibration searches integer quantization grids, not fp8 (e4m3)", "use --calib-method max or percentile with --quantize fp8")
     config = getattr(mtq, QUANT_CONFIGS[precision])
+    config = _tower_rules_dropped(config, model)
     if not quantize_norms:
         config = _float_norms(config)
     if not per_channel_weights:
