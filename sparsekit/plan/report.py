@@ -44,7 +44,12 @@ def render_markdown(plan: dict) -> str:
     for name in plan["order"] + plan["never"]:
         t = trades[name]
         per = f"{t['cost_per_time']:.2f}" if t["cost_per_time"] is not None else "never 2:4"
-        lines.append(f"| {name} | {t['flop_share']:.4f} | {'x'.join(map(str, t['gemm']))} | {t['speed']['ratio']:.2f} | {t['speed']['how']} | {t['cost']:.3f} | {per} |")
+        cost = "not measured" if t["cost"] is None else f"{t['cost']:.3f}"
+        lines.append(f"| {name} | {t['flop_share']:.4f} | {'x'.join(map(str, t['gemm']))} | {t['speed']['ratio']:.2f} | {t['speed']['how']} | {cost} | {per} |")
+    unmeasured = [t for t in plan["trades"] if t["speed"]["how"].startswith("nearest shape")]
+    if unmeasured:
+        lines += ["", f"{len(unmeasured)} of {len(plan['trades'])} layers run a GEMM shape the table did not measure: their ratio is the nearest measured shape's, "
+                  "a guess (smaller GEMMs usually gain less from 2:4); measure this model's shapes with 'sparsekit select' on the target GPU and pass that file as --speed."]
     if plan["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in plan["notes"]]
     lines += ["", "Expected speedup: each layer's share of the model's time is its share of the FLOPs; a 2:4 layer takes 1/ratio of it (Amdahl). Memory-bound work outside the FLOPs makes the measured gain smaller: benchmark the chosen point."]

@@ -26,14 +26,15 @@ class LayerTrade:
         flop_share: share of the model's FLOPs at the deployment batch (0..1).
         gemm: ``(M, K, N)`` of its GEMM at that batch.
         speed: the expected 2:4/dense ratio of that GEMM and where it comes from.
-        cost: metric lost with only this layer 2:4 (metric units, >= 0; a gain counts as 0).
+        cost: metric lost with only this layer 2:4 (metric units, >= 0; a gain counts as 0);
+            None when not measured (a layer whose 2:4 GEMM saves no time is never tried).
     """
 
     name: str
     flop_share: float
     gemm: tuple[int, int, int]
     speed: SpeedEstimate
-    cost: float = 0.0
+    cost: float | None = None
 
     @property
     def time_saved(self) -> float:
@@ -43,7 +44,7 @@ class LayerTrade:
     @property
     def cost_per_time(self) -> float:
         """Metric lost per unit of model time saved (infinite when it saves none)."""
-        return self.cost / self.time_saved if self.time_saved > 0 else math.inf
+        return (self.cost or 0.0) / self.time_saved if self.time_saved > 0 else math.inf
 
     def to_dict(self) -> dict:
         return {**asdict(self), "gemm": list(self.gemm), "time_saved": round(self.time_saved, 6), "cost_per_time": None if math.isinf(self.cost_per_time) else round(self.cost_per_time, 4)}
@@ -58,7 +59,7 @@ def keep_dense_order(trades: list[LayerTrade]) -> tuple[list[str], list[str]]:
         (ratio <= 1), kept dense at every point.
     """
     saving = [t for t in trades if t.time_saved > 0]
-    order = sorted(saving, key=lambda t: (-t.cost_per_time, -t.cost, t.name))
+    order = sorted(saving, key=lambda t: (-t.cost_per_time, -(t.cost or 0.0), t.name))
     return [t.name for t in order], sorted(t.name for t in trades if t.time_saved <= 0)
 
 
