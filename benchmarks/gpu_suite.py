@@ -16,6 +16,8 @@ rewritten after every unit, so a run cut short keeps what it measured):
      graphs of many calls (kernels, not Python dispatch).
   5. select: `sparsekit select` on bert-base at batch 8 (GEMM timings cached by shape).
      Jobs 2-5 are the first run's jobs with the first run's settings: one comparison.
+  5b. plan-gemm: the GEMMs of the models `benchmarks/plan.py` plans (MiniLM, the 32x32 digits
+     CNN), so that their plans can read measured ratios (`sparsekit plan --speed`).
   6. compiled: the dense and 2:4 BERT-large through the same `torch.compile` mode (inductor,
      dynamic shapes: one compile for every batch and both sequence lengths), each forward one
      CUDA graph; if the 2:4 model does not compile, both sides run eager and the reason is kept.
@@ -69,6 +71,28 @@ GEMM_LAYERS = {
 GEMM_ROWS = (16384, 4096)  # M = batch x sequence: e.g. 32 x 512 and 32 x 128
 # Larger GEMMs, where 2:4 kernels have the most room: a square reference and a Llama-3-8B FFN.
 GEMM_LARGE = {"square 8192": (8192, 8192, 8192), "llama-3-8b ffn_in 4096->14336": (8192, 4096, 14336), "bert-large ffn_in 1024->4096": (65536, 1024, 4096)}
+
+
+# The GEMMs of the models `benchmarks/plan.py` plans (MiniLM at batch 32 and 8 x 128 tokens; the
+# 32x32 digits CNN's convs as implicit GEMMs at batch 32), so that their plans can use measured
+# ratios instead of the nearest BERT shape. Shapes whose K is not a multiple of 64 (or N of 32) are
+# below the semi-structured kernels' alignment: recorded as such, not timed.
+PLAN_GEMMS = {
+    "minilm qkv/out 384x384, batch 32": (4096, 384, 384),
+    "minilm ffn_in 384->1536, batch 32": (4096, 384, 1536),
+    "minilm ffn_out 1536->384, batch 32": (4096, 1536, 384),
+    "minilm qkv/out 384x384, batch 8": (1024, 384, 384),
+    "minilm ffn_in 384->1536, batch 8": (1024, 384, 1536),
+    "minilm ffn_out 1536->384, batch 8": (1024, 1536, 384),
+    "digits32 cnn stem conv 3x3 1->32": (32768, 9, 32),
+    "digits32 cnn stage0 conv 3x3 32->32": (32768, 288, 32),
+    "digits32 cnn stage1 conv 3x3 32->64": (8192, 288, 64),
+    "digits32 cnn stage1 conv 3x3 64->64": (8192, 576, 64),
+    "digits32 cnn stage1 shortcut 1x1 32->64": (8192, 32, 64),
+    "digits32 cnn stage2 conv 3x3 64->128": (2048, 576, 128),
+    "digits32 cnn stage2 conv 3x3 128->128": (2048, 1152, 128),
+    "digits32 cnn stage2 shortcut 1x1 64->128": (2048, 64, 128),
+}
 
 
 class State:
@@ -309,6 +333,34 @@ def gemm_row(shape, dtype: str, timing, **extra) -> dict:
     p = timing.pair
     return {"shape": shape.name, **extra, "m": shape.m, "k": shape.k, "n": shape.n, "dtype": dtype, **timing.to_dict(),
             "dense_tflops": shape.flops / p.dense.median / 1e9, "sparse_tflops": shape.flops / p.sparse.median / 1e9}
+
+
+def plan_gemm_job(job, state: State, dtype: str = "float16") -> list:
+    """The GEMMs of the planned models (:data:`PLAN_GEMMS`), for ``sparsekit plan --speed``."""
+    from sparsekit.bench.gemm import GemmShape, time_gemm
+
+    job.record["settings"] = {**state.gemm_config.model_dump(), "dtype": dtype, "timing": "CUDA graph of many calls per sample on rotated inputs; per-call ms"}
+    done = []
+    for name, (m, k, n) in PLAN_GEMMS.items():
+        shape = GemmShape(name, m, k, n)
+        if k % 64 or n % 32:
+            job.unit(name, lambda shape=shape: {"shape": shape.name, "m": shape.m, "k": shape.k, "n": shape.n, "dtype": dtype, "skipped": "K not a multiple of 64 or N of 32: below the semi-structured kernels' alignment"}, 0)
+            continue
+        if not state.gpu:
+            from sparsekit.bench.dry_run import dense_gemm_row
+
+            job.unit(name, lambda shape=shape: dense_gemm_row(shape), 1)
+            continue
+
+        def one(shape=shape) -> dict:
+            return gemm_row(shape, dtype, time_gemm(shape, state.gemm_config, dtype))
+
+        row = job.unit(name, one, 4)
+        if row:
+            s = row["speedup"]
+            job.suite.say(f"  {name}: {s['ratio']:.2f}x [{s['low']:.2f}, {s['high']:.2f}] ({row['method']})")
+            done.append(name)
+    return done
 
 
 def gemm_large_job(job, state: State) -> list:
@@ -595,6 +647,7 @@ def jobs(state: State) -> list:
         ("bert-large-seq128", lambda job: model_job(job, state, 128, HEADLINE_BATCHES), 20 * g),
         ("gemm", lambda job: gemm_job(job, state), 20 * g),
         ("select", lambda job: select_job(job, state), 30 * g),
+        ("plan-gemm", lambda job: plan_gemm_job(job, state), 10 * g),
         ("compiled", lambda job: compiled_job(job, state), 60 * g),
         ("selection", lambda job: selection_job(job, state), 30 * g),
         ("llm-gemm", lambda job: llm_gemm_job(job, state), 15 * g),

@@ -146,7 +146,7 @@ def test_a_failing_unit_does_not_stop_the_next_unit_or_job(tmp_path, monkeypatch
 def test_the_suite_runs_end_to_end_without_a_gpu_and_its_output_renders(tmp_path):
     from sparsekit.bench.gpu_report import render
 
-    jobs = "preflight,bert-large-seq384,select,compiled,selection,llm-gemm,fp8,tensorrt"
+    jobs = "preflight,bert-large-seq384,select,plan-gemm,compiled,selection,llm-gemm,fp8,tensorrt"
     proc = subprocess.run([sys.executable, str(SUITE), "--out", str(tmp_path / "run"), "--budget-seconds", "60", "--only", jobs], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "DRY RUN" in proc.stderr and "Traceback" not in proc.stderr
@@ -157,6 +157,13 @@ def test_the_suite_runs_end_to_end_without_a_gpu_and_its_output_renders(tmp_path
     assert status == {**{n: "ok" for n in jobs.split(",")}, "tensorrt": "skipped"}
     ok_rows = [u["result"] for j in doc["jobs"] for u in j["units"] if u["status"] == "ok" and isinstance(u.get("result"), dict) and "dense" in u["result"]]
     assert ok_rows and all(r["no_gpu"] is True and "sparse" not in r for r in ok_rows)  # dense only: nothing poses as 2:4
+    plan_gemm = next(j for j in doc["jobs"] if j["name"] == "plan-gemm")
+    assert sum("skipped" in (u.get("result") or {}) for u in plan_gemm["units"]) == 4  # K 9, 288 (twice) and 32: below the kernels' alignment
+    from sparsekit.errors import SparsekitError
+    from sparsekit.plan.speed_table import load_speed_table
+
+    with pytest.raises(SparsekitError, match="holds no GEMM measurement"):  # a dry run cannot pose as a speed table
+        load_speed_table(tmp_path / "run" / "gpu_suite.json")
     compiled = next(j for j in doc["jobs"] if j["name"] == "compiled")
     assert compiled["result"]["compile"]["mode"].startswith("torch.compile(backend=eager")
     out = render(tmp_path / "run" / "gpu_suite.json", tmp_path / "rendered")
@@ -212,3 +219,19 @@ def test_compiled_and_selection_guided_pairs_on_the_gpu():
     assert measure_batch(sel, 8, config)["kernels"]["sparse"]["sparse_gemm_calls"] >= 1
     none = selective_pair(pair, [])
     assert none.bound == 1.0 and measure_batch(none, 8, config)["kernels"]["sparse"]["sparse_gemm_calls"] == 0
+
+
+def test_the_plan_gemms_are_the_planned_models_gemms():
+    from sparsekit.models.source import load_model
+    from sparsekit.plan.planner import layer_trades
+    from sparsekit.plan.speed_table import SpeedTable
+    from sparsekit.sparsify.select import candidate_layers
+
+    table = set(_suite_module().PLAN_GEMMS.values())
+    loaded = load_model("cnn", {"in_channels": 1, "image_size": 32, "width": 32})  # the digits task's CNN at image_size 32
+    cnn = {t.gemm for t in layer_trades(loaded, list(candidate_layers(loaded.model)), SpeedTable.ideal(), 32, "float16").values()}
+    assert {g for g in cnn if g[0] > 32} <= table  # every conv's implicit GEMM (the 10-class head runs on M = 32 rows)
+    hidden, ffn, tokens = 384, 1536, 128  # all-MiniLM-L6-v2
+    for batch in (32, 8):
+        m = batch * tokens
+        assert {(m, hidden, hidden), (m, hidden, ffn), (m, ffn, hidden)} <= table
