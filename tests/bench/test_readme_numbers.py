@@ -42,3 +42,16 @@ def test_a_changed_result_changes_the_readme_sentence(tmp_path):
 def test_a_missing_block_is_an_error():
     with pytest.raises(ValueError, match="numbers:h200"):
         readme_numbers.render("no markers here")
+
+
+def test_a_changed_accuracy_result_changes_the_readme_sentence():
+    doc = json.loads(readme_numbers.ACCURACY.read_text(encoding="utf-8"))
+    before = readme_numbers.accuracy_paragraph(doc)
+    changed = copy.deepcopy(doc)
+    ds = next(r for r in changed["results"] if r["task"] == "docstrings")
+    row = next(r for r in ds["rows"] if "broad text, fixed masks" in r["name"])
+    row["metrics"]["fidelity"] = 0.9612
+    row["extra"]["robustness"]["ood"]["diff"].update(diff=-2.5, low=-4.0, high=-1.0)
+    after = readme_numbers.accuracy_paragraph(changed)
+    assert "fidelity 0.945" in before and "intervals spanning 0" in before
+    assert "fidelity 0.961" in after and "intervals spanning 0" not in after and "-2.5 points" in after
