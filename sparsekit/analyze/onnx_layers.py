@@ -9,6 +9,7 @@ from sparsekit.onnx_io.validate import load_validated_onnx
 from sparsekit.analyze.onnx_weights import find_weights
 from sparsekit.analyze.rules import likely_wins, trt_eligible
 from sparsekit.analyze.torch_layers import AnalysisReport, LayerAnalysis
+from sparsekit.onnx_io.metadata import recorded_inputs
 
 
 def _fix_input_dims(model) -> bool:
@@ -22,8 +23,6 @@ def _fix_input_dims(model) -> bool:
     Raises:
         OnnxModelError: the metadata entry is not JSON or not a valid input spec.
     """
-    from sparsekit.onnx_io.metadata import recorded_inputs
-
     recorded = recorded_inputs(model)
     if recorded is None:
         return False

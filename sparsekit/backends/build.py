@@ -12,6 +12,8 @@ from sparsekit.onnx_io.load import load_onnx
 from sparsekit.backends.registry import get_backend
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.store import BuildRecord, EngineStore, engine_key, onnx_digest, target_of
+from sparsekit._hashing import kit_version
+from sparsekit.backends.onnx_external import external_data_files
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,6 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
             sparse build, fp32 ONNX asked to build sparse, parser errors per node, a precision
             a target GPU lacks).
     """
-    from sparsekit.backends.onnx_external import external_data_files
-    from sparsekit._hashing import kit_version
-
     onnx_path = Path(onnx_path)
     model = load_onnx(onnx_path, load_external_data=False)  # clear error for missing/corrupt files
     external_data_files(model, onnx_path)  # unsafe external data is refused before anything reads or hashes it

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
+from sparsekit.analyze.onnx_weights import find_weights
+from sparsekit.onnx_io.load import load_onnx
 
 
 def onnx_precision(path: str | os.PathLike) -> str:
     """``int8``/``fp8`` when Q/DQ pairs quantize to that type, else ``fp16`` when the Conv/Gemm/MatMul
     weights are stored in fp16/bf16, else ``fp32``."""
     import onnx
-
-    from sparsekit.analyze.onnx_weights import find_weights
-    from sparsekit.onnx_io.load import load_onnx
 
     model = load_onnx(path, load_external_data=False)
     dtypes = {t.name: t.data_type for t in model.graph.initializer}

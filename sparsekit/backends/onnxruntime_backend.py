@@ -6,6 +6,7 @@ kernels, so a "sparse" build is the same computation; its report says so.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,17 @@ from sparsekit.backends.base import BuildOutput
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.trt_report import SparseKernelReport, onnx_layer_rows
 from sparsekit.errors import OnnxModelError, SparsekitError
+from sparsekit.backends.onnx_external import external_refs
+from sparsekit.onnx_io.load import load_onnx
+from sparsekit._lazy import lazy_import
+
+ort = lazy_import("onnxruntime")
 
 
 class OrtRunner:
     """A CPU InferenceSession over a built artifact."""
 
     def __init__(self, artifact: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -44,15 +48,9 @@ class OnnxRuntimeBackend:
     artifact_name = "model.ort.onnx"
 
     def environment(self) -> dict:
-        import platform
-
-        import onnxruntime as ort
-
         return {"backend": self.name, "onnxruntime": ort.__version__, "device": "cpu", "machine": platform.machine(), "os": platform.system().lower()}
 
     def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
-        from sparsekit.onnx_io.load import load_onnx
-
         model = load_onnx(onnx_path, load_external_data=False)
         names = {i.name for i in model.graph.input}
         unknown = sorted(set(spec.shapes) - names)
@@ -63,11 +61,6 @@ class OnnxRuntimeBackend:
         """Optimize the graph into ``out_dir/model.ort.onnx``. An ONNX with external data gets its
         weights written to ``model.ort.onnx.data`` beside the artifact, so the store entry loads
         without the source folder."""
-        import onnxruntime as ort
-
-        from sparsekit.onnx_io.load import load_onnx
-        from sparsekit.backends.onnx_external import external_refs
-
         artifact = out_dir / self.artifact_name
         opts = ort.SessionOptions()
         opts.log_severity_level = 3

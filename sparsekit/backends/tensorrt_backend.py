@@ -23,6 +23,10 @@ from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.trt_flavours import TENSORRT, TENSORRT_RTX, TrtFlavour
 from sparsekit.backends.trt_runtime import TrtRunner
 from sparsekit.errors import SparsekitError
+from sparsekit.backends.gpu import list_gpus
+from sparsekit.backends.onnx_precision import onnx_precision
+from sparsekit.backends.trt_build import ENGINE, INSPECTOR, LOG, run_trt_build
+from sparsekit.backends.trt_report import build_trt_report
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,6 @@ class TensorRTBackend:
             MissingDependencyError: the flavour's bindings are not installed.
             SparsekitError: a GPU is needed to build and none is visible.
         """
-        from sparsekit.backends.gpu import list_gpus
-
         trt = self.flavour.import_module()
         env = {"backend": self.name, self.flavour.module: trt.__version__, "os": platform.system().lower(), "machine": platform.machine()}
         if self.flavour.build_needs_gpu:
@@ -75,8 +77,6 @@ class TensorRTBackend:
 
     def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
         """Refuse builds this flavour, these targets or this ONNX cannot do, with the reason."""
-        from sparsekit.backends.onnx_precision import onnx_precision
-
         flavour = self.flavour
         if spec.compute_capabilities and not flavour.compute_capabilities:
             raise SparsekitError(f"{flavour.title} builds for the GPU it runs on; target compute capabilities ({', '.join(spec.compute_capabilities)}) are a TensorRT-RTX option", "drop --compute-capability, or build with --backend tensorrt-rtx")
@@ -99,7 +99,6 @@ class TensorRTBackend:
             return False
         if self.flavour.build_needs_gpu:
             return True
-        from sparsekit.backends.gpu import list_gpus
 
         targets = self.flavour.targets(spec.compute_capabilities)
         return any(g.compute_capability in targets for g in list_gpus())
@@ -111,9 +110,6 @@ class TensorRTBackend:
             OnnxModelError: TensorRT's parser rejected nodes (named in the message).
             EngineBuildError: the builder refused, e.g. a precision a target GPU lacks.
         """
-        from sparsekit.backends.trt_build import ENGINE, INSPECTOR, LOG, run_trt_build
-        from sparsekit.backends.trt_report import build_trt_report
-
         result = run_trt_build(self.flavour, onnx_path, spec, out_dir, timing_cache if self.uses_timing_cache else None, self._can_inspect(spec))
         log_lines = (out_dir / LOG).read_text(encoding="utf-8", errors="replace").splitlines()
         inspector = (out_dir / INSPECTOR).read_text() if result["inspector"] else None

@@ -11,6 +11,8 @@ from typing import Sequence
 from sparsekit._io import write_text_atomic
 from sparsekit.backends.store import BuildRecord
 from sparsekit.errors import SparsekitError
+from sparsekit.backends.trt_flavours import FLAVOURS
+from sparsekit.onnx_io.load import load_onnx
 
 _ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 16: "TYPE_BF16"}
 
@@ -35,9 +37,6 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
         SparsekitError: mixed backends, two plans for the same compute capability, or TensorRT-RTX
             engines (Triton's ``tensorrt_plan`` backend loads regular TensorRT plans only).
     """
-    from sparsekit.onnx_io.load import load_onnx
-    from sparsekit.backends.trt_flavours import FLAVOURS
-
     backends = {r.metadata["spec"]["backend"] for r in records}
     if len(backends) != 1 or not records:
         raise SparsekitError("a Triton model takes builds of one backend", "export TensorRT and ONNX Runtime builds as separate models")

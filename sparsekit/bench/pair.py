@@ -12,15 +12,20 @@ from typing import Callable, Sequence
 
 from sparsekit.bench.harness import BenchConfig, measure_pair
 from sparsekit.bench.machine import machine_facts
+from sparsekit.analyze.onnx_layers import analyze_onnx
+from sparsekit.analyze.rules import amdahl_bound
+from sparsekit.backends.build import build_pair
+from sparsekit.backends.onnx_precision import onnx_precision
+from sparsekit.backends.spec import BuildSpec, ShapeProfile
+from sparsekit.bench.ort_runner import OrtTimedRunner
+from sparsekit.bench.trt_runner import TrtTimedRunner
+from sparsekit.export.export import input_spec_of
+from sparsekit.sparsify.check import check_onnx
 
 log = logging.getLogger(__name__)
 
 
 def _amdahl_from_onnx(onnx_path: Path) -> dict:
-    from sparsekit.analyze.onnx_layers import analyze_onnx
-    from sparsekit.analyze.rules import amdahl_bound
-    from sparsekit.sparsify.check import check_onnx
-
     sparse = {layer.name for layer in check_onnx(onnx_path).layers if layer.trt_sparse}  # 2:4 AND runnable sparse by TensorRT
     share = sum(layer.flop_share or 0.0 for layer in analyze_onnx(onnx_path).layers if layer.name in sparse)
     return {"sparse_flop_share": round(share, 4), "bound": round(amdahl_bound(share), 4), "sparse_layers_in_onnx": len(sparse)}
@@ -40,10 +45,6 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
         store: engine store.
         threads: ONNX Runtime intra-op threads.
     """
-    from sparsekit.backends.build import build_pair
-    from sparsekit.backends.spec import BuildSpec, ShapeProfile
-    from sparsekit.export.export import input_spec_of
-
     onnx_path = Path(onnx_path)
     inputs = input_spec_of(onnx_path)
     shapes = {}
@@ -58,13 +59,11 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
     for batch in batches:
         spec = inputs.with_batch(batch)
         if gpu:
-            from sparsekit.bench.trt_runner import TrtTimedRunner
 
             dense = TrtTimedRunner(pair.dense.artifact, spec, config.buffers, graphs, transfers, "dense", config.seed, backend)
             sparse = TrtTimedRunner(pair.sparse.artifact, spec, config.buffers, graphs, transfers, "sparse", config.seed, backend)
             memory.setdefault("device_memory_bytes", {})[batch] = {"dense": dense.device_memory_bytes(), "sparse": sparse.device_memory_bytes()}
         else:
-            from sparsekit.bench.ort_runner import OrtTimedRunner
 
             dense = OrtTimedRunner(pair.dense.artifact, spec, config.buffers, threads, "dense", config.seed)
             sparse = OrtTimedRunner(pair.sparse.artifact, spec, config.buffers, threads, "sparse", config.seed)
@@ -84,6 +83,4 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
 
 
 def _precision(onnx_path: Path) -> str:
-    from sparsekit.backends.onnx_precision import onnx_precision
-
     return onnx_precision(onnx_path)

@@ -28,6 +28,9 @@ from sparsekit.backends.spec import BuildSpec
 from sparsekit.bench.harness import BenchConfig, measure_single
 from sparsekit.errors import OnnxModelError, SparsekitError
 from sparsekit.service.disk import MIB, free_bytes, storage_errno, storage_failure
+from sparsekit.bench.ort_runner import OrtTimedRunner
+from sparsekit.bench.trt_runner import TrtTimedRunner
+from sparsekit.export.export import input_spec_of
 
 WATCH_INTERVAL_S = 0.5
 
@@ -75,16 +78,12 @@ def validate_onnx(path: Path) -> None:
 
 def benchmark(record, spec_backend: str, seconds: float = 2.0) -> dict:
     """Latency of the built artifact on this machine right after the build (batch from the ONNX)."""
-    from sparsekit.export.export import input_spec_of  # imports torch
-
     inputs = input_spec_of(record.metadata["onnx"])
     config = BenchConfig(rounds=5, round_seconds=seconds / 5, warmup_seconds=0.2)
     if spec_backend in ("tensorrt", "tensorrt-rtx"):
-        from sparsekit.bench.trt_runner import TrtTimedRunner
 
         runner = TrtTimedRunner(record.artifact, inputs, backend=spec_backend)
     else:
-        from sparsekit.bench.ort_runner import OrtTimedRunner
 
         runner = OrtTimedRunner(record.artifact, inputs)
     stats = measure_single(runner, inputs.tensors[0].shape[0], config)

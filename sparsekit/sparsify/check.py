@@ -15,6 +15,9 @@ from sparsekit.errors import CheckRequirementError, OnnxModelError
 from sparsekit.sparsify.methods import METHODS
 from sparsekit.sparsify.pattern import GroupStats, group_stats, zero_group_stats
 from sparsekit.analyze.layer_kinds import layer_kind
+from sparsekit.analyze.onnx_weights import find_weights, stored_zero_mask
+from sparsekit.onnx_io.tensors import constant_tensors, tensor_array
+from sparsekit.onnx_io.validate import load_validated_onnx
 
 SPARSIFIED = "@sparsified"
 """Requirement token: every layer the kit sparsified must be 2:4 (a model: the layers holding a
@@ -270,10 +273,6 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         ExternalDataError: its external data is outside its folder, missing or too short.
         CheckRequirementError: a pattern in ``require`` matches no layer.
     """
-    from sparsekit.onnx_io.validate import load_validated_onnx
-    from sparsekit.onnx_io.tensors import constant_tensors
-    from sparsekit.analyze.onnx_weights import find_weights
-
     # weights are read one at a time (from the file, or from its external data next to it)
     model = load_validated_onnx(path)
     if sparsified_modules is None:
@@ -306,9 +305,6 @@ def _stored_stats(ref, tensors: dict, base_dir: str) -> tuple[GroupStats, str]:
     a zero point that is computed at run time, or of an unknown layout, leaves the weight
     unjudged (0 groups, so not 2:4) with the reason.
     """
-    from sparsekit.analyze.onnx_weights import stored_zero_mask
-    from sparsekit.onnx_io.tensors import tensor_array
-
     zero_point = None
     if ref.zero_point:
         zp_tensor = tensors.get(ref.zero_point)
