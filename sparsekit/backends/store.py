@@ -32,18 +32,19 @@ KEY_SCHEMA = 1
 DEFAULT_STORE = Path("engines")
 
 
-def onnx_digest(path: Path) -> str:
+def onnx_digest(path: Path, model=None) -> str:
     """sha256 over the ONNX bytes and, in location order, the external-data files it references.
 
     The locations are checked (:func:`~sparsekit.backends.onnx_external.external_data_files`)
-    before any of them is read.
+    before any of them is read; ``model`` is the file already loaded without its external data
+    (None loads it).
 
     Raises:
         OnnxModelError: the ONNX is missing or unreadable.
         ExternalDataError: an external-data location is unsafe, missing or too short.
     """
     path = Path(path)
-    files = external_data_files(load_onnx(path, load_external_data=False), path)
+    files = external_data_files(load_onnx(path, load_external_data=False) if model is None else model, path)
     h = hashlib.sha256(file_sha256(path).encode())
     for f in files:
         h.update(f.relative_to(path.parent).as_posix().encode() + file_sha256(f).encode())

@@ -27,8 +27,11 @@ def _io_block(kind: str, values) -> list[str]:
     return lines
 
 
-def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model_name: str, version: int = 1) -> Path:
+def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model_name: str, version: int = 1, model=None) -> Path:
     """Write a Triton model folder for ``records`` (TensorRT plans for different GPUs, or one ORT model).
+
+    ``model`` is the ONNX the records were built from, already loaded without its external data
+    (None loads it from the first record's path).
 
     Returns:
         The model folder.
@@ -49,7 +52,7 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
     folder = Path(repo) / model_name
     version_dir = folder / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
-    onnx_model = load_onnx(records[0].metadata["onnx"], load_external_data=False)
+    onnx_model = load_onnx(records[0].metadata["onnx"], load_external_data=False) if model is None else model
     init_names = {t.name for t in onnx_model.graph.initializer}
     lines = [f'name: "{model_name}"', "max_batch_size: 0"]
     if backend == "tensorrt":

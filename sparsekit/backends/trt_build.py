@@ -80,7 +80,6 @@ def run_trt_build(flavour: TrtFlavour, onnx_path: Path, spec: BuildSpec, out_dir
             raise EngineBuildError(f"the {flavour.title} build process ended without a result (exit {proc.returncode}): {tail}", "if TensorRT crashed, report it with the ONNX file and this message")
         result = json.loads(result_file.read_text())
     if not result["ok"]:
-
         error = result["error"]
         cls = getattr(errors, error["kind"], None)
         raise (cls if isinstance(cls, type) and issubclass(cls, SparsekitError) else EngineBuildError)(error["problem"], error["fix"])
@@ -129,7 +128,6 @@ def _create_config(trt, flavour: TrtFlavour, spec: BuildSpec, timing_cache: str 
     config = CreateConfig(**kwargs)
     targets = flavour.targets(spec.compute_capabilities)
     if flavour.compute_capabilities and spec.compute_capabilities:
-
         return PostprocessConfig(config, lambda _builder, _network, cfg: set_target_compute_capabilities(trt, cfg, targets))
     return config
 
@@ -206,7 +204,6 @@ def build_from_request(request: dict, sink: Callable[[str], None]) -> dict:
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text())
     with open(Path(request["out_dir"]) / LOG, "w", encoding="utf-8", buffering=1) as log_file:
-
         def sink(text: str) -> None:
             log_file.write(str(text).rstrip("\n") + "\n")
 

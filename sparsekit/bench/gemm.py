@@ -187,7 +187,6 @@ def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", gra
     notes += loop_notes
     kernels = None
     if profile:
-
         x = inputs[0]
         kernels = {"dense": profile_kernels(lambda: linear(x, dense_w), 5).to_dict(), "sparse": profile_kernels(lambda: linear(x, sparse_w), 5).to_dict()}
     return GemmTiming(pair, method, calls, buffers, err, notes, kernels, alg_id)

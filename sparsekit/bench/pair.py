@@ -59,12 +59,10 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
     for batch in batches:
         spec = inputs.with_batch(batch)
         if gpu:
-
             dense = TrtTimedRunner(pair.dense.artifact, spec, config.buffers, graphs, transfers, "dense", config.seed, backend)
             sparse = TrtTimedRunner(pair.sparse.artifact, spec, config.buffers, graphs, transfers, "sparse", config.seed, backend)
             memory.setdefault("device_memory_bytes", {})[batch] = {"dense": dense.device_memory_bytes(), "sparse": sparse.device_memory_bytes()}
         else:
-
             dense = OrtTimedRunner(pair.dense.artifact, spec, config.buffers, threads, "dense", config.seed)
             sparse = OrtTimedRunner(pair.sparse.artifact, spec, config.buffers, threads, "sparse", config.seed)
         progress(f"batch {batch}: measuring paired rounds ({config.rounds}" + (f" to {config.max_rounds}, until the interval is within {100 * config.target_width:g}%)" if config.max_rounds > config.rounds else ")"))

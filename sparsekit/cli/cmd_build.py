@@ -78,26 +78,28 @@ def _print_report(title: str, report: dict) -> None:
 def run(args) -> int:
     from sparsekit.backends.build import build_engine, build_pair
     from sparsekit.backends.spec import BuildSpec, parse_shapes
+    from sparsekit.onnx_io.load import load_onnx
 
     onnx_path = resolve_onnx(args.input, args.precision)
     spec = BuildSpec(
         backend=args.backend, sparse=args.sparse == "on", shapes=parse_shapes(args.shapes), workspace_mib=args.workspace_mib, opt_level=args.opt_level,
         hardware_compat=args.hardware_compat, timing_cache=not args.no_timing_cache, compute_capabilities=parse_compute_capabilities(args.compute_capability),
     )
+    model = load_onnx(onnx_path, load_external_data=False)  # once: every step below reads this model
     records = {}
     with status(f"building {onnx_path} with {args.backend}"):
         if args.sparse == "both":
-            pair = build_pair(onnx_path, spec, args.store, args.force)
+            pair = build_pair(onnx_path, spec, args.store, args.force, model)
             records = {"dense": pair.dense, "sparse": pair.sparse}
         else:
-            records = {args.sparse: build_engine(onnx_path, spec, args.store, args.force)}
+            records = {args.sparse: build_engine(onnx_path, spec, args.store, args.force, model)}
     triton = {}
     if args.triton:
         from sparsekit.backends.triton import export_triton
 
         for label, r in records.items():
             name = args.triton_name if len(records) == 1 else f"{args.triton_name}-{'dense' if label in ('dense', 'off') else 'sparse'}"
-            triton[label] = str(export_triton([r], args.triton, name))
+            triton[label] = str(export_triton([r], args.triton, name, model=model))
     payload = {"onnx": str(onnx_path), "builds": {label: {"key": r.key, "folder": str(r.folder), "artifact": str(r.artifact), "cached": r.cached, "metadata": r.metadata, "report": r.report} for label, r in records.items()}, "triton": triton}
     emit(args, payload)
     if args.json:

@@ -101,7 +101,6 @@ def refuse_unwritable_outputs(args) -> None:
 def emit(args, payload: dict) -> None:
     """Write the JSON report to --report and, with --json, to stdout."""
     if getattr(args, "report", None):
-
         write_json_atomic(args.report, payload)
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")

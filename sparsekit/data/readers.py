@@ -283,7 +283,6 @@ class TensorReader(Reader):
             except Exception as exc:  # noqa: BLE001 - numpy raises several types
                 raise _bad(path, f"is not a readable .npz of arrays ({type(exc).__name__})", "save it with numpy.savez(path, input=array, label=array)") from exc
         else:
-
             try:
                 data = load_torch_data(path, "data file")
             except SparsekitError:

@@ -213,7 +213,6 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     ensure_writable_target(report_path(target), force)
     ensure_writable_target(data_target(target), force)
     if spec.needs_calibration and not calib:
-
         calib = load_calibration(None, loaded.inputs)
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
     props = {INPUTS_KEY: json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)}

@@ -110,7 +110,6 @@ def load_calibration(source: str | None, spec: InputSpec, samples: int = 64, bat
             raise CalibrationDataError(f"cannot read calibration file '{path}' ({type(exc).__name__})", "save it with torch.save or numpy.save") from exc
         return _as_batches(data, spec, batch_size)
     if ":" in source:
-
         try:
             data = load_callable(source)()
         except CalibrationDataError:

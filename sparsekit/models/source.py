@@ -81,7 +81,6 @@ def load_model(
             model rejects the inputs.
     """
     if is_checkpoint_path(spec):
-
         with trust_sources(*model_sources):
             loaded = load_checkpoint(spec)
     else:

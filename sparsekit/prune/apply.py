@@ -37,12 +37,10 @@ def prune_(loaded, config: PruneConfig | None = None, task=None, **settings) -> 
             raise SparsekitError(f"invalid pruning setting {'.'.join(map(str, err['loc']))}: {err['msg']}", f"granularity is one of {', '.join(GRANULARITIES)}; see 'sparsekit prune --help'") from exc
     c = config
     if c.granularity == "channel":
-
         gradients = taylor_gradients(task, c.batch_size) if c.importance == "taylor" and task is not None else None
         report = prune_channels_(loaded, c.ratio, c.importance, c.round_to, c.layer_ratios, c.exclude, c.global_ranking, c.head_ratio, gradients)
         return loaded, {"granularity": "channel", "channels": report.to_dict()}
     if c.granularity == "unstructured":
-
         report = prune_unstructured_(loaded.model, c.amount, c.threshold, c.scope, c.include, c.exclude)
         return loaded, {"granularity": "unstructured", "unstructured": report.to_dict()}
 

@@ -57,7 +57,6 @@ class StageContext:
             elif r.task:
                 self.cache["task"] = get_task(r.task, **r.task_args)
             else:
-
                 self.cache["task"] = make_data_task(load_source_model(r.model), r.data)
         return self.cache["task"]
 

@@ -93,7 +93,6 @@ def finetune_on_task_(
             m(*batch[0])
             return distill_loss(m)
     else:
-
         def loss_fn(m, batch):
             return task.task_loss(m, batch)
 
@@ -145,7 +144,6 @@ def finetune_stage_(loaded, task: Task, config: FinetuneConfig, teacher: nn.Modu
     reference = task.evaluate(teacher) if teacher is not None else None
     before = task.evaluate(loaded.model, reference)
     if config.quantize:
-
         say(f"{config.quantize} calibration ({config.calib_method})")
         loaded.model = quantize_(loaded.model, task.calibration(config.calib_samples), config.quantize, config.no_quant, config.calib_method)
     distill = DistillConfig(features=config.features, temperature=config.temperature, student_loss_weight=config.student_loss_weight)

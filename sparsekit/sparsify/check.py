@@ -250,7 +250,7 @@ def recorded_sparse_layers(model) -> list[str] | None:
     return names
 
 
-def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), sparsified_modules: Iterable[str] | None = None) -> CheckReport:
+def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), sparsified_modules: Iterable[str] | None = None, model=None) -> CheckReport:
     """Check every constant Conv/Gemm/MatMul weight of an ONNX file on TensorRT's axis.
 
     The file is validated first (every tensor stores the bytes it declares, ONNX's checker
@@ -266,6 +266,7 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         sparsified_modules: PyTorch module names that were sparsified before export; None reads
             the names ``export`` recorded in the file's metadata (none when it has no record).
             Names the graph does not have are listed in ``report.missing`` (a failure).
+        model: the file already loaded without its external data (not loaded again); None loads it.
 
     Raises:
         OnnxModelError: the file is missing, unreadable, not ONNX, declares sizes it does not
@@ -274,7 +275,7 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         CheckRequirementError: a pattern in ``require`` matches no layer.
     """
     # weights are read one at a time (from the file, or from its external data next to it)
-    model = load_validated_onnx(path)
+    model = load_validated_onnx(path, model)
     if sparsified_modules is None:
         sparsified_modules = recorded_sparse_layers(model) or []
     sparsified_modules = list(sparsified_modules)

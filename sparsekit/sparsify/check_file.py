@@ -58,7 +58,6 @@ def check_file(path: str | os.PathLike, require: Sequence[str] = (), require_eli
     if onnx:
         report = check_onnx(path, requirements)
     else:
-
         report = check_model(load_model(path, **(load_options or {})).model, requirements, source=path)
     if not report.required and not report.missing:
         raise _nothing_required(report, require_eligible, onnx)
