@@ -20,14 +20,15 @@ from sparsekit.backends.spec import BuildSpec, ShapeProfile
 from sparsekit.bench.ort_runner import OrtTimedRunner
 from sparsekit.bench.trt_runner import TrtTimedRunner
 from sparsekit.export.export import input_spec_of
+from sparsekit.onnx_io.load import load_onnx
 from sparsekit.sparsify.check import check_onnx
 
 log = logging.getLogger(__name__)
 
 
-def _amdahl_from_onnx(onnx_path: Path) -> dict:
-    sparse = {layer.name for layer in check_onnx(onnx_path).layers if layer.trt_sparse}  # 2:4 AND runnable sparse by TensorRT
-    share = sum(layer.flop_share or 0.0 for layer in analyze_onnx(onnx_path).layers if layer.name in sparse)
+def _amdahl_from_onnx(onnx_path: Path, model=None) -> dict:
+    sparse = {layer.name for layer in check_onnx(onnx_path, model=model).layers if layer.trt_sparse}  # 2:4 AND runnable sparse by TensorRT
+    share = sum(layer.flop_share or 0.0 for layer in analyze_onnx(onnx_path, model).layers if layer.name in sparse)
     return {"sparse_flop_share": round(share, 4), "bound": round(amdahl_bound(share), 4), "sparse_layers_in_onnx": len(sparse)}
 
 
@@ -46,7 +47,8 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
         threads: ONNX Runtime intra-op threads.
     """
     onnx_path = Path(onnx_path)
-    inputs = input_spec_of(onnx_path)
+    model = load_onnx(onnx_path, load_external_data=False)  # once: the build, the evidence and the facts below read it
+    inputs = input_spec_of(model)
     shapes = {}
     gpu = backend in ("tensorrt", "tensorrt-rtx")
     if gpu:
@@ -54,7 +56,7 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
         opt = sorted(batches)[len(batches) // 2]
         shapes = {t.name: ShapeProfile(min=(lo, *t.shape[1:]), opt=(opt, *t.shape[1:]), max=(hi, *t.shape[1:])) for t in inputs.tensors}
     progress("building dense and sparse artifacts")
-    pair = build_pair(onnx_path, BuildSpec(backend=backend, shapes=shapes), store)
+    pair = build_pair(onnx_path, BuildSpec(backend=backend, shapes=shapes), store, model=model)
     results, memory = [], {"dense_artifact_bytes": pair.dense.metadata["artifact_bytes"], "sparse_artifact_bytes": pair.sparse.metadata["artifact_bytes"]}
     for batch in batches:
         spec = inputs.with_batch(batch)
@@ -72,13 +74,10 @@ def bench_onnx(onnx_path: str | os.PathLike, backend: str, batches: Sequence[int
     if backend == "onnxruntime":
         notes.append("ONNX Runtime on CPU has no 2:4 kernels: dense and sparse run the same computation, so this is an A/A check of the harness; a ratio away from 1.0 is noise.")
     return {
-        "benchmark": "pair", "backend": backend, "model": str(onnx_path), "precision": _precision(onnx_path),
+        "benchmark": "pair", "backend": backend, "model": str(onnx_path), "precision": onnx_precision(model),
         "settings": {**config.model_dump(), "graphs": graphs if gpu else None, "transfers": transfers if gpu else None, "timer": "cuda-events" if gpu else "perf_counter", "threads": threads},
         "machine": machine_facts(gpu=gpu), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "amdahl": _amdahl_from_onnx(onnx_path), "evidence": evidence, "memory": memory, "results": results, "notes": notes,
+        "amdahl": _amdahl_from_onnx(onnx_path, model), "evidence": evidence, "memory": memory, "results": results, "notes": notes,
         "engines": {"dense": pair.dense.key, "sparse": pair.sparse.key},
     }
 
-
-def _precision(onnx_path: Path) -> str:
-    return onnx_precision(onnx_path)

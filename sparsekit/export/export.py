@@ -22,7 +22,7 @@ from sparsekit.onnx_io.metadata import INPUTS_KEY, recorded_inputs
 from sparsekit.sparsify.check import SPARSIFIED, CheckReport, check_model, check_onnx
 from sparsekit.input_spec import InputSpec, InputTensor
 from sparsekit.models.calib import load_calibration
-from sparsekit.onnx_io.load import load_onnx
+from sparsekit.onnx_io.load import load_onnx, onnx_model
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +132,15 @@ def _finish_onnx(path: Path, convert, props: dict[str, str], external: bool | No
     return keep_external
 
 
-def input_spec_of(onnx_path: str | os.PathLike):
+def input_spec_of(onnx_path):
     """The input spec an ONNX file was exported with (metadata), else one read from its graph.
 
+    ``onnx_path`` is the file or the model already loaded (external data is never read).
     Dynamic dimensions other than the batch default to 1; integer inputs draw ids in [0, 2).
     """
     import onnx
 
-    model = load_onnx(onnx_path, load_external_data=False)
+    model = onnx_model(onnx_path)
     recorded = recorded_inputs(model)
     if recorded is not None:
         return recorded

@@ -108,32 +108,19 @@ def test_cli_build_both(cli, exported, tmp_path):
     assert json.loads(proc.stdout)["builds"]["on"]["cached"]
 
 
-def test_cli_build_loads_the_onnx_once(cli, exported, tmp_path, monkeypatch):
+def test_cli_build_loads_the_onnx_once(cli, exported, tmp_path, onnx_loads):
     """``sparsekit build`` (dense + sparse pair, Triton export) parses the ONNX file once and hands
     the model to the validation, the store key, both builds, their reports and the Triton config."""
     import json
-    import os
     from pathlib import Path
 
-    import onnx
-
     path = Path(exported[("cnn", "fp16")].path).resolve()
-    loads = []
-    real_load = onnx.load
-
-    def counting_load(f, *args, **kwargs):
-        if isinstance(f, (str, os.PathLike)):
-            loads.append(Path(f).resolve())
-        return real_load(f, *args, **kwargs)
-
-    monkeypatch.setattr(onnx, "load", counting_load)
-    monkeypatch.setattr(onnx, "load_model", counting_load)
     proc = cli("build", str(path), "--backend", "onnxruntime", "--store", str(tmp_path / "s"), "--triton", str(tmp_path / "triton"), "--json")
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
     assert set(payload["builds"]) == {"dense", "sparse"} and not payload["builds"]["sparse"]["cached"]
     assert payload["builds"]["sparse"]["report"]["layers"] and set(payload["triton"]) == {"dense", "sparse"}
-    assert loads.count(path) == 1, loads
+    assert onnx_loads.count(path) == 1, onnx_loads
 
 
 def test_a_model_passed_in_is_not_changed_by_the_report(exported):
