@@ -106,3 +106,22 @@ def digits_dense(tmp_path_factory):
     path = tmp_path_factory.mktemp("digits") / "dense.pt"
     save_checkpoint(loaded, path)
     return task, loaded, path
+
+
+@pytest.fixture
+def onnx_loads(monkeypatch) -> list[Path]:
+    """The resolved path of every ONNX file ``onnx.load`` parses while the test runs (the real
+    function is called; this only records)."""
+    import onnx
+
+    loads: list[Path] = []
+    real_load = onnx.load
+
+    def counting_load(f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            loads.append(Path(f).resolve())
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "load", counting_load)
+    monkeypatch.setattr(onnx, "load_model", counting_load)
+    return loads

@@ -8,12 +8,14 @@ The allowed order is written down here once (and in the README's layout section)
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 FLOORS = (
-    ("errors", "config", "input_spec", "_io", "_hashing", "_memory", "_quiet", "_safe_load", "onnx_io"),
+    ("errors", "config", "input_spec", "_io", "_hashing", "_lazy", "_memory", "_quiet", "_safe_load", "onnx_io"),
     ("analyze",),
     ("models",),
     ("sparsify", "quantize", "tasks", "data"),
@@ -146,3 +148,82 @@ def test_the_floor_check_sees_function_level_imports(tmp_path):
     path = tmp_path / "x.py"
     path.write_text(source)
     assert ("sparsekit.cli.main", 2) in _imports(path)
+
+
+LAZY_INTERNAL_IMPORTS = {
+    ("sparsekit/backends/trt_report.py", "sparsekit.analyze.onnx_layers"):
+        "engines build and run without torch; only the per-layer report of an engine pair walks the ONNX with torch-based helpers",
+    ("sparsekit/backends/trt_report.py", "sparsekit.sparsify.check"): "as above: the 2:4 check of the ONNX weights imports torch",
+    ("sparsekit/cli/common.py", "sparsekit.models.source"): "every command's parser imports cli.common; loading a model imports torch",
+    ("sparsekit/cli/common.py", "sparsekit.tasks"): "as above: the task registry imports torch",
+    ("sparsekit/cli/common.py", "sparsekit.tasks.data_task"): "as above",
+    ("sparsekit/cli/common.py", "sparsekit.data.calib"): "as above: calibration from user data imports torch",
+    ("sparsekit/models/calib_settings.py", "sparsekit.models.calib"):
+        "a config every parser and recipe imports; loading calibration batches imports torch",
+}
+"""Function-level ``sparsekit.*`` imports outside the commands' own modules, each with its reason.
+Everything else is imported at module top (heavy third-party packages through ``sparsekit._lazy``)."""
+
+COMMAND_MODULE = "sparsekit/cli/cmd_"
+
+
+def _function_level_imports_of(path: Path) -> list[tuple[str, int]]:
+    """``(imported module, line)`` of every ``sparsekit.*`` import inside a function body of ``path``."""
+    found = []
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("sparsekit"):
+                found.append((node.module, node.lineno))
+            elif isinstance(node, ast.Import):
+                found += [(a.name, node.lineno) for a in node.names if a.name.startswith("sparsekit")]
+    return found
+
+
+def function_level_imports() -> list[tuple[str, str, int]]:
+    """``(file, imported module, line)`` of every function-level ``sparsekit.*`` import of the package."""
+    return sorted({(str(p.relative_to(ROOT.parent)), t, line) for p in MODULES.values() for t, line in _function_level_imports_of(p)})
+
+
+@pytest.fixture(scope="module")
+def parser_modules() -> set[str]:
+    """The ``sparsekit.*`` modules that building the CLI parser (``sparsekit --help``) imports."""
+    code = "import sys, sparsekit.cli.main; print(' '.join(m for m in sys.modules if m.startswith('sparsekit')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    return set(proc.stdout.split())
+
+
+def test_internal_imports_sit_at_module_top_unless_they_keep_a_light_module_light(parser_modules):
+    """A command module may import the library inside ``run`` (``--help`` stays free of torch and
+    ModelOpt), but not a module the parser has loaded anyway; other modules import at top except
+    the reasoned entries of :data:`LAZY_INTERNAL_IMPORTS`."""
+    bad = []
+    for rel, target, line in function_level_imports():
+        if rel == "sparsekit/__init__.py":
+            continue
+        if rel.startswith(COMMAND_MODULE):
+            if target in parser_modules:
+                bad.append(f"{rel}:{line} imports {target} inside a function, but the parser loads it anyway: import it at the top")
+        elif (rel, target) not in LAZY_INTERNAL_IMPORTS:
+            bad.append(f"{rel}:{line} imports {target} inside a function: import it at the top, or add it to LAZY_INTERNAL_IMPORTS with the reason")
+    assert bad == []
+
+
+def test_every_lazy_internal_import_listed_is_still_there():
+    present = {(rel, target) for rel, target, _ in function_level_imports()}
+    assert sorted(set(LAZY_INTERNAL_IMPORTS) - present) == []
+
+
+def test_the_parser_loads_no_heavy_package():
+    """``sparsekit --help`` builds every command's parser: none of them may import torch, ONNX or ModelOpt."""
+    code = ("import sys, sparsekit.cli.main\n"
+            "print(' '.join(m for m in ('torch', 'onnx', 'onnxruntime', 'modelopt', 'tensorrt', 'transformers', 'numpy', 'matplotlib') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    assert proc.stdout.split() == []
+
+
+def test_the_import_check_sees_a_function_level_import(tmp_path):
+    path = tmp_path / "x.py"
+    path.write_text("from sparsekit.errors import OnnxModelError\n\n\ndef late():\n    if True:\n        from sparsekit.errors import SparsekitError\n    return SparsekitError\n")
+    assert _function_level_imports_of(path) == [("sparsekit.errors", 6)]

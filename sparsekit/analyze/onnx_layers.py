@@ -9,6 +9,7 @@ from sparsekit.onnx_io.validate import load_validated_onnx
 from sparsekit.analyze.onnx_weights import find_weights
 from sparsekit.analyze.rules import likely_wins, trt_eligible
 from sparsekit.analyze.torch_layers import AnalysisReport, LayerAnalysis
+from sparsekit.onnx_io.metadata import recorded_inputs
 
 
 def _fix_input_dims(model) -> bool:
@@ -22,8 +23,6 @@ def _fix_input_dims(model) -> bool:
     Raises:
         OnnxModelError: the metadata entry is not JSON or not a valid input spec.
     """
-    from sparsekit.onnx_io.metadata import recorded_inputs
-
     recorded = recorded_inputs(model)
     if recorded is None:
         return False
@@ -44,6 +43,13 @@ def _fix_input_dims(model) -> bool:
                 if not d.HasField("dim_value"):
                     d.ClearField("dim_param")
     return fixed
+
+
+def _copy(model):
+    """A copy of a loaded model (weights without external data: the protobuf only)."""
+    copy = type(model)()
+    copy.CopyFrom(model)
+    return copy
 
 
 def _static_shapes(model) -> dict[str, list[int]]:
@@ -91,7 +97,7 @@ def _node_flops(node, shapes: dict[str, list[int]]) -> int | None:
     return 2 * numel * k
 
 
-def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
+def analyze_onnx(path: str | os.PathLike, model=None) -> AnalysisReport:
     """Analyse every constant Conv/Gemm/MatMul weight of an ONNX file at batch 1.
 
     Linear in the graph size: shapes are inferred once and every lookup goes through an index
@@ -104,12 +110,17 @@ def analyze_onnx(path: str | os.PathLike) -> AnalysisReport:
     Layers inside If/Loop/Scan subgraphs are analysed too, named with their subgraph path; their
     FLOPs count one run of the body (a Loop's trip count is not known statically).
 
+    Args:
+        path: the ONNX file.
+        model: the file already loaded without its external data (left unchanged); None loads it.
+
     Raises:
         OnnxModelError: the file is not a valid ONNX model (see
             :func:`~sparsekit.onnx_io.validate.load_validated_onnx`).
     """
-    model = load_validated_onnx(path)  # shapes only: weights (maybe external, > 2 GiB) stay on disk
-    shapes = _static_shapes(model)
+    given = model is not None
+    model = load_validated_onnx(path, model)  # shapes only: weights (maybe external, > 2 GiB) stay on disk
+    shapes = _static_shapes(_copy(model) if given else model)  # fixing the input dims edits the graph
     # keyed by each node's first output: unique in a model, unlike node names (often empty)
     node_flops = {
         n.output[0]: _node_flops(n, shapes)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from sparsekit.analyze.flops import layer_flops
 from sparsekit.analyze.rules import amdahl_bound, likely_wins, modelopt_magnitude, modelopt_sparsegpt, trt_eligible
 from sparsekit.analyze.layer_kinds import known_layers, layer_kind
+from sparsekit.analyze.ties import tied_weights
 
 
 @dataclass
@@ -85,8 +86,6 @@ def analyze_model(loaded) -> AnalysisReport:
     another parameter (a language model's head and its token embedding) counts as dense, as
     ``sparsify`` keeps it unless told to untie it.
     """
-    from sparsekit.analyze.ties import tied_weights
-
     model = loaded.model
     flops, rows, total = layer_flops(model, loaded.inputs.random(seed=0))
     modules = known_layers(model)

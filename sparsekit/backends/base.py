@@ -52,11 +52,14 @@ class Backend(Protocol):
     def environment(self) -> dict:
         """Versions and target-device facts; raises MissingDependencyError when unusable here."""
 
-    def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
-        """Refuse, with the reason, builds this backend or this machine cannot do."""
+    def validate(self, onnx_path: Path, spec: BuildSpec, model=None) -> None:
+        """Refuse, with the reason, builds this backend or this machine cannot do.
 
-    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path) -> BuildOutput:
-        """Build ``out_dir / artifact_name`` and its report (``out_dir`` is a private temp folder)."""
+        ``model`` is the ONNX at ``onnx_path`` already loaded without its external data (None loads it)."""
+
+    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path, model=None) -> BuildOutput:
+        """Build ``out_dir / artifact_name`` and its report (``out_dir`` is a private temp folder);
+        ``model`` as in :meth:`validate`."""
 
     def load(self, artifact: Path) -> Runner:
         """Load a built artifact for inference."""

@@ -12,11 +12,13 @@ from sparsekit.onnx_io.load import load_onnx
 from sparsekit.backends.registry import get_backend
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.store import BuildRecord, EngineStore, engine_key, onnx_digest, target_of
+from sparsekit._hashing import kit_version
+from sparsekit.backends.onnx_external import external_data_files
 
 log = logging.getLogger(__name__)
 
 
-def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineStore | str | os.PathLike = "engines", force: bool = False) -> BuildRecord:
+def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineStore | str | os.PathLike = "engines", force: bool = False, model=None) -> BuildRecord:
     """Build ``onnx_path`` with ``spec`` into the store, or return the cached build.
 
     Args:
@@ -24,6 +26,8 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
         spec: the build spec; its backend does the work.
         store: the engine store (folder or :class:`EngineStore`).
         force: rebuild even when the store holds this key.
+        model: the ONNX at ``onnx_path`` already loaded without its external data; None loads it
+            (once: the backend, the store key and the report all use this model).
 
     A cache hit is served only when the stored artifact still has the sha256 its metadata records;
     a damaged entry is rebuilt (with a warning) and replaced, and ``force`` replaces an intact one,
@@ -37,18 +41,15 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
             sparse build, fp32 ONNX asked to build sparse, parser errors per node, a precision
             a target GPU lacks).
     """
-    from sparsekit.backends.onnx_external import external_data_files
-    from sparsekit._hashing import kit_version
-
     onnx_path = Path(onnx_path)
-    model = load_onnx(onnx_path, load_external_data=False)  # clear error for missing/corrupt files
+    if model is None:
+        model = load_onnx(onnx_path, load_external_data=False)  # clear error for missing/corrupt files
     external_data_files(model, onnx_path)  # unsafe external data is refused before anything reads or hashes it
-    del model
     store = store if isinstance(store, EngineStore) else EngineStore(store)
     backend = get_backend(spec.backend)
-    backend.validate(onnx_path, spec)
+    backend.validate(onnx_path, spec, model)
     env = backend.environment()
-    digest = onnx_digest(onnx_path)
+    digest = onnx_digest(onnx_path, model)
     target = target_of(env)
     key = engine_key(digest, spec, target, kit_version())
     cached = None if force else store.get(key)
@@ -59,9 +60,9 @@ def build_engine(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineSto
     with store.staging(key) as staged:
         if spec.timing_cache and getattr(backend, "uses_timing_cache", False):
             with store.timing_cache(target) as cache:
-                out = backend.build(onnx_path, spec, staged, timing_cache=cache)
+                out = backend.build(onnx_path, spec, staged, model, timing_cache=cache)
         else:
-            out = backend.build(onnx_path, spec, staged)
+            out = backend.build(onnx_path, spec, staged, model)
         meta = {
             "key": key, "onnx": str(onnx_path), "onnx_sha256": digest, "spec": spec.model_dump(mode="json"), "spec_sha256": spec.sha256(),
             "target": target, "environment": out.environment, "kit_version": kit_version(), "build_seconds": round(time.perf_counter() - start, 3),
@@ -91,6 +92,9 @@ class BuildPair:
         return rows
 
 
-def build_pair(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineStore | str | os.PathLike = "engines", force: bool = False) -> BuildPair:
-    """Build the dense and the sparse engine of ``onnx_path`` (same spec, only ``sparse`` differs)."""
-    return BuildPair(build_engine(onnx_path, spec.with_sparse(False), store, force), build_engine(onnx_path, spec.with_sparse(True), store, force))
+def build_pair(onnx_path: str | os.PathLike, spec: BuildSpec, store: EngineStore | str | os.PathLike = "engines", force: bool = False, model=None) -> BuildPair:
+    """Build the dense and the sparse engine of ``onnx_path`` (same spec, only ``sparse`` differs),
+    from one load of the ONNX (``model``, as in :func:`build_engine`)."""
+    if model is None:
+        model = load_onnx(onnx_path, load_external_data=False)
+    return BuildPair(build_engine(onnx_path, spec.with_sparse(False), store, force, model), build_engine(onnx_path, spec.with_sparse(True), store, force, model))

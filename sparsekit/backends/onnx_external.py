@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from sparsekit.onnx_io.tensors import graph_tensors, node_tensors
 from sparsekit.errors import ExternalDataError
+from sparsekit.onnx_io.load import load_onnx
 
 _FIX = "keep external-data files next to the ONNX (as onnx.save_model(..., save_as_external_data=True) writes them) and reference them by a relative name"
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -132,8 +133,6 @@ def refuse_external_data(onnx_path) -> None:
         OnnxModelError: the file is missing or not ONNX.
         ExternalDataError: some tensor lives in another file.
     """
-    from sparsekit.onnx_io.load import load_onnx
-
     model = onnx_path if hasattr(onnx_path, "graph") else load_onnx(onnx_path, load_external_data=False)
     refs = external_refs(model)
     if refs:

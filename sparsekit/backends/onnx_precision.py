@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
+from sparsekit.analyze.onnx_weights import find_weights
+from sparsekit.onnx_io.load import onnx_model
 
 
-def onnx_precision(path: str | os.PathLike) -> str:
+def onnx_precision(source) -> str:
     """``int8``/``fp8`` when Q/DQ pairs quantize to that type, else ``fp16`` when the Conv/Gemm/MatMul
-    weights are stored in fp16/bf16, else ``fp32``."""
+    weights are stored in fp16/bf16, else ``fp32``.
+
+    ``source`` is the ONNX path or the model already loaded (external data is never read)."""
     import onnx
 
-    from sparsekit.analyze.onnx_weights import find_weights
-    from sparsekit.onnx_io.load import load_onnx
-
-    model = load_onnx(path, load_external_data=False)
+    model = onnx_model(source)
     dtypes = {t.name: t.data_type for t in model.graph.initializer}
     for node in model.graph.node:  # ModelOpt's exporter stores scales/zero points as Constant nodes
         if node.op_type == "Constant":

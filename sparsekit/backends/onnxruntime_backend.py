@@ -6,6 +6,7 @@ kernels, so a "sparse" build is the same computation; its report says so.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,17 @@ from sparsekit.backends.base import BuildOutput
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.trt_report import SparseKernelReport, onnx_layer_rows
 from sparsekit.errors import OnnxModelError, SparsekitError
+from sparsekit.backends.onnx_external import external_refs
+from sparsekit.onnx_io.load import onnx_model
+from sparsekit._lazy import lazy_import
+
+ort = lazy_import("onnxruntime")
 
 
 class OrtRunner:
     """A CPU InferenceSession over a built artifact."""
 
     def __init__(self, artifact: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -44,37 +48,28 @@ class OnnxRuntimeBackend:
     artifact_name = "model.ort.onnx"
 
     def environment(self) -> dict:
-        import platform
-
-        import onnxruntime as ort
-
         return {"backend": self.name, "onnxruntime": ort.__version__, "device": "cpu", "machine": platform.machine(), "os": platform.system().lower()}
 
-    def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
-        from sparsekit.onnx_io.load import load_onnx
-
-        model = load_onnx(onnx_path, load_external_data=False)
+    def validate(self, onnx_path: Path, spec: BuildSpec, model=None) -> None:
+        model = onnx_model(onnx_path if model is None else model)
         names = {i.name for i in model.graph.input}
         unknown = sorted(set(spec.shapes) - names)
         if unknown:
             raise SparsekitError(f"shape profile names input(s) {unknown} that the ONNX does not have", f"use the ONNX input names: {sorted(names)}")
 
-    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path) -> BuildOutput:
+    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path, model=None) -> BuildOutput:
         """Optimize the graph into ``out_dir/model.ort.onnx``. An ONNX with external data gets its
         weights written to ``model.ort.onnx.data`` beside the artifact, so the store entry loads
-        without the source folder."""
-        import onnxruntime as ort
-
-        from sparsekit.onnx_io.load import load_onnx
-        from sparsekit.backends.onnx_external import external_refs
-
+        without the source folder. ``model`` is the ONNX already loaded without its external data
+        (None loads it)."""
+        model = onnx_model(onnx_path if model is None else model)
         artifact = out_dir / self.artifact_name
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         opts.optimized_model_filepath = str(artifact)
         data_files = []
-        if external_refs(load_onnx(onnx_path, load_external_data=False)):
+        if external_refs(model):
             data_files = [out_dir / f"{self.artifact_name}.data"]
             opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_files[0].name)
         try:
@@ -82,7 +77,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT's InvalidGraph / Fail / NotImplemented
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise OnnxModelError(f"ONNX Runtime cannot load '{onnx_path}': {first}", "check the model with 'onnx.checker' and re-export it") from exc
-        report = SparseKernelReport(self.name, spec.sparse, False, onnx_layer_rows(onnx_path), "ONNX Runtime (CPU) has no 2:4 sparse kernels: no layer runs sparse on this backend; it is the correctness reference.")
+        report = SparseKernelReport(self.name, spec.sparse, False, onnx_layer_rows(onnx_path, model), "ONNX Runtime (CPU) has no 2:4 sparse kernels: no layer runs sparse on this backend; it is the correctness reference.")
         for layer in report.layers:
             layer.eligible = False
             layer.sparse_kernel = False

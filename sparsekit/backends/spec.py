@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from sparsekit.backends.trt_flavours import RTX_COMPUTE_CAPABILITIES
+from sparsekit.backends.trt_flavours import RTX_COMPUTE_CAPABILITIES, RTX_DEFAULT_TARGETS
 from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError
 
@@ -43,7 +43,8 @@ class ShapeProfile(StrictConfig):
 
 
 class BuildSpec(StrictConfig):
-    """How to build an engine from an ONNX file.
+    """How to build an engine from an ONNX file; its fields are also the options of ``sparsekit build``
+    (help, defaults and choices below; ``sparse`` is the command's own off/on/both).
 
     Attributes:
         backend: ``tensorrt``, ``tensorrt-rtx`` or ``onnxruntime``.
@@ -61,16 +62,21 @@ class BuildSpec(StrictConfig):
             the order given does not change the engine key. Regular TensorRT builds for its GPU.
     """
 
-    version: Literal[1] = SPEC_VERSION
-    backend: Literal["tensorrt", "tensorrt-rtx", "onnxruntime"] = "tensorrt"
-    sparse: bool = False
-    shapes: dict[str, ShapeProfile] = Field(default_factory=dict)
-    workspace_mib: int = Field(4096, ge=16, le=MAX_WORKSPACE_MIB)
-    opt_level: int = Field(3, ge=0, le=5)
-    hardware_compat: Literal["none", "ampere_plus"] = "none"
-    detailed_profiling: bool = True
-    timing_cache: bool = True
-    compute_capabilities: tuple[Literal[RTX_COMPUTE_CAPABILITIES], ...] = ()
+    version: Literal[1] = Field(SPEC_VERSION, json_schema_extra={"cli": False})
+    backend: Literal["tensorrt", "tensorrt-rtx", "onnxruntime"] = Field(
+        "tensorrt", description="build backend (tensorrt-rtx builds on CPU for RTX GPUs; onnxruntime runs on CPU, without sparse kernels)")
+    sparse: bool = Field(False, description="allow 2:4 sparse kernels (TensorRT's sparse-weights flag)", json_schema_extra={"cli": False})
+    shapes: dict[str, ShapeProfile] = Field(
+        default_factory=dict, description="optimization profile per input, dims joined by x (repeatable), e.g. input:1x3x224x224,8x3x224x224,32x3x224x224",
+        json_schema_extra={"metavar": "NAME:MIN,OPT,MAX"})
+    workspace_mib: int = Field(4096, ge=16, le=MAX_WORKSPACE_MIB, description="builder workspace limit in MiB", json_schema_extra={"metavar": "MIB"})
+    opt_level: int = Field(3, ge=0, le=5, description="TensorRT builder optimization level", json_schema_extra={"metavar": "0-5"})
+    hardware_compat: Literal["none", "ampere_plus"] = Field("none", description="build a plan portable across Ampere+ GPUs (costs tactics)")
+    detailed_profiling: bool = Field(True, description="DETAILED profiling verbosity (per-layer tactics in the report)", json_schema_extra={"cli": False})
+    timing_cache: bool = Field(True, description="load and save the store's timing cache")
+    compute_capabilities: tuple[Literal[RTX_COMPUTE_CAPABILITIES], ...] = Field(
+        (), description=f"tensorrt-rtx target GPU(s), repeatable or comma-separated, from {', '.join(RTX_COMPUTE_CAPABILITIES)}; none: TensorRT-RTX's {', '.join(RTX_DEFAULT_TARGETS)}",
+        json_schema_extra={"flags": ["--compute-capability"], "metavar": "CC"})
 
     @field_validator("compute_capabilities", mode="after")
     @classmethod

@@ -22,6 +22,9 @@ from typing import Iterator, Sequence
 
 from sparsekit._io import write_json_atomic, write_text_atomic
 from sparsekit.backends.spec import BuildSpec
+from sparsekit._hashing import file_sha256
+from sparsekit.backends.onnx_external import external_data_files
+from sparsekit.onnx_io.load import load_onnx
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +32,19 @@ KEY_SCHEMA = 1
 DEFAULT_STORE = Path("engines")
 
 
-def onnx_digest(path: Path) -> str:
+def onnx_digest(path: Path, model=None) -> str:
     """sha256 over the ONNX bytes and, in location order, the external-data files it references.
 
     The locations are checked (:func:`~sparsekit.backends.onnx_external.external_data_files`)
-    before any of them is read.
+    before any of them is read; ``model`` is the file already loaded without its external data
+    (None loads it).
 
     Raises:
         OnnxModelError: the ONNX is missing or unreadable.
         ExternalDataError: an external-data location is unsafe, missing or too short.
     """
-    from sparsekit.onnx_io.load import load_onnx
-    from sparsekit.backends.onnx_external import external_data_files
-    from sparsekit._hashing import file_sha256
-
     path = Path(path)
-    files = external_data_files(load_onnx(path, load_external_data=False), path)
+    files = external_data_files(load_onnx(path, load_external_data=False) if model is None else model, path)
     h = hashlib.sha256(file_sha256(path).encode())
     for f in files:
         h.update(f.relative_to(path.parent).as_posix().encode() + file_sha256(f).encode())
@@ -139,8 +139,6 @@ class EngineStore:
     def entry_problem(folder: Path) -> str | None:
         """Why the entry in ``folder`` cannot be served (unreadable metadata, a missing file, a
         sha256 that differs from the recorded one), or None when it is intact."""
-        from sparsekit._hashing import file_sha256
-
         try:
             meta = json.loads((folder / "metadata.json").read_text())
             expected = {meta["artifact"]: meta["artifact_sha256"], **meta.get("artifact_files", {})}
@@ -202,8 +200,6 @@ class EngineStore:
 
     def write_record(self, staged: Path, artifact: Path, meta: dict, report, log_lines: list[str], data_files: Sequence[Path] = ()) -> None:
         """Write metadata (with the sha256 of the artifact and of each data file), report and log."""
-        from sparsekit._hashing import file_sha256
-
         meta = {
             **meta, "artifact": artifact.name, "artifact_sha256": file_sha256(artifact), "artifact_bytes": artifact.stat().st_size,
             "artifact_files": {f.name: file_sha256(f) for f in data_files}, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

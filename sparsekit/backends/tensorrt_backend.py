@@ -23,6 +23,10 @@ from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.trt_flavours import TENSORRT, TENSORRT_RTX, TrtFlavour
 from sparsekit.backends.trt_runtime import TrtRunner
 from sparsekit.errors import SparsekitError
+from sparsekit.backends.gpu import list_gpus
+from sparsekit.backends.onnx_precision import onnx_precision
+from sparsekit.backends.trt_build import ENGINE, INSPECTOR, LOG, run_trt_build
+from sparsekit.backends.trt_report import build_trt_report
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,6 @@ class TensorRTBackend:
             MissingDependencyError: the flavour's bindings are not installed.
             SparsekitError: a GPU is needed to build and none is visible.
         """
-        from sparsekit.backends.gpu import list_gpus
-
         trt = self.flavour.import_module()
         env = {"backend": self.name, self.flavour.module: trt.__version__, "os": platform.system().lower(), "machine": platform.machine()}
         if self.flavour.build_needs_gpu:
@@ -73,10 +75,8 @@ class TensorRTBackend:
             env["cuda_runtime"] = _cuda_runtime_version()
         return env
 
-    def validate(self, onnx_path: Path, spec: BuildSpec) -> None:
+    def validate(self, onnx_path: Path, spec: BuildSpec, model=None) -> None:
         """Refuse builds this flavour, these targets or this ONNX cannot do, with the reason."""
-        from sparsekit.backends.onnx_precision import onnx_precision
-
         flavour = self.flavour
         if spec.compute_capabilities and not flavour.compute_capabilities:
             raise SparsekitError(f"{flavour.title} builds for the GPU it runs on; target compute capabilities ({', '.join(spec.compute_capabilities)}) are a TensorRT-RTX option", "drop --compute-capability, or build with --backend tensorrt-rtx")
@@ -89,7 +89,7 @@ class TensorRTBackend:
         turing = [cc for cc in flavour.targets(spec.compute_capabilities) if float(cc) < 8.0]
         if spec.sparse and turing:
             raise SparsekitError(f"compute capability {', '.join(turing)} (Turing) has no 2:4 sparse Tensor Cores", "build the sparse engine for 8.0 and newer, and a Turing engine with --sparse off")
-        precision = onnx_precision(onnx_path)
+        precision = onnx_precision(onnx_path if model is None else model)
         if spec.sparse and precision not in SPARSE_PRECISIONS:
             raise SparsekitError(f"'{onnx_path}' is an {precision} ONNX: TensorRT runs 2:4 kernels only for fp16/bf16/int8/fp8 (fp32/TF32 use no 2:4 path)", "export --precision fp16 or int8 and build that file")
 
@@ -99,25 +99,21 @@ class TensorRTBackend:
             return False
         if self.flavour.build_needs_gpu:
             return True
-        from sparsekit.backends.gpu import list_gpus
 
         targets = self.flavour.targets(spec.compute_capabilities)
         return any(g.compute_capability in targets for g in list_gpus())
 
-    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path, timing_cache: Path | None = None) -> BuildOutput:
+    def build(self, onnx_path: Path, spec: BuildSpec, out_dir: Path, model=None, timing_cache: Path | None = None) -> BuildOutput:
         """Build ``out_dir/engine.plan`` (in a child process) and its sparse-kernel report.
 
         Raises:
             OnnxModelError: TensorRT's parser rejected nodes (named in the message).
             EngineBuildError: the builder refused, e.g. a precision a target GPU lacks.
         """
-        from sparsekit.backends.trt_build import ENGINE, INSPECTOR, LOG, run_trt_build
-        from sparsekit.backends.trt_report import build_trt_report
-
         result = run_trt_build(self.flavour, onnx_path, spec, out_dir, timing_cache if self.uses_timing_cache else None, self._can_inspect(spec))
         log_lines = (out_dir / LOG).read_text(encoding="utf-8", errors="replace").splitlines()
         inspector = (out_dir / INSPECTOR).read_text() if result["inspector"] else None
-        report = build_trt_report(onnx_path, log_lines, inspector, spec.sparse, self.flavour, on_target_gpu=result["inspector"])
+        report = build_trt_report(onnx_path, log_lines, inspector, spec.sparse, self.flavour, on_target_gpu=result["inspector"], model=model)
         env = self.environment()
         env["build_seconds"] = result["seconds"]
         if self.flavour.compute_capabilities:

@@ -11,6 +11,8 @@ from typing import Sequence
 from sparsekit._io import write_text_atomic
 from sparsekit.backends.store import BuildRecord
 from sparsekit.errors import SparsekitError
+from sparsekit.backends.trt_flavours import FLAVOURS
+from sparsekit.onnx_io.load import load_onnx
 
 _ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 16: "TYPE_BF16"}
 
@@ -25,8 +27,11 @@ def _io_block(kind: str, values) -> list[str]:
     return lines
 
 
-def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model_name: str, version: int = 1) -> Path:
+def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model_name: str, version: int = 1, model=None) -> Path:
     """Write a Triton model folder for ``records`` (TensorRT plans for different GPUs, or one ORT model).
+
+    ``model`` is the ONNX the records were built from, already loaded without its external data
+    (None loads it from the first record's path).
 
     Returns:
         The model folder.
@@ -35,9 +40,6 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
         SparsekitError: mixed backends, two plans for the same compute capability, or TensorRT-RTX
             engines (Triton's ``tensorrt_plan`` backend loads regular TensorRT plans only).
     """
-    from sparsekit.onnx_io.load import load_onnx
-    from sparsekit.backends.trt_flavours import FLAVOURS
-
     backends = {r.metadata["spec"]["backend"] for r in records}
     if len(backends) != 1 or not records:
         raise SparsekitError("a Triton model takes builds of one backend", "export TensorRT and ONNX Runtime builds as separate models")
@@ -50,7 +52,7 @@ def export_triton(records: Sequence[BuildRecord], repo: str | os.PathLike, model
     folder = Path(repo) / model_name
     version_dir = folder / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
-    onnx_model = load_onnx(records[0].metadata["onnx"], load_external_data=False)
+    onnx_model = load_onnx(records[0].metadata["onnx"], load_external_data=False) if model is None else model
     init_names = {t.name for t in onnx_model.graph.initializer}
     lines = [f'name: "{model_name}"', "max_batch_size: 0"]
     if backend == "tensorrt":

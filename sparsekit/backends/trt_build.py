@@ -31,6 +31,9 @@ from sparsekit.backends.spec import BuildSpec
 from sparsekit.backends.trt_flavours import TrtFlavour, flavour_of
 from sparsekit.backends.trt_logger import clean_trt_error, error_lines, make_trt_logger
 from sparsekit.errors import EngineBuildError, OnnxModelError, SparsekitError
+from sparsekit import errors
+from sparsekit.backends.trt_rtx import set_target_compute_capabilities
+import sparsekit
 
 ENGINE = "engine.plan"
 LOG = "build.log"
@@ -60,8 +63,6 @@ def run_trt_build(flavour: TrtFlavour, onnx_path: Path, spec: BuildSpec, out_dir
         EngineBuildError: the builder refused (e.g. a precision a target GPU lacks) or crashed.
         MissingDependencyError: the flavour's bindings or Polygraphy are not importable.
     """
-    import sparsekit
-
     package_root = str(Path(sparsekit.__file__).resolve().parents[1])
     env = {**os.environ, ENV_VAR: "1" if flavour.polygraphy_rtx else "0", "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
     with tempfile.TemporaryDirectory(prefix="sparsekit-trt-") as tmp:
@@ -79,8 +80,6 @@ def run_trt_build(flavour: TrtFlavour, onnx_path: Path, spec: BuildSpec, out_dir
             raise EngineBuildError(f"the {flavour.title} build process ended without a result (exit {proc.returncode}): {tail}", "if TensorRT crashed, report it with the ONNX file and this message")
         result = json.loads(result_file.read_text())
     if not result["ok"]:
-        from sparsekit import errors
-
         error = result["error"]
         cls = getattr(errors, error["kind"], None)
         raise (cls if isinstance(cls, type) and issubclass(cls, SparsekitError) else EngineBuildError)(error["problem"], error["fix"])
@@ -129,8 +128,6 @@ def _create_config(trt, flavour: TrtFlavour, spec: BuildSpec, timing_cache: str 
     config = CreateConfig(**kwargs)
     targets = flavour.targets(spec.compute_capabilities)
     if flavour.compute_capabilities and spec.compute_capabilities:
-        from sparsekit.backends.trt_rtx import set_target_compute_capabilities
-
         return PostprocessConfig(config, lambda _builder, _network, cfg: set_target_compute_capabilities(trt, cfg, targets))
     return config
 
@@ -207,7 +204,6 @@ def build_from_request(request: dict, sink: Callable[[str], None]) -> dict:
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text())
     with open(Path(request["out_dir"]) / LOG, "w", encoding="utf-8", buffering=1) as log_file:
-
         def sink(text: str) -> None:
             log_file.write(str(text).rstrip("\n") + "\n")
 

@@ -248,16 +248,18 @@ class SparseKernelReport:
         return "\n".join(lines) + "\n"
 
 
-def onnx_layer_rows(onnx_path) -> list[LayerSparsity]:
-    """One row per weighted ONNX layer: its node, 2:4 verdict and FLOP share (no TensorRT facts yet)."""
+def onnx_layer_rows(onnx_path, model=None) -> list[LayerSparsity]:
+    """One row per weighted ONNX layer: its node, 2:4 verdict and FLOP share (no TensorRT facts yet).
+
+    ``model`` is the file already loaded without its external data (None loads it)."""
     from sparsekit.analyze.onnx_layers import analyze_onnx
     from sparsekit.sparsify.check import check_onnx
 
     shares = {}
-    for layer in analyze_onnx(onnx_path).layers:
+    for layer in analyze_onnx(onnx_path, model).layers:
         shares.setdefault(layer.name, layer.flop_share)
     out, seen = [], set()
-    for c in check_onnx(onnx_path).layers:
+    for c in check_onnx(onnx_path, model=model).layers:
         if c.name in seen:
             continue
         seen.add(c.name)
@@ -282,7 +284,7 @@ def _note(flavour: TrtFlavour, known: bool, log: SparsityLog, inspected: bool, s
     return f"{flavour.title} wrote no (Sparsity) line in its VERBOSE build log and no engine inspector ran: there is no evidence either way."
 
 
-def build_trt_report(onnx_path, log_lines: Iterable[str], inspector_json: str | dict | None, sparse_requested: bool, flavour: TrtFlavour = TENSORRT, on_target_gpu: bool = False) -> SparseKernelReport:
+def build_trt_report(onnx_path, log_lines: Iterable[str], inspector_json: str | dict | None, sparse_requested: bool, flavour: TrtFlavour = TENSORRT, on_target_gpu: bool = False, model=None) -> SparseKernelReport:
     """Join the ONNX 2:4 check with TensorRT's log and inspector output, per ONNX layer.
 
     Args:
@@ -293,6 +295,7 @@ def build_trt_report(onnx_path, log_lines: Iterable[str], inspector_json: str | 
         flavour: TensorRT or TensorRT-RTX.
         on_target_gpu: the evidence comes from loading the engine on the GPU it runs on (what makes
             TensorRT-RTX's kernel choices known).
+        model: the ONNX already loaded without its external data (None loads it).
     """
     log_lines = list(log_lines)
     log = parse_sparsity_log(log_lines)
@@ -304,7 +307,7 @@ def build_trt_report(onnx_path, log_lines: Iterable[str], inspector_json: str | 
             if node not in by_node or (node in t.name and node not in by_node[node].name):
                 by_node[node] = t
     eligible, picked = set(log.eligible), set(log.picked)
-    layers = onnx_layer_rows(onnx_path)
+    layers = onnx_layer_rows(onnx_path, model)
     for layer in layers:
         t = by_node.get(layer.onnx_node)
         if t is not None:

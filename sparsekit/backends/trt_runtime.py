@@ -17,6 +17,7 @@ import numpy as np
 from sparsekit.backends.trt_flavours import TrtFlavour, flavour_of
 from sparsekit.backends.trt_logger import clean_trt_error, error_lines, make_trt_logger
 from sparsekit.errors import EngineLoadError
+from sparsekit.backends.trt_report import build_trt_report
 
 _TORCH_DTYPE = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8", "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
 _LOAD_FIX = {
@@ -138,7 +139,5 @@ def sparse_report_on_this_gpu(artifact: str | Path, onnx_path: str | Path, backe
 
     This is the evidence for TensorRT-RTX engines, whose kernels are chosen at load time.
     """
-    from sparsekit.backends.trt_report import build_trt_report
-
     info, log = inspect_engine(artifact, backend)
     return build_trt_report(onnx_path, log, info, sparse_requested, flavour_of(backend), on_target_gpu=True)

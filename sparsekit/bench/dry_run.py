@@ -10,6 +10,7 @@ import time
 
 from sparsekit.bench.config import BenchConfig
 from sparsekit.bench.gemm import GemmShape
+from sparsekit.bench.harness import measure_single
 
 NO_GPU = "no GPU: dense path timed on the CPU at tiny shapes; no 2:4 kernel ran"
 TINY_BERT = {"vocab": 1000, "hidden": 64, "layers": 2, "heads": 4, "ffn": 256}
@@ -61,8 +62,6 @@ def model_step(model, spec, buffers: int = 2):
 
 def dense_model_row(model, spec, batch: int, config: BenchConfig = CONFIG, **extra) -> dict:
     """Dense latency of one CPU forward at ``batch`` (``no_gpu`` row)."""
-    from sparsekit.bench.harness import measure_single
-
     stats = measure_single(CpuDenseRunner(model_step(model, spec.with_batch(batch), config.buffers)), batch, config)
     return {"no_gpu": True, "note": NO_GPU, "batch": batch, **extra, "dense": stats.to_dict(), "timing": "cpu perf_counter"}
 
@@ -70,8 +69,6 @@ def dense_model_row(model, spec, batch: int, config: BenchConfig = CONFIG, **ext
 def dense_gemm_row(shape: GemmShape, config: BenchConfig = CONFIG, **extra) -> dict:
     """Dense ``F.linear`` latency of the CPU-sized ``tiny_gemm(shape)`` in float32 (``no_gpu`` row)."""
     import torch
-
-    from sparsekit.bench.harness import measure_single
 
     small = tiny_gemm(shape)
     w = torch.randn(small.n, small.k)

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 
 from sparsekit.analyze.gemm_shapes import GemmShape, layer_gemm_shape  # noqa: F401 - re-exported for the bench modules
 from sparsekit.bench.harness import BenchConfig, PairResult, measure_pair
+from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
+from sparsekit.bench.kernels import profile_kernels
+from sparsekit.bench.torch_sparse import semi_structured
+from sparsekit.sparsify.pattern import magnitude_mask
 
 # Inputs rotated per shape: enough to exceed a Hopper L2 (50-60 MB) twice, so timings do not
 # measure an L2-resident input.
@@ -65,8 +69,6 @@ class _GemmLoop:
     def __init__(self, gemm, inputs, calls: int, graphs: bool, label: str) -> None:
         import torch
 
-        from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
-
         self.label = label
         self.calls = calls
         self.method = "eager-loop"
@@ -93,8 +95,6 @@ class _GemmLoop:
 
 def _masked_weight(shape: GemmShape, dtype, seed: int):
     import torch
-
-    from sparsekit.sparsify.pattern import magnitude_mask
 
     gen = torch.Generator(device="cuda").manual_seed(seed)
     w = torch.randn(shape.n, shape.k, device="cuda", generator=gen)
@@ -156,8 +156,6 @@ def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", gra
     """
     import torch
 
-    from sparsekit.bench.torch_sparse import semi_structured
-
     tdtype = getattr(torch, dtype)
     dense_w = _masked_weight(shape, tdtype, config.seed)
     sparse_w = semi_structured(dense_w)
@@ -176,8 +174,6 @@ def time_gemm(shape: GemmShape, config: BenchConfig, dtype: str = "float16", gra
     notes += loop_notes
     kernels = None
     if profile:
-        from sparsekit.bench.kernels import profile_kernels
-
         x = inputs[0]
         kernels = {"dense": profile_kernels(lambda: linear(x, dense_w), 5).to_dict(), "sparse": profile_kernels(lambda: linear(x, sparse_w), 5).to_dict()}
     return GemmTiming(pair, method, calls, buffers, err, notes, kernels, alg_id)

@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 
 from sparsekit._io import atomic_path, write_text_atomic
+from sparsekit._lazy import lazy_import
+
+matplotlib = lazy_import("matplotlib")
+plt = lazy_import("matplotlib.pyplot")
 
 # What the second GPU run is measured against (end to end: fp16 or bf16, some batch).
 GOALS = {"e2e": 1.15, "selection_floor": 1.0, "llm_ffn_gemm": 1.4}
@@ -336,11 +340,7 @@ def render_markdown(doc: dict) -> str:
 
 
 def _plot_setup():
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     return plt
 
 

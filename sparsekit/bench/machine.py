@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
+from sparsekit.backends.gpu import list_gpus
 
 
 def _pkg(name: str) -> str | None:
@@ -45,6 +46,4 @@ def machine_facts(gpu: bool = False) -> dict:
 
 
 def _gpus() -> list[dict]:
-    from sparsekit.backends.gpu import list_gpus
-
     return [g.to_dict() for g in list_gpus()]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsekit.input_spec import InputSpec
+from sparsekit.backends.onnxruntime_backend import OrtRunner
 
 
 class OrtTimedRunner:
@@ -25,8 +26,6 @@ class OrtTimedRunner:
     """
 
     def __init__(self, artifact: Path, inputs: InputSpec, buffers: int = 8, threads: int | None = None, label: str = "onnxruntime", seed: int = 0) -> None:
-        from sparsekit.backends.onnxruntime_backend import OrtRunner
-
         self.label = label
         self._runner = OrtRunner(Path(artifact), threads)
         self._feeds = [{n: t.numpy() for n, t in zip(inputs.names, inputs.random(seed=seed + i))} for i in range(buffers)]

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparsekit._io import atomic_path, write_json_atomic, write_text_atomic
+from sparsekit._lazy import lazy_import
+
+matplotlib = lazy_import("matplotlib")
+plt = lazy_import("matplotlib.pyplot")
 
 
 def render_markdown(r: dict) -> str:
@@ -43,11 +47,7 @@ def render_markdown(r: dict) -> str:
 
 def plot_png(r: dict, path: Path) -> Path:
     """Latency vs batch (median, p90-p99 band) and speedup vs batch (with interval and Amdahl bound)."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = r["results"]
     batches = [row["batch"] for row in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -15,6 +15,9 @@ from typing import Callable
 from sparsekit._io import write_json_atomic
 from sparsekit.bench.harness import BenchConfig
 from sparsekit.errors import SparsekitError
+from sparsekit.analyze.torch_layers import analyze_model
+from sparsekit.bench.gemm import layer_gemm_shape, time_gemm
+from sparsekit.bench.machine import machine_facts
 
 
 def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: float = 1.05, dtype: str = "float16", progress: Callable[[str], None] = lambda m: None, cache: dict | None = None) -> dict:
@@ -30,10 +33,6 @@ def select_layers_by_speed(loaded, batch: int, config: BenchConfig, margin: floa
         SparsekitError: no CUDA GPU or one older than Ampere.
     """
     import torch
-
-    from sparsekit.analyze.torch_layers import analyze_model
-    from sparsekit.bench.gemm import layer_gemm_shape, time_gemm
-    from sparsekit.bench.machine import machine_facts
 
     if not torch.cuda.is_available():
         raise SparsekitError("speed-aware selection measures on the target GPU and no CUDA GPU is available", "run 'sparsekit select' on the Ampere+ GPU you will deploy on")

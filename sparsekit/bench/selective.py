@@ -12,6 +12,9 @@ import copy
 import re
 from collections.abc import Iterable
 from dataclasses import replace
+from sparsekit.analyze.rules import amdahl_bound
+from sparsekit.bench.torch_pair import _converted_share
+from sparsekit.bench.torch_sparse import to_semi_structured_
 
 
 def split_selection(selection: dict, candidates: Iterable[str]) -> dict:
@@ -64,10 +67,6 @@ def selective_pair(pair, sparse_names: Iterable[str]):
     With no name selected the 2:4 side is a plain copy of the dense model: timing it is an A/A
     check of "never slower than dense". The FLOP share and Amdahl bound are the selected layers'.
     """
-    from sparsekit.analyze.rules import amdahl_bound
-    from sparsekit.bench.torch_pair import _converted_share
-    from sparsekit.bench.torch_sparse import to_semi_structured_
-
     sparse = copy.deepcopy(pair.dense)
     conversion = to_semi_structured_(sparse, pair.dtype, include=list(sparse_names))
     share = _converted_share(pair.loaded, pair.dense, conversion.converted) if conversion.converted else 0.0

@@ -19,6 +19,13 @@ from torch import nn
 
 from sparsekit.bench.harness import BenchConfig, measure_pair
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
+from sparsekit.analyze.rules import amdahl_bound
+from sparsekit.analyze.torch_layers import analyze_model
+from sparsekit.bench.kernels import profile_kernels
+from sparsekit.bench.machine import machine_facts
+from sparsekit.bench.torch_sparse import convertible, plain_model, to_semi_structured_, cuda_inputs, TorchCudaRunner
+from sparsekit.models.outputs import output_tensors
+from sparsekit.sparsify.direct import mask_weights_2to4_
 
 # max |sparse - dense| / max |dense| allowed before timing (both sides hold the same masked
 # weights, so only rounding and accumulation order differ)
@@ -76,8 +83,6 @@ def require_sparse_gpu() -> None:
 
 
 def _has_2to4_linear(model: nn.Module) -> bool:
-    from sparsekit.bench.torch_sparse import convertible
-
     return any(isinstance(m, nn.Linear) and convertible(m) is None for m in model.modules())
 
 
@@ -120,10 +125,6 @@ def prepare_torch_sparse(loaded, dtype: str = "float16", mask_if_dense: bool = T
     """
     import torch
 
-    from sparsekit.analyze.rules import amdahl_bound
-    from sparsekit.bench.torch_sparse import plain_model, to_semi_structured_
-    from sparsekit.sparsify.direct import mask_weights_2to4_
-
     require_sparse_gpu()
     model = plain_model(loaded.model).to("cuda")
     masking = {"source": "already 2:4 (masks from the model or checkpoint)"}
@@ -146,8 +147,6 @@ def prepare_torch_sparse(loaded, dtype: str = "float16", mask_if_dense: bool = T
 
 def _converted_share(pair_loaded, dense: nn.Module, converted: Sequence[str]) -> float:
     """FLOP share (0..1) of the ``converted`` layers, analysed at batch 1 of ``pair_loaded``'s inputs."""
-    from sparsekit.analyze.torch_layers import analyze_model
-
     analysis = analyze_model(type(pair_loaded)(dense, pair_loaded.inputs.with_batch(1), pair_loaded.source))
     shares = {layer.name: layer.flop_share or 0.0 for layer in analysis.layers}
     return sum(shares.get(n, 0.0) for n in converted)
@@ -160,8 +159,6 @@ def with_inputs(pair: TorchSparsePair, inputs) -> TorchSparsePair:
     """
     from dataclasses import replace
 
-    from sparsekit.analyze.rules import amdahl_bound
-
     loaded = type(pair.loaded)(pair.loaded.model, inputs, pair.loaded.source)
     share = _converted_share(loaded, pair.dense, pair.conversion.converted)
     return replace(pair, loaded=loaded, flop_share=share, bound=amdahl_bound(share))
@@ -169,8 +166,6 @@ def with_inputs(pair: TorchSparsePair, inputs) -> TorchSparsePair:
 
 def _run(model: nn.Module, x: tuple):
     import torch
-
-    from sparsekit.models.outputs import output_tensors
 
     with torch.no_grad():
         return [t.float() for t in output_tensors(model(*x))]
@@ -182,8 +177,6 @@ def output_agreement(pair: TorchSparsePair, batch: int, seed: int = 99) -> float
     Raises:
         SparseOutputMismatchError: above :data:`TOLERANCE` for the pair's dtype (numbers in the message).
     """
-    from sparsekit.bench.torch_sparse import cuda_inputs
-
     x = cuda_inputs(pair.loaded.inputs.random(batch=batch, seed=seed), pair.dtype)
     dense, sparse = _run(pair.dense, x), _run(pair.sparse, x)
     scale = max(d.abs().max().item() for d in dense) or 1.0
@@ -201,9 +194,6 @@ def measure_batch(pair: TorchSparsePair, batch: int, config: BenchConfig, graphs
         (``cuda-graph`` / ``eager``), ``kernels`` (dense and sparse), ``peak_gpu_bytes`` and ``notes``.
     """
     import torch
-
-    from sparsekit.bench.kernels import profile_kernels
-    from sparsekit.bench.torch_sparse import TorchCudaRunner, cuda_inputs
 
     err = output_agreement(pair, batch)
     spec = pair.loaded.inputs.with_batch(batch)
@@ -245,8 +235,6 @@ def bench_torch_sparse(loaded, batches: Sequence[int], config: BenchConfig, dtyp
     Raises:
         SparsekitError: no suitable GPU, nothing convertible, or outputs that disagree.
     """
-    from sparsekit.bench.machine import machine_facts
-
     progress("preparing the dense and 2:4 models on the GPU")
     pair = prepare_torch_sparse(loaded, dtype)
     results = []

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from sparsekit.sparsify.pattern import group_stats
+from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
+from sparsekit._lazy import lazy_import
+
+mts = lazy_import("modelopt.torch.sparsity")
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +132,6 @@ def plain_model(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with ModelOpt's sparse wrappers removed (masks baked into the weights)."""
     model = copy.deepcopy(model)
     if any(hasattr(m, "_weight_mask") for m in model.modules()):
-        import modelopt.torch.sparsity as mts
-
         model = mts.export(model)
     return model
 
@@ -148,8 +150,6 @@ class TorchCudaRunner:
 
     def __init__(self, model: nn.Module, inputs, dtype: str = "float16", buffers: int = 8, graphs: bool = True, label: str = "torch", seed: int = 0) -> None:
         import torch
-
-        from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
 
         self.label = label
         self.method = "eager"

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparsekit.input_spec import InputSpec
+from sparsekit.backends.trt_runtime import load_engine, torch_dtype
+from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
 
 
 class TrtTimedRunner:
@@ -24,9 +26,6 @@ class TrtTimedRunner:
 
     def __init__(self, engine_path: Path, inputs: InputSpec, buffers: int = 8, graphs: bool = True, transfers: bool = False, label: str = "tensorrt", seed: int = 0, backend: str = "tensorrt") -> None:
         import torch
-
-        from sparsekit.backends.trt_runtime import load_engine, torch_dtype
-        from sparsekit.bench.cuda_timing import CudaEventTimer, capture_graph
 
         self.loaded = load_engine(engine_path, backend)
         trt = self.loaded.trt

@@ -10,6 +10,8 @@ from sparsekit.backends.registry import backend_names, get_model_benchmark, is_m
 from sparsekit.bench.config import BenchConfig
 from sparsekit.cli.common import add_trust_args, emit, err, out
 from sparsekit.cli.config_args import add_config_args, config_from_args
+from sparsekit.cli.cmd_build import resolve_onnx
+from sparsekit.errors import SparsekitError
 
 
 def add_parser(sub) -> None:
@@ -38,8 +40,6 @@ def add_parser(sub) -> None:
 
 
 def parse_batches(text: str) -> list[int]:
-    from sparsekit.errors import SparsekitError
-
     try:
         batches = [int(b) for b in text.split(",") if b.strip()]
     except ValueError as exc:
@@ -64,7 +64,6 @@ def run(args) -> int:
         stem = f"{args.backend}_{Path(loaded.name).stem}_{args.dtype}"
     else:
         from sparsekit.bench.pair import bench_onnx
-        from sparsekit.cli.cmd_build import resolve_onnx
 
         onnx_path = resolve_onnx(args.input, args.precision)
         result = bench_onnx(onnx_path, args.backend, batches, config, not args.no_graphs, args.transfers, args.store or results_dir / "engines", args.threads, say)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sparsekit.backends.trt_flavours import RTX_COMPUTE_CAPABILITIES, RTX_DEFAULT_TARGETS
+from sparsekit.backends.spec import BuildSpec, parse_shapes
+from sparsekit.backends.trt_flavours import RTX_COMPUTE_CAPABILITIES
 from sparsekit.cli.common import add_output_args, emit, out, status, yes_no
+from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.errors import OnnxModelError, SparsekitError
 
 
@@ -24,13 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("input", metavar="ONNX_OR_RUN_DIR", help="ONNX file, or a run folder from 'sparsekit run'/'demo'")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="ONNX variant to take from a run folder (default fp16)")
     p.add_argument("--sparse", choices=("off", "on", "both"), default="both", help="sparse-weights flag: off, on, or both builds for comparison (default both)")
-    p.add_argument("--backend", default="tensorrt", choices=("tensorrt", "tensorrt-rtx", "onnxruntime"), help="build backend (default tensorrt; tensorrt-rtx builds on CPU for RTX GPUs; onnxruntime runs on CPU, without sparse kernels)")
-    p.add_argument("--compute-capability", action="append", default=[], metavar="CC", help=f"tensorrt-rtx target GPU(s), repeatable or comma-separated, from {', '.join(RTX_COMPUTE_CAPABILITIES)} (default: TensorRT-RTX's {', '.join(RTX_DEFAULT_TARGETS)})")
-    p.add_argument("--shapes", action="append", default=[], metavar="NAME:MIN,OPT,MAX", help="optimization profile per input, dims joined by x (repeatable), e.g. input:1x3x224x224,8x3x224x224,32x3x224x224")
-    p.add_argument("--workspace-mib", type=int, default=4096, help="builder workspace limit in MiB (default 4096)")
-    p.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5", help="TensorRT builder optimization level (default 3)")
-    p.add_argument("--hardware-compat", choices=("none", "ampere_plus"), default="none", help="build a plan portable across Ampere+ GPUs (costs tactics)")
-    p.add_argument("--no-timing-cache", action="store_true", help="do not load/save the store's timing cache")
+    add_config_args(p, BuildSpec)
     p.add_argument("--store", default="engines", metavar="DIR", help="engine store folder (default engines/)")
     p.add_argument("--force", action="store_true", help="rebuild even if the store has this engine")
     p.add_argument("--triton", metavar="REPO", help="also export the build(s) to a Triton model repository")
@@ -58,6 +54,14 @@ def parse_compute_capabilities(items: list[str]) -> tuple[str, ...]:
     return ccs
 
 
+def build_spec_from_args(args) -> BuildSpec:
+    """The :class:`BuildSpec` of the options (``--sparse both`` gives the dense one; the pair flips it)."""
+    return config_from_args(
+        args, BuildSpec, sparse=args.sparse == "on", shapes=parse_shapes(args.shapes or []),
+        compute_capabilities=parse_compute_capabilities(args.compute_capabilities or []),
+    )
+
+
 def _print_report(title: str, report: dict) -> None:
     s = report["summary"]
     t = Table(title=title)
@@ -77,33 +81,31 @@ def _print_report(title: str, report: dict) -> None:
 
 def run(args) -> int:
     from sparsekit.backends.build import build_engine, build_pair
-    from sparsekit.backends.spec import BuildSpec, parse_shapes
+    from sparsekit.onnx_io.load import load_onnx
 
     onnx_path = resolve_onnx(args.input, args.precision)
-    spec = BuildSpec(
-        backend=args.backend, sparse=args.sparse == "on", shapes=parse_shapes(args.shapes), workspace_mib=args.workspace_mib, opt_level=args.opt_level,
-        hardware_compat=args.hardware_compat, timing_cache=not args.no_timing_cache, compute_capabilities=parse_compute_capabilities(args.compute_capability),
-    )
+    spec = build_spec_from_args(args)
+    model = load_onnx(onnx_path, load_external_data=False)  # once: every step below reads this model
     records = {}
-    with status(f"building {onnx_path} with {args.backend}"):
+    with status(f"building {onnx_path} with {spec.backend}"):
         if args.sparse == "both":
-            pair = build_pair(onnx_path, spec, args.store, args.force)
+            pair = build_pair(onnx_path, spec, args.store, args.force, model)
             records = {"dense": pair.dense, "sparse": pair.sparse}
         else:
-            records = {args.sparse: build_engine(onnx_path, spec, args.store, args.force)}
+            records = {args.sparse: build_engine(onnx_path, spec, args.store, args.force, model)}
     triton = {}
     if args.triton:
         from sparsekit.backends.triton import export_triton
 
         for label, r in records.items():
             name = args.triton_name if len(records) == 1 else f"{args.triton_name}-{'dense' if label in ('dense', 'off') else 'sparse'}"
-            triton[label] = str(export_triton([r], args.triton, name))
+            triton[label] = str(export_triton([r], args.triton, name, model=model))
     payload = {"onnx": str(onnx_path), "builds": {label: {"key": r.key, "folder": str(r.folder), "artifact": str(r.artifact), "cached": r.cached, "metadata": r.metadata, "report": r.report} for label, r in records.items()}, "triton": triton}
     emit(args, payload)
     if args.json:
         return 0
     for label, r in records.items():
-        _print_report(f"{label} build ({args.backend}, {'cached' if r.cached else 'built'}): {r.artifact}", r.report)
+        _print_report(f"{label} build ({spec.backend}, {'cached' if r.cached else 'built'}): {r.artifact}", r.report)
     if len(records) == 2:
         d, s = records["dense"].metadata, records["sparse"].metadata
         diff = {k for k in d["spec"] if d["spec"][k] != s["spec"][k]}

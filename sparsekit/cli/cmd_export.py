@@ -9,6 +9,7 @@ from rich.table import Table
 from sparsekit.cli.common import DATA_CALIB_SKIP, add_data_args, add_model_args, calibration_from_data, add_output_args, emit, err, load_from_args, out, status
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.export.config import ExportConfig
+from sparsekit._io import ensure_writable_target
 
 
 def add_parser(sub) -> None:
@@ -36,7 +37,6 @@ def targets(output: str, precisions: list[str]) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.export.export import export_all_, report_path
     from sparsekit.export.parity import parity_text
 

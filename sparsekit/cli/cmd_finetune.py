@@ -9,6 +9,7 @@ from rich.table import Table
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.recover.config import FinetuneConfig
 from sparsekit.cli.common import add_model_args, add_output_args, add_task_args, emit, load_task_and_model, out, progress_bar, status
+from sparsekit._io import ensure_writable_target
 
 
 def add_parser(sub) -> None:
@@ -38,7 +39,6 @@ def state_path(output: str) -> Path:
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.models.source import load_model
     from sparsekit.recover.masks import masked_parameters

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_model_args, add_output_args, add_task_args, emit, load_task_and_model, out, progress_bar, status
+from sparsekit._io import ensure_writable_target
+from sparsekit.cli.common import add_model_args, add_output_args, add_task_args, emit, is_task_code, load_task_and_model, out, progress_bar, status, task_options
 from sparsekit.cli.config_args import add_config_args, config_from_args
+from sparsekit.errors import SparsekitError
 from sparsekit.plan.config import PlanConfig
 
 
@@ -30,8 +32,6 @@ def add_parser(sub) -> None:
 
 
 def _extra_tasks(args, task) -> dict:
-    from sparsekit.cli.common import is_task_code, task_options
-    from sparsekit.errors import SparsekitError
     from sparsekit.tasks import get_task
 
     if not args.split:
@@ -42,7 +42,6 @@ def _extra_tasks(args, task) -> dict:
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.plan.planner import plan_sparsity
     from sparsekit.plan.report import FILES, write_plan
     from sparsekit.plan.speed_table import load_speed_table

@@ -10,6 +10,8 @@ from rich.table import Table
 from sparsekit.cli.common import add_data_args, add_model_args, add_output_args, add_task_option_arg, emit, input_options, load_task, out, progress_bar, status
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.prune.config import PruneConfig
+from sparsekit._io import ensure_writable_target
+from sparsekit.errors import SparsekitError
 
 
 def add_parser(sub) -> None:
@@ -39,7 +41,6 @@ def add_parser(sub) -> None:
 
 def _load(args):
     from sparsekit.models.source import load_model, parse_model_args
-    from sparsekit.errors import SparsekitError
 
     task = load_task(args) if args.task else None
     if args.model is None and task is None:
@@ -54,7 +55,6 @@ def _load(args):
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.recover.prune_loop import prune_stage_
 

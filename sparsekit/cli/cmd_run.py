@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from sparsekit.cli.common import add_trust_args, emit, err, out, yes_no
+from sparsekit.errors import RecipeError
 
 
 def add_parser(sub) -> None:
@@ -90,7 +91,6 @@ def run(args) -> int:
     import json
     import sys
 
-    from sparsekit.errors import RecipeError
     from sparsekit.recipe.schema import load_recipe, recipe_schema
 
     if args.schema:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from sparsekit.cli.common import add_model_args, emit, err, out
+from sparsekit.cli.common import add_model_args, emit, err, out, load_from_args
+from sparsekit._io import ensure_writable_target
 
 
 def add_parser(sub) -> None:
@@ -26,10 +27,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.bench.harness import BenchConfig
     from sparsekit.bench.select import select_layers_by_speed, write_selection
-    from sparsekit.cli.common import load_from_args
 
     ensure_writable_target(args.output, args.force)
     loaded = load_from_args(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from sparsekit.cli.common import add_model_args, add_output_args, add_task_args, emit, load_task_and_model, out, progress_bar, status
+from sparsekit._io import ensure_writable_target
 
 
 def add_parser(sub) -> None:
@@ -29,7 +30,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.recover.sensitivity import layer_sensitivity, write_sensitivity
 
     for name in ("sensitivity.json", "sensitivity.md", "sensitivity.png"):

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from sparsekit.cli.common import emit, err, out
+from sparsekit._io import ensure_writable_target
 
 
 def add_parser(sub) -> None:
@@ -72,7 +73,6 @@ def run_serve(args) -> int:
 
 
 def run_submit(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.service.client import BuildClient, load_spec
 
     spec = load_spec(args.spec, args.backend)

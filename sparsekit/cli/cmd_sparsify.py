@@ -7,6 +7,7 @@ from rich.table import Table
 from sparsekit.cli.common import DATA_CALIB_SKIP, add_data_args, add_model_args, calibration_from_data, add_output_args, emit, load_from_args, out, status
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.sparsify.config import SparsifyConfig
+from sparsekit._io import ensure_writable_target
 
 
 def add_parser(sub) -> None:
@@ -27,7 +28,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from sparsekit._io import ensure_writable_target
     from sparsekit.models.checkpoint import save_checkpoint
     from sparsekit.sparsify.sparsify import sparsify_loaded_
 

@@ -9,6 +9,10 @@ import sys
 from rich.console import Console
 
 from sparsekit.models.trust import DEFAULT_MAX_PARAMS
+from sparsekit._io import ensure_writable_file, ensure_writable_folder, write_json_atomic
+from sparsekit.cli.config_args import add_config_args, config_from_args
+from sparsekit.data.config import DataConfig
+from sparsekit.errors import SparsekitError
 
 # Piped output is not cut to 80 columns: tables keep full layer names for logs and CI.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -84,8 +88,6 @@ def refuse_unwritable_outputs(args) -> None:
         OutputPathError: a path is under a file, a file where a folder is needed, or on a
             read-only or otherwise unwritable location.
     """
-    from sparsekit._io import ensure_writable_file, ensure_writable_folder
-
     if getattr(args, "show_recipe", False):  # prints and writes nothing
         return
     for name in OUTPUT_FILE_OPTIONS:
@@ -99,8 +101,6 @@ def refuse_unwritable_outputs(args) -> None:
 def emit(args, payload: dict) -> None:
     """Write the JSON report to --report and, with --json, to stdout."""
     if getattr(args, "report", None):
-        from sparsekit._io import write_json_atomic
-
         write_json_atomic(args.report, payload)
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
@@ -123,17 +123,11 @@ DATA_CALIB_SKIP = ("label_column", "max_eval", "eval_batch", "family")
 
 def add_data_args(p: argparse.ArgumentParser, skip=()) -> None:
     """The data options (``--data`` and how to read it), generated from :class:`~sparsekit.data.config.DataConfig`."""
-    from sparsekit.cli.config_args import add_config_args
-    from sparsekit.data.config import DataConfig
-
     add_config_args(p.add_argument_group("data", "your own data (a recipe's data: section takes the same names); code runs only where you name it (--preprocess)"), DataConfig, skip)
 
 
 def data_config(args, skip=()):
     """The :class:`~sparsekit.data.config.DataConfig` of the data options."""
-    from sparsekit.cli.config_args import config_from_args
-    from sparsekit.data.config import DataConfig
-
     return config_from_args(args, DataConfig, skip)
 
 
@@ -163,7 +157,6 @@ def load_task(args, loaded=None):
     if args.task:
         return user_task(args.task, **task_options(args)) if is_task_code(args.task) else get_task(args.task, **task_options(args))
     if getattr(args, "source", None):
-        from sparsekit.errors import SparsekitError
         from sparsekit.tasks.data_task import DataTask
 
         if loaded is None:
@@ -179,7 +172,6 @@ def is_task_code(spec: str | None) -> bool:
 
 def load_task_and_model(args):
     """The task (``--task``, or ``--data`` for your data) and the model (the task's default model when MODEL is omitted)."""
-    from sparsekit.errors import SparsekitError
     from sparsekit.models.source import load_model, parse_model_args
 
     if not args.task and not getattr(args, "source", None):

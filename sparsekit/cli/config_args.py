@@ -7,7 +7,9 @@ names, defaults, choices and help never drift apart. A field ``name`` becomes ``
 
 * ``bool`` -> a switch (``--x``, and ``--no-x`` when the default is on);
 * ``Literal[...]`` -> ``choices``; ``list[str]`` -> a repeatable option; ``list[float]`` -> ``a,b,c``;
-* ``int`` / ``float`` / ``str`` (optionally ``| None``) -> a typed option.
+* ``int`` / ``float`` / ``str`` (optionally ``| None``) -> a typed option;
+* ``dict[str, ...]`` -> a repeatable option of strings that the command parses and passes to
+  :func:`config_from_args` as a fixed value (e.g. ``--shapes NAME:MIN,OPT,MAX``). A tuple is a list.
 
 Options that are not given keep the config's default (argparse defaults are ``None``), so the
 config alone decides defaults; validation errors become one line naming the option.
@@ -59,7 +61,7 @@ def _float_list(text: str) -> list[float]:
 
 def _help(field, default: Any) -> str:
     text = field.description or ""
-    shown = default if not isinstance(default, list) else (",".join(map(str, default)) or "none")
+    shown = default if not isinstance(default, (list, tuple, dict)) else (",".join(map(str, default)) or "none")
     return text if default is None or default is False else f"{text} (default: {shown})"
 
 
@@ -73,6 +75,8 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
         default = field.get_default(call_default_factory=True)
         annotation = _unwrap_optional(field.annotation)
         origin = typing.get_origin(annotation)
+        if origin is tuple and typing.get_args(annotation)[1:] == (Ellipsis,):
+            annotation, origin = list[typing.get_args(annotation)[0]], list
         kw: dict[str, Any] = {"dest": name, "default": None, "help": _help(field, default)}
         if annotation is bool:
             kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
@@ -85,6 +89,8 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
             kw.update(action="append", metavar=_extra(field).get("metavar", "|".join(map(str, typing.get_args(typing.get_args(annotation)[0])))))
         elif origin is list and typing.get_args(annotation) == (float,):
             kw.update(type=_float_list, metavar=_extra(field).get("metavar", "A,B,..."))
+        elif origin is dict:  # parsed by the command
+            kw.update(action="append", metavar=_extra(field).get("metavar", "KEY:VALUE"))
         elif annotation in (int, float, str):
             kw.update(type=annotation, metavar=_extra(field).get("metavar", {int: "N", float: "X", str: "VALUE"}[annotation]))
         else:

@@ -15,6 +15,12 @@ import sys
 import warnings
 
 from sparsekit.cli import cmd_analyze, cmd_bench, cmd_build, cmd_check, cmd_export, cmd_finetune, cmd_models, cmd_plan, cmd_prune, cmd_run, cmd_select, cmd_sensitivity, cmd_serve, cmd_sparsify
+from sparsekit._hashing import kit_version
+from sparsekit._io import forget_created_folders, remove_empty_created_folders
+from sparsekit.cli.common import named_sources, refuse_unwritable_outputs
+from sparsekit.cli.signals import Terminated, stop_signals_raise
+from sparsekit.errors import SparsekitError
+from sparsekit.models.trust import trust_sources
 
 COMMANDS = (cmd_models, cmd_analyze, cmd_prune, cmd_sparsify, cmd_sensitivity, cmd_plan, cmd_finetune, cmd_check, cmd_export, cmd_build, cmd_bench, cmd_select, cmd_run, cmd_serve)
 
@@ -36,8 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from sparsekit._hashing import kit_version
-
     return kit_version()
 
 
@@ -65,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparsekit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.debug)
-    from sparsekit._io import forget_created_folders, remove_empty_created_folders
-
     forget_created_folders()
     code = _run(args)
     if code:
@@ -76,10 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     """Run the parsed command; every failure becomes one line on stderr and its exit status."""
-    from sparsekit.cli.common import named_sources, refuse_unwritable_outputs
-    from sparsekit.cli.signals import Terminated, stop_signals_raise
-    from sparsekit.errors import SparsekitError
-    from sparsekit.models.trust import trust_sources
 
     signals = contextlib.nullcontext() if args.command in SIGNALS_HANDLED_BY_COMMAND else stop_signals_raise()
     try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from sparsekit.data.config import DataConfig
 from sparsekit.errors import CalibrationDataError, TrainingDataError
+from sparsekit.data.preprocess import Preprocessor
+from sparsekit.data.source import UserData
+from sparsekit.models.calib import check_batches
 
 
 def data_calibration(loaded, config: DataConfig, samples: int, batch_size: int = 8) -> list[tuple]:
@@ -14,10 +17,6 @@ def data_calibration(loaded, config: DataConfig, samples: int, batch_size: int =
         CalibrationDataError: the data is unusable (one line naming the problem, as for training).
         MissingDependencyError: a reader's optional package is missing.
     """
-    from sparsekit.data.preprocess import Preprocessor
-    from sparsekit.data.source import UserData
-    from sparsekit.models.calib import check_batches
-
     try:
         data = UserData(config)
         pre = Preprocessor(loaded, data, config.max_length)

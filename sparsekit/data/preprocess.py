@@ -25,6 +25,12 @@ from typing import Any, Callable, Sequence
 from sparsekit.data.readers import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from sparsekit.data.source import UserData
 from sparsekit.errors import SparsekitError, TrainingDataError
+from sparsekit.models.build import load_callable
+from sparsekit.models.hf import _quiet, _transformers
+from sparsekit.models.trust import require_allowed, current_policy
+from sparsekit._lazy import lazy_import
+
+Image = lazy_import("PIL.Image")
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +218,6 @@ def _open_image(path: str, mode: str):
     Raises:
         TrainingDataError: too large, or not an image Pillow can decode.
     """
-    from PIL import Image
-
     file = Path(path)
     size = file.stat().st_size
     if size > MAX_IMAGE_BYTES:
@@ -231,9 +235,6 @@ def _open_image(path: str, mode: str):
 
 def _user_function(spec: str) -> Callable:
     """The user's ``FILE.py:FUNCTION``, only when named in this invocation."""
-    from sparsekit.models.build import load_callable
-    from sparsekit.models.trust import require_allowed
-
     if ":" not in spec:
         raise SparsekitError(f"--preprocess '{spec}' is not FILE.py:FUNCTION", "e.g. --preprocess prep.py:preprocess")
     require_allowed(spec, "--preprocess")
@@ -241,8 +242,6 @@ def _user_function(spec: str) -> Callable:
 
 
 def _remote() -> bool:
-    from sparsekit.models.trust import current_policy
-
     return current_policy().remote_code
 
 
@@ -253,8 +252,6 @@ def load_tokenizer(folder: Path):
     Raises:
         TrainingDataError: the folder has no usable tokenizer.
     """
-    from sparsekit.models.hf import _quiet, _transformers
-
     tf = _transformers()
     with _quiet():
         try:
@@ -271,8 +268,6 @@ def load_tokenizer(folder: Path):
 
 def _image_processor(folder: Path):
     """The folder's image processor (``AutoImageProcessor``, offline), or None when it has none."""
-    from sparsekit.models.hf import _quiet, _transformers
-
     if not (folder / "preprocessor_config.json").is_file():
         return None
     tf = _transformers()

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from sparsekit.errors import MissingDependencyError, TrainingDataError
+from sparsekit.errors import MissingDependencyError, TrainingDataError, SparsekitError
+from sparsekit._safe_load import load_torch_data
 
 log = logging.getLogger(__name__)
 
@@ -282,9 +283,6 @@ class TensorReader(Reader):
             except Exception as exc:  # noqa: BLE001 - numpy raises several types
                 raise _bad(path, f"is not a readable .npz of arrays ({type(exc).__name__})", "save it with numpy.savez(path, input=array, label=array)") from exc
         else:
-            from sparsekit._safe_load import load_torch_data
-            from sparsekit.errors import SparsekitError
-
             try:
                 data = load_torch_data(path, "data file")
             except SparsekitError:

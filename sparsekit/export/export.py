@@ -20,6 +20,9 @@ from sparsekit.export.staging import data_target, staged_onnx
 from sparsekit.export.config import DEFAULT_OPSET, ExportConfig
 from sparsekit.onnx_io.metadata import INPUTS_KEY, recorded_inputs
 from sparsekit.sparsify.check import SPARSIFIED, CheckReport, check_model, check_onnx
+from sparsekit.input_spec import InputSpec, InputTensor
+from sparsekit.models.calib import load_calibration
+from sparsekit.onnx_io.load import load_onnx, onnx_model
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +124,6 @@ def _finish_onnx(path: Path, convert, props: dict[str, str], external: bool | No
     Raises:
         ExportError: a self-contained file was asked for and the model does not fit in 2 GiB.
     """
-    from sparsekit.onnx_io.load import load_onnx
-
     folder, location = path.parent, data_file_name(path.name)
     model = load_onnx(path, load_external_data=False)
     move_weights_(model, folder, location)
@@ -145,8 +146,6 @@ def weight_bytes_by_type(onnx_path: str | os.PathLike) -> dict[str, int]:
     external data included (only the graph is read)."""
     import onnx
 
-    from sparsekit.onnx_io.load import load_onnx
-
     model = load_onnx(onnx_path, load_external_data=False)
     out: dict[str, int] = {}
     for t in model.graph.initializer:
@@ -155,17 +154,15 @@ def weight_bytes_by_type(onnx_path: str | os.PathLike) -> dict[str, int]:
     return out
 
 
-def input_spec_of(onnx_path: str | os.PathLike):
+def input_spec_of(onnx_path):
     """The input spec an ONNX file was exported with (metadata), else one read from its graph.
 
+    ``onnx_path`` is the file or the model already loaded (external data is never read).
     Dynamic dimensions other than the batch default to 1; integer inputs draw ids in [0, 2).
     """
     import onnx
 
-    from sparsekit.onnx_io.load import load_onnx
-    from sparsekit.input_spec import InputSpec, InputTensor
-
-    model = load_onnx(onnx_path, load_external_data=False)
+    model = onnx_model(onnx_path)
     recorded = recorded_inputs(model)
     if recorded is not None:
         return recorded
@@ -239,8 +236,6 @@ def export_(loaded, precision: str, out: str | os.PathLike, calib: list[tuple] |
     ensure_writable_target(report_path(target), force)
     ensure_writable_target(data_target(target), force)
     if spec.needs_calibration and not calib:
-        from sparsekit.models.calib import load_calibration
-
         calib = load_calibration(None, loaded.inputs)
     sparsified = list(require_sparse) if require_sparse is not None else [layer.name for layer in check_model(loaded.model).layers if layer.sparsified]
     props = {INPUTS_KEY: json.dumps(loaded.inputs.to_dict()), "sparsekit.precision": precision, "sparsekit.sparse_layers": json.dumps(sparsified)}

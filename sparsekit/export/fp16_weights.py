@@ -27,6 +27,10 @@ import numpy as np
 from sparsekit.onnx_io.tensors import tensor_array
 from sparsekit.export.external_data import EXTERNAL_MIN_BYTES, compact, is_external, rewritten_data, stored_bytes
 from sparsekit.export.index_math import index_math_nodes
+from sparsekit._quiet import quiet_modelopt
+from sparsekit._lazy import lazy_import
+
+autocast = lazy_import("modelopt.onnx.autocast")
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +144,6 @@ def fp16_from_fp32(model, folder: str | os.PathLike, location: str):
     """
     import onnx
 
-    from sparsekit._quiet import quiet_modelopt
-
     folder = Path(folder)
     lifted = _weights_to_lift(model)
     too_large = _beyond_fp16(lifted, folder)
@@ -156,9 +158,7 @@ def fp16_from_fp32(model, folder: str | os.PathLike, location: str):
     onnx.save_model(_graph_only(model, lifted, folder), str(work_path))
     try:
         with quiet_modelopt():
-            from modelopt.onnx.autocast import convert_to_mixed_precision
-
-            converted = convert_to_mixed_precision(
+            converted = autocast.convert_to_mixed_precision(
                 onnx_path=str(work_path), low_precision_type="fp16", keep_io_types=True, data_max=np.inf,
                 nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep_fp32] or None,
             )

@@ -20,6 +20,10 @@ from torch import nn
 
 from sparsekit.errors import ExportError
 from sparsekit.input_spec import InputSpec
+from sparsekit.models.outputs import output_tensors
+from sparsekit._lazy import lazy_import
+
+ort = lazy_import("onnxruntime")
 
 
 NOISE_FACTOR = 2**0.5
@@ -91,8 +95,6 @@ def ort_session(path: str | os.PathLike):
     is off: it would store a dequantized fp32 copy of every int8 weight next to it (2.5x the fp32
     weight bytes instead of 1.3x for an int8 BERT-base); the outputs are the same.
     """
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -179,8 +181,6 @@ def _difference(onnx_out: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def _run(model: nn.Module, tensors) -> list[np.ndarray]:
     import torch
-
-    from sparsekit.models.outputs import output_tensors
 
     with torch.no_grad():
         out = model(*tensors)

@@ -21,6 +21,12 @@ from torch import nn
 from sparsekit.export.masked_weights import masks_folded_into_weights
 from sparsekit.export.torch_to_onnx import onnx_from_torch
 from sparsekit.input_spec import InputSpec
+from sparsekit._memory import import_cleanly
+from sparsekit.errors import SparsekitError
+from sparsekit.export.external_data import EXTERNAL_MIN_BYTES
+from sparsekit.export.fp16_weights import FP16_MAX, fp16_from_fp32
+from sparsekit.export.int8_weights import int8_weights_from_qdq
+from sparsekit.quantize.ptq import quantize_
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +65,10 @@ def register(name: str, tolerance: float, needs_calibration: bool = False, conve
 
 
 def _fp16_pass(model, folder: Path, location: str):
-    from sparsekit.export.fp16_weights import fp16_from_fp32
-
     return fp16_from_fp32(model, folder, location)
 
 
 def _int8_pass(model, folder: Path, location: str):
-    from sparsekit.export.int8_weights import int8_weights_from_qdq
-
     return int8_weights_from_qdq(model, folder, location)
 
 
@@ -106,8 +108,6 @@ def float_weights_rounded_to_fp16_(model: nn.Module) -> int:
     """
     import torch
 
-    from sparsekit.export.external_data import EXTERNAL_MIN_BYTES
-    from sparsekit.export.fp16_weights import FP16_MAX
 
     rounded: dict[int, nn.Parameter] = {}
     for module in model.modules():
@@ -126,9 +126,6 @@ def float_weights_rounded_to_fp16_(model: nn.Module) -> int:
 
 def _write_qdq(precision: str):
     def write(model: nn.Module, inputs: InputSpec, calib, path: Path, opset: int, no_quant: Sequence[str] = ()):
-        from sparsekit._memory import import_cleanly
-        from sparsekit.quantize.ptq import quantize_
-
         import_cleanly("modelopt.torch")  # not on the export's stack (see import_cleanly)
         already = any(hasattr(m, "weight_quantizer") for m in model.modules())
         # A model that already holds quantizers (QAT) is exported as it is; otherwise PTQ on a copy.
@@ -150,8 +147,6 @@ register("int8", tolerance=1e-3, needs_calibration=True, convert=_int8_pass)(_wr
 
 
 def get_precision(name: str) -> Precision:
-    from sparsekit.errors import SparsekitError
-
     if name not in PRECISIONS:
         raise SparsekitError(f"unknown precision '{name}'", f"use one of: {', '.join(PRECISIONS)}")
     return PRECISIONS[name]

@@ -15,14 +15,13 @@ import logging
 import os
 
 from torch import nn
+from sparsekit.analyze.ties import tied_weights
 
 log = logging.getLogger(__name__)
 
 
 def tied_dense_layers(model: nn.Module) -> list[str]:
     """Linear/Conv layers whose weight is shared with another parameter and carries no 2:4 mask."""
-    from sparsekit.analyze.ties import tied_weights
-
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     return [name for name in tied_weights(model, layers) if getattr(layers[name], "_weight_mask", None) is None]
 

@@ -17,6 +17,8 @@ from sparsekit._io import is_disk_full
 from sparsekit.errors import ExportError, InputShapeError
 from sparsekit.export.config import DEFAULT_OPSET
 from sparsekit.input_spec import BATCH, InputSpec
+from sparsekit.export.shared_weights import share_transposed_copies, tied_dense_layers
+from sparsekit.models.adapter import output_names as names_of
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,6 @@ log = logging.getLogger(__name__)
 def output_names(model: nn.Module, inputs: InputSpec) -> list[str]:
     """The model's output names (``logits``, ``last_hidden_state``...; ``output``, ``output1``... for
     unnamed outputs), unique and distinct from the input names."""
-    from sparsekit.models.adapter import output_names as names_of
-
     names, seen = [], set(inputs.names)
     for name in names_of(model, inputs):
         unique, i = name, 1
@@ -109,8 +109,6 @@ def onnx_from_torch(model: nn.Module, inputs: InputSpec, path: str | os.PathLike
             :func:`sparsekit._io.is_disk_full` recognises); the caller names the output.
     """
     import torch
-
-    from sparsekit.export.shared_weights import share_transposed_copies, tied_dense_layers
 
     names = output_names(model, inputs)
     dynamic = {t.name: t.axes for t in inputs.tensors}

@@ -18,6 +18,10 @@ from torch import nn
 
 from sparsekit.errors import InputShapeError, ModelSourceError
 from sparsekit.input_spec import InputSpec, InputTensor, default_input_name, input_from_tuple, parse_input_shape
+from sparsekit.models import hf as hf_adapter
+from sparsekit.models.limits import check_declared_sizes, check_model_size
+from sparsekit.models.trust import is_code_spec, require_allowed
+from sparsekit.models.zoo import build_zoo_model
 
 HF_CONFIG = "hf-config"
 """Source kind of a Hugging Face model rebuilt from its class name and config (no folder needed)."""
@@ -105,7 +109,6 @@ def _from_torchvision(name: str, args: dict[str, Any]) -> tuple[nn.Module, Input
         import torchvision.models as tvm
     except Exception as exc:
         raise ModelSourceError(f"torchvision cannot be imported ({type(exc).__name__})", "install a torchvision build that matches your torch, or use a zoo model") from exc
-    from sparsekit.models.limits import check_declared_sizes, check_model_size
 
     check_declared_sizes(args, f"the arguments of torchvision:{name}")
     try:
@@ -143,8 +146,6 @@ def build_model(spec: str, args: dict[str, Any] | None = None, hf: dict[str, Any
     Raises:
         ModelSourceError: the model cannot be built.
     """
-    from sparsekit.models import hf as hf_adapter
-
     args = dict(args or {})
     if hf is not None:
         model = hf_adapter.build_from_record(hf)
@@ -159,7 +160,6 @@ def build_model(spec: str, args: dict[str, Any] | None = None, hf: dict[str, Any
     if ":" in spec:
         model, inputs = _from_factory(spec, args)
         return model.eval(), inputs, {"kind": "factory", "spec": resolve_factory_spec(spec), "args": args}
-    from sparsekit.models.zoo import build_zoo_model
 
     model, inputs, args = build_zoo_model(spec, **args)
     return model.eval(), inputs, {"kind": "zoo", "spec": spec, "args": args}
@@ -184,8 +184,6 @@ def rebuild_from_source(source: dict[str, Any], origin: str = "a file") -> nn.Mo
         UntrustedSourceError: the source names code the user did not name.
         ResourceLimitError: the sizes it declares are past the limits.
     """
-    from sparsekit.models.trust import is_code_spec, require_allowed
-
     kind, spec, args = source.get("kind"), source.get("spec"), source.get("args", {})
     if kind == MEMORY:
         raise ModelSourceError(f"the checkpoint holds an in-memory {spec} whose architecture was not recorded", "wrap the model with a source (sk.wrap(model, inputs, source='file.py:factory'))")

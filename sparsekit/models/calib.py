@@ -10,6 +10,8 @@ from typing import Any, Iterable
 
 from sparsekit.errors import CalibrationDataError
 from sparsekit.input_spec import InputSpec
+from sparsekit.models import hf
+from sparsekit.models.build import load_callable
 
 
 def _as_batches(data: Any, spec: InputSpec, batch_size: int) -> list[tuple]:
@@ -108,8 +110,6 @@ def load_calibration(source: str | None, spec: InputSpec, samples: int = 64, bat
             raise CalibrationDataError(f"cannot read calibration file '{path}' ({type(exc).__name__})", "save it with torch.save or numpy.save") from exc
         return _as_batches(data, spec, batch_size)
     if ":" in source:
-        from sparsekit.models.build import load_callable
-
         try:
             data = load_callable(source)()
         except CalibrationDataError:
@@ -133,8 +133,6 @@ def load_text_calibration(loaded, path: str | os.PathLike, samples: int = 64, ba
     Raises:
         CalibrationDataError: the model has no Hugging Face folder, the folder no tokenizer, or the file no text.
     """
-    from sparsekit.models import hf
-
     spec = str(loaded.source.get("spec", ""))
     if loaded.source.get("kind") != "hf" or not spec.startswith(hf.PREFIX):
         raise CalibrationDataError(f"--calib-text needs a tokenizer, and '{loaded.name}' is not a Hugging Face model folder", "load the model as hf:DIR (a save_pretrained folder with its tokenizer), or calibrate with --calib")

@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from sparsekit._io import atomic_path
-from sparsekit.errors import ModelSourceError
+from sparsekit.errors import ModelSourceError, SparsekitError
+from sparsekit._memory import import_cleanly
+from sparsekit._safe_load import load_torch_data
+from sparsekit.input_spec import InputSpec
+from sparsekit.models.build import rebuild_from_source
+from sparsekit.models.hf import conv1d_to_linear_
+from sparsekit.models.loaded import LoadedModel
+from sparsekit.models.structure import apply_edits_
+from sparsekit.models.ties import untie_like_
+from sparsekit._lazy import lazy_import
+
+mto = lazy_import("modelopt.torch.opt")
 
 FORMAT = "sparsekit.checkpoint"
 SCHEMA = 1
@@ -38,7 +49,6 @@ def save_checkpoint(loaded, path: str | os.PathLike, meta: dict[str, Any] | None
             f"cannot checkpoint the in-memory model {loaded.name}: a checkpoint rebuilds the architecture from its source, and this model has none",
             "wrap it with the factory or zoo name that builds it (sk.wrap(model, inputs, source='file.py:factory')), or use a Hugging Face model (rebuilt from its config)",
         )
-    import modelopt.torch.opt as mto
     import torch
 
     payload = {
@@ -67,9 +77,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             schema, or lacks a part of the payload.
         UnsafeCheckpointError: the pickle would import or call code.
     """
-    from sparsekit._safe_load import load_torch_data
-    from sparsekit.errors import SparsekitError
-
     p = Path(path)
     if not p.is_file():
         raise ModelSourceError(f"checkpoint '{p}' does not exist", "check the path, or run 'sparsekit sparsify' to create it")
@@ -117,8 +124,6 @@ def _restore_modelopt_state(model, state: dict, path):
     Raises:
         ModelSourceError: the state does not describe modes ModelOpt can restore on this model.
     """
-    import modelopt.torch.opt as mto
-
     modes = state.get("modelopt_state_dict")
     if not isinstance(modes, list) or len(modes) > 64:
         raise ModelSourceError(f"checkpoint '{path}' is damaged: its ModelOpt state is not a short list of modes", "re-create it with 'sparsekit sparsify'")
@@ -146,16 +151,7 @@ def load_checkpoint(path: str | os.PathLike):
     """
     payload = read_checkpoint(path)  # first: a bad file is refused before the slow ModelOpt import
 
-    from sparsekit._memory import import_cleanly
-
     import_cleanly("modelopt.torch")  # not on this stack: the import would keep `payload` alive (see import_cleanly)
-
-    from sparsekit.models.build import rebuild_from_source
-    from sparsekit.models.hf import conv1d_to_linear_
-    from sparsekit.models.loaded import LoadedModel
-    from sparsekit.input_spec import InputSpec
-    from sparsekit.models.ties import untie_like_
-    from sparsekit.models.structure import apply_edits_
 
     source = payload["source"]
     inputs = InputSpec.from_dict(payload["inputs"])  # checked before the model is built

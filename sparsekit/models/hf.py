@@ -28,9 +28,17 @@ from typing import Any, Iterator
 
 from torch import nn
 
-from sparsekit.errors import CalibrationDataError, MissingDependencyError, ModelSourceError
+from sparsekit.errors import CalibrationDataError, MissingDependencyError, ModelSourceError, SparsekitError
 from sparsekit.input_spec import InputSpec
+from sparsekit.models.adapter import forward_parameters
 from sparsekit.models.hf_inputs import SEQUENCE, complete_inputs, default_inputs, input_examples, input_ranges  # noqa: F401 - the adapter's input side
+from sparsekit.models.limits import check_declared_sizes, check_model_size
+from sparsekit.models.trust import current_policy
+from sparsekit._lazy import lazy_import
+
+hf_logging = lazy_import("transformers.utils.logging")
+hf_dynamic_modules = lazy_import("transformers.dynamic_module_utils")
+hf_pytorch_utils = lazy_import("transformers.pytorch_utils")
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +64,6 @@ def is_hf_model(model: nn.Module) -> bool:
 @contextmanager
 def _quiet() -> Iterator[None]:
     """transformers' INFO/WARNING chatter (unused weights, config notes) and progress bars off."""
-    from transformers.utils import logging as hf_logging
-
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -101,8 +107,6 @@ def _read_config_json(path: Path) -> dict:
         ModelSourceError: not JSON, or not an object.
         ResourceLimitError: a declared size is past the limits.
     """
-    from sparsekit.models.limits import check_declared_sizes
-
     file = path / "config.json"
     if file.stat().st_size > 16 * 1024 * 1024:
         raise ModelSourceError(f"'{file}' is {file.stat().st_size:,} bytes, too large for a model config", "check the folder: a config.json is a few KB")
@@ -128,10 +132,8 @@ def _remote_class(tf, config, path: Path):
     keys = [k for k in auto_map if k.startswith("AutoModel")]
     if not keys:
         raise ModelSourceError(f"'{path}' has an auto_map without a model class", "name one with --model-arg architecture=CLASS")
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
     ref = auto_map[keys[0]]
-    return get_class_from_dynamic_module(ref if isinstance(ref, str) else ref[0], str(path), local_files_only=True)
+    return hf_dynamic_modules.get_class_from_dynamic_module(ref if isinstance(ref, str) else ref[0], str(path), local_files_only=True)
 
 
 def _check_config_size(cls, config, what: str) -> None:
@@ -141,9 +143,6 @@ def _check_config_size(cls, config, what: str) -> None:
         ResourceLimitError: too many parameters.
         ModelSourceError: transformers rejects the config.
     """
-    from sparsekit.errors import SparsekitError
-    from sparsekit.models.limits import check_model_size
-
     try:
         check_model_size(lambda: cls._from_config(config), f"{cls.__name__} from {what}")
     except SparsekitError:
@@ -164,8 +163,6 @@ def load_hf_folder(spec: str, args: dict[str, Any]) -> nn.Module:
         ModelSourceError: not a model folder, unknown class, or transformers cannot load it.
         MissingDependencyError: transformers is not installed.
     """
-    from sparsekit.models.trust import current_policy
-
     tf = _transformers()
     path = hf_folder(spec)
     args = dict(args)
@@ -214,8 +211,6 @@ def build_from_record(record: dict[str, Any]) -> nn.Module:
     Raises:
         ModelSourceError: the class is unknown to the installed transformers or the config is rejected.
     """
-    from sparsekit.models.limits import check_declared_sizes
-
     tf = _transformers()
     if not isinstance(record.get("config"), dict):
         raise ModelSourceError("the stored Hugging Face model has no config", "re-create the checkpoint with sparsekit")
@@ -239,8 +234,6 @@ def build_from_record(record: dict[str, Any]) -> nn.Module:
 
 
 def _params(model: nn.Module) -> list[str]:
-    from sparsekit.models.adapter import forward_parameters
-
     return forward_parameters(model)[1]
 
 
@@ -269,13 +262,12 @@ def conv1d_to_linear_(model: nn.Module) -> list[str]:
     tf = sys.modules.get("transformers")
     if tf is None:
         return []
-    from transformers.pytorch_utils import Conv1D
     import torch
 
     converted = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            if not isinstance(child, Conv1D):
+            if not isinstance(child, hf_pytorch_utils.Conv1D):
                 continue
             nx, nf = child.weight.shape
             linear = nn.Linear(nx, nf, bias=child.bias is not None, device=child.weight.device, dtype=child.weight.dtype)

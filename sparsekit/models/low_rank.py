@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from sparsekit.errors import ModelSourceError
 
 
 class LowRankLinear(nn.Module):
@@ -26,8 +27,6 @@ class LowRankLinear(nn.Module):
 
 def replace_with_low_rank_(model: nn.Module, ranks: dict[str, int]) -> None:
     """Swap each named ``nn.Linear`` for a :class:`LowRankLinear` of the given rank (weights unset)."""
-    from sparsekit.errors import ModelSourceError
-
     for name, rank in ranks.items():
         parent_name, _, leaf = name.rpartition(".")
         try:

@@ -14,6 +14,11 @@ from sparsekit.errors import InputShapeError, ModelSourceError
 from sparsekit.models.build import HF_CONFIG, MEMORY, build_model, declared_inputs, resolve_factory_spec
 from sparsekit.models.loaded import LoadedModel
 from sparsekit.input_spec import InputSpec, apply_dynamic_axes, parse_input_shapes
+from sparsekit.models import hf
+from sparsekit.models.adapter import adapt_
+from sparsekit.models.checkpoint import load_checkpoint
+from sparsekit.models.hf import PREFIX
+from sparsekit.models.trust import trust_sources
 
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -76,9 +81,6 @@ def load_model(
             model rejects the inputs.
     """
     if is_checkpoint_path(spec):
-        from sparsekit.models.checkpoint import load_checkpoint
-        from sparsekit.models.trust import trust_sources
-
         with trust_sources(*model_sources):
             loaded = load_checkpoint(spec)
     else:
@@ -116,8 +118,6 @@ def wrap(
     Raises:
         InputShapeError: no inputs known, or they do not fit the model.
     """
-    from sparsekit.models import hf
-
     args = dict(args or {})
     if source is not None:
         recorded: dict[str, Any] = {"kind": _source_kind(source), "spec": resolve_factory_spec(source), "args": args}
@@ -130,8 +130,6 @@ def wrap(
 
 
 def _source_kind(spec: str) -> str:
-    from sparsekit.models.hf import PREFIX
-
     if spec.startswith(PREFIX):
         return "hf"
     if spec.startswith("torchvision:"):
@@ -141,8 +139,6 @@ def _source_kind(spec: str) -> str:
 
 def _no_inputs_error(loaded: LoadedModel) -> InputShapeError:
     """The error for a model whose inputs nothing declares: its own input names, an example each."""
-    from sparsekit.models import hf
-
     examples = hf.input_examples(loaded.model)
     if not examples:
         return InputShapeError(f"model '{loaded.name}' does not declare its input shape, and its forward names no inputs", "pass --input-shape, batch first, e.g. --input-shape 1x3x224x224")
@@ -154,8 +150,6 @@ def _no_inputs_error(loaded: LoadedModel) -> InputShapeError:
 
 
 def _resolve_inputs(loaded: LoadedModel, input_shapes, seq_len, dynamic_axes) -> InputSpec:
-    from sparsekit.models import hf
-
     is_hf = hf.is_hf_model(loaded.model)
     spec = parse_input_shapes(input_shapes) if input_shapes else loaded.inputs
     if not spec.tensors and is_hf:
@@ -185,9 +179,6 @@ def prepare_(loaded: LoadedModel, input_shapes: Sequence[str] | None = None, seq
     Raises:
         InputShapeError: no inputs, a name that is not a ``forward`` parameter, or the model rejects them.
     """
-    from sparsekit.models import hf
-    from sparsekit.models.adapter import adapt_
-
     converted = hf.conv1d_to_linear_(loaded.model)
     if converted:
         loaded.notes.append(f"{len(converted)} transformers Conv1D layers run as the equal nn.Linear (weight transposed)")

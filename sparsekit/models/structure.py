@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsekit.errors import ModelSourceError
+from sparsekit.errors import ModelSourceError, SparsekitError
 from sparsekit.models.low_rank import replace_with_low_rank_
 
 SIZE_ATTRS = (
@@ -189,8 +189,6 @@ def refuse_converted(model: nn.Module, what: str) -> None:
     Raises:
         SparsekitError: one line naming the order that works.
     """
-    from sparsekit.errors import SparsekitError
-
     for name, module in model.named_modules():
         if getattr(module, "_weight_mask", None) is not None or hasattr(module, "weight_quantizer"):
             kind = "quantized" if hasattr(module, "weight_quantizer") else "2:4-sparsified"

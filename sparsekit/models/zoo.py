@@ -13,6 +13,11 @@ from torch import nn
 
 from sparsekit.errors import ModelSourceError
 from sparsekit.input_spec import InputSpec, InputTensor
+from sparsekit.models.limits import MAX_LAYERS, MAX_SIZE, check_positive_size, check_model_size
+from sparsekit.models.zoo_cnn import WideResNet, ResNet50
+from sparsekit.models.zoo_minilm import MiniLMEncoder
+from sparsekit.models.zoo_mlp import MLP
+from sparsekit.models.zoo_transformer import BertEncoder
 
 
 @dataclass(frozen=True)
@@ -49,30 +54,22 @@ def register(name: str, description: str, pretrained: bool = False, **defaults: 
 
 @register("mlp", "3-layer MLP, input [B, 256] (smallest model with eligible Linear layers)", in_features=256, hidden=1024, depth=2, classes=10, batch=1)
 def _mlp(in_features, hidden, depth, classes, batch):
-    from sparsekit.models.zoo_mlp import MLP
-
     return MLP(in_features, hidden, depth, classes), InputSpec((InputTensor("input", (batch, in_features)),))
 
 
 @register("cnn", "small ResNet-style CNN with wide stages (64-128-256 ch), 3x32x32 images", width=64, blocks=1, image_size=32, classes=10, in_channels=3, batch=1)
 def _cnn(width, blocks, image_size, classes, in_channels, batch):
-    from sparsekit.models.zoo_cnn import WideResNet
-
     model = WideResNet((width, width * 2, width * 4), blocks, classes, in_channels)
     return model, InputSpec((InputTensor("input", (batch, in_channels, image_size, image_size)),))
 
 
 @register("resnet50", "ResNet-50-shaped CNN at full size (25.6 M params), 3x224x224 images", width=64, image_size=224, classes=1000, batch=1)
 def _resnet50(width, image_size, classes, batch):
-    from sparsekit.models.zoo_cnn import ResNet50
-
     return ResNet50(width, classes=classes), InputSpec((InputTensor("input", (batch, 3, image_size, image_size)),))
 
 
 @register("bert", "small BERT-style encoder (2 layers, hidden 256, FFN 1024), token ids [B, 64]; attention=matmul|sdpa", vocab=1000, hidden=256, layers=2, heads=4, ffn=1024, seq=64, classes=2, batch=1, attention="matmul")
 def _bert(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention):
-    from sparsekit.models.zoo_transformer import BertEncoder
-
     model = BertEncoder(vocab, hidden, layers, heads, ffn, max(512, seq), classes, attention)
     return model, InputSpec((InputTensor("input_ids", (batch, seq), "int64", vocab),))
 
@@ -84,8 +81,6 @@ def _bert_base(vocab, hidden, layers, heads, ffn, seq, classes, batch, attention
 
 @register("minilm", "pretrained all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384), token ids + mask [B, 128] -> unit embedding [B, 384]; needs the 'minilm' extra", pretrained=True, seq=128, batch=1)
 def _minilm(seq, batch):
-    from sparsekit.models.zoo_minilm import MiniLMEncoder
-
     model = MiniLMEncoder.pretrained()
     vocab = model.bert.config.vocab_size
     return model, InputSpec((InputTensor("input_ids", (batch, seq), "int64", vocab), InputTensor("attention_mask", (batch, seq), "int64", 2)))
@@ -117,8 +112,6 @@ def _check_sizes(entry: ZooEntry, kwargs: dict[str, Any]) -> None:
     Raises:
         ResourceLimitError: an integer argument outside ``[1, MAX_SIZE]`` (``[1, MAX_LAYERS]`` for counts).
     """
-    from sparsekit.models.limits import MAX_LAYERS, MAX_SIZE, check_positive_size
-
     for key, value in kwargs.items():
         if isinstance(value, int) and not isinstance(value, bool):
             upper = MAX_LAYERS if key in ("layers", "depth", "blocks", "heads") else MAX_SIZE
@@ -136,7 +129,6 @@ def build_zoo_model(name: str, **overrides: Any) -> tuple[nn.Module, InputSpec, 
     """
     if name not in ZOO:
         raise ModelSourceError(f"'{name}' is not a built-in model", f"use one of: {', '.join(sorted(ZOO))}, or path/to/file.py:factory")
-    from sparsekit.models.limits import check_model_size
 
     entry = ZOO[name]
     kwargs = dict(entry.defaults)

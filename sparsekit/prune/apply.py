@@ -6,6 +6,10 @@ steps, is a recovery stage above this one (:func:`sparsekit.recover.prune_loop.p
 from __future__ import annotations
 
 from sparsekit.prune.config import GRANULARITIES, PruneConfig
+from sparsekit.errors import SparsekitError
+from sparsekit.prune.channels import prune_channels_, taylor_gradients
+from sparsekit.prune.lowrank import factorize_
+from sparsekit.prune.unstructured import prune_unstructured_
 
 
 def prune_(loaded, config: PruneConfig | None = None, task=None, **settings) -> tuple[object, dict]:
@@ -23,8 +27,6 @@ def prune_(loaded, config: PruneConfig | None = None, task=None, **settings) -> 
     Raises:
         SparsekitError: bad settings, a model that is already 2:4 or quantized, or nothing that can be pruned.
     """
-    from sparsekit.errors import SparsekitError
-
     if config is None:
         from pydantic import ValidationError
 
@@ -35,17 +37,12 @@ def prune_(loaded, config: PruneConfig | None = None, task=None, **settings) -> 
             raise SparsekitError(f"invalid pruning setting {'.'.join(map(str, err['loc']))}: {err['msg']}", f"granularity is one of {', '.join(GRANULARITIES)}; see 'sparsekit prune --help'") from exc
     c = config
     if c.granularity == "channel":
-        from sparsekit.prune.channels import prune_channels_, taylor_gradients
-
         gradients = taylor_gradients(task, c.batch_size) if c.importance == "taylor" and task is not None else None
         report = prune_channels_(loaded, c.ratio, c.importance, c.round_to, c.layer_ratios, c.exclude, c.global_ranking, c.head_ratio, gradients)
         return loaded, {"granularity": "channel", "channels": report.to_dict()}
     if c.granularity == "unstructured":
-        from sparsekit.prune.unstructured import prune_unstructured_
-
         report = prune_unstructured_(loaded.model, c.amount, c.threshold, c.scope, c.include, c.exclude)
         return loaded, {"granularity": "unstructured", "unstructured": report.to_dict()}
-    from sparsekit.prune.lowrank import factorize_
 
     report = factorize_(loaded, c.rank_fraction, c.include, c.exclude, c.round_to)
     return loaded, {"granularity": "low-rank", "low_rank": report.to_dict()}

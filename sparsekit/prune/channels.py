@@ -29,6 +29,8 @@ from torch import nn
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
 from sparsekit.prune.attention import attention_blocks, transformer_fixed_layers
 from sparsekit.models.structure import record_edit, refuse_converted, resize_edit, snapshot_sizes
+from sparsekit.analyze.flops import layer_flops
+from sparsekit.analyze.ties import tied_weights
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +151,6 @@ def prune_channels_(
         NoEligibleLayersError: nothing can be pruned (every layer fixed or excluded).
     """
     import torch_pruning as tp
-
-    from sparsekit.analyze.flops import layer_flops
-    from sparsekit.analyze.ties import tied_weights
 
     start = time.perf_counter()
     ratios = {"ratio": ratio, **{f"layer ratio '{k}'": v for k, v in (layer_ratios or {}).items()}, **({"head ratio": head_ratio} if head_ratio is not None else {})}

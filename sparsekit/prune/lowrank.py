@@ -21,6 +21,7 @@ from torch import nn
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
 from sparsekit.models.low_rank import LowRankLinear, replace_with_low_rank_
 from sparsekit.models.structure import record_edit, refuse_converted
+from sparsekit.analyze.ties import tied_weights
 
 
 @dataclass
@@ -67,8 +68,6 @@ def factorize_(loaded, rank_fraction: float = 0.5, include: Sequence[str] = ("*"
         SparsekitError: a fraction outside (0, 1).
         NoEligibleLayersError: no selected layer gets smaller.
     """
-    from sparsekit.analyze.ties import tied_weights
-
     if not 0.0 < rank_fraction < 1.0:
         raise SparsekitError(f"rank fraction must be in (0, 1), got {rank_fraction}", "give the share of the full rank to keep, e.g. 0.5")
     start = time.perf_counter()

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sparsekit.errors import NoEligibleLayersError, SparsekitError
+from sparsekit.models.structure import refuse_converted
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -72,7 +73,6 @@ def prune_unstructured_(model: nn.Module, amount: float | None = 0.5, threshold:
         raise SparsekitError(f"threshold must be >= 0, got {threshold}", "give a weight magnitude, e.g. 1e-3")
     if scope not in ("layer", "global"):
         raise SparsekitError(f"scope must be 'layer' or 'global', got '{scope}'", "use --scope layer or --scope global")
-    from sparsekit.models.structure import refuse_converted
 
     refuse_converted(model, "unstructured pruning")
     layers = {n: m for n, m in model.named_modules() if isinstance(m, _LAYERS) and any(fnmatch.fnmatchcase(n, p) for p in include) and not any(fnmatch.fnmatchcase(n, p) for p in exclude)}

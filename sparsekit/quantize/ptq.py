@@ -15,6 +15,13 @@ from torch import nn
 
 from sparsekit._quiet import quiet_modelopt
 from sparsekit.errors import CalibrationDataError, SparsekitError
+from sparsekit.models.calib import forward_loop
+from sparsekit._lazy import lazy_import
+
+mtq = lazy_import("modelopt.torch.quantization")
+mtq_calib = lazy_import("modelopt.torch.quantization.calib")
+mtq_model_calib = lazy_import("modelopt.torch.quantization.model_calib")
+mtq_nn = lazy_import("modelopt.torch.quantization.nn")
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +145,12 @@ def _histogram_config(config: dict) -> dict:
 
 def _calibrate_histograms(model: nn.Module, loop, method: str, percentile: float) -> None:
     """Collect activation histograms / weight maxima over ``loop`` and load amax by ``method``."""
-    from modelopt.torch.quantization.calib import HistogramCalibrator
-    from modelopt.torch.quantization.model_calib import enable_stats_collection
-    from modelopt.torch.quantization.nn import TensorQuantizer
-
-    enable_stats_collection(model)
+    mtq_model_calib.enable_stats_collection(model)
     loop(model)
     for _, q in model.named_modules():
-        if not isinstance(q, TensorQuantizer) or q._disabled or getattr(q, "_calibrator", None) is None:
+        if not isinstance(q, mtq_nn.TensorQuantizer) or q._disabled or getattr(q, "_calibrator", None) is None:
             continue
-        if isinstance(q._calibrator, HistogramCalibrator):
+        if isinstance(q._calibrator, mtq_calib.HistogramCalibrator):
             q.load_calib_amax(method, **({"percentile": percentile} if method == "percentile" else {}))
         else:
             q.load_calib_amax()
@@ -186,10 +189,6 @@ def quantize_(
         CalibrationDataError: no calibration data.
         SparsekitError: an unknown precision or method, or ``entropy`` / ``mse`` with ``fp8``.
     """
-    import modelopt.torch.quantization as mtq
-
-    from sparsekit.models.calib import forward_loop
-
     if precision not in QUANT_CONFIGS:
         raise SparsekitError(f"unknown quantization precision '{precision}'", f"use one of: {', '.join(QUANT_CONFIGS)}")
     if not calib:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from sparsekit._hashing import file_sha256
+from sparsekit.models.hf import PREFIX
 
 _CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def _hash(path: Path) -> str:
     """sha256 of a file, remembered by (path, mtime, size) for the life of the process."""
-    from sparsekit._hashing import file_sha256
-
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _CACHE:
@@ -34,8 +34,6 @@ def source_fingerprint(spec: str) -> dict[str, str]:
     """File name -> sha256 of what a model source reads: the factory's ``.py`` file (or the
     module's), every file of an ``hf:`` folder, a checkpoint; empty for zoo names (the kit version
     covers them) and for files that do not exist (loading the model reports those)."""
-    from sparsekit.models.hf import PREFIX
-
     if spec.startswith(PREFIX):
         folder = Path(spec[len(PREFIX):]).expanduser()
         files = sorted(f for f in folder.iterdir() if f.is_file()) if folder.is_dir() else []

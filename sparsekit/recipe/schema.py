@@ -15,11 +15,13 @@ from pydantic import Field, ValidationError, model_validator
 from sparsekit.config import StrictConfig
 from sparsekit.data.config import DataConfig
 
-from sparsekit.errors import RecipeError
+from sparsekit.errors import RecipeError, SparsekitError
 from sparsekit.export.config import ExportConfig
 from sparsekit.prune.config import PruneConfig
 from sparsekit.recover.config import FinetuneConfig
 from sparsekit.sparsify.config import SparsifyConfig
+from sparsekit.models.hf import PREFIX
+from sparsekit.tasks.base import check_task_options
 
 RECIPE_VERSION = 1
 
@@ -70,9 +72,6 @@ class Recipe(_Strict):
 
 def _check_task(task: str, options: dict) -> None:
     """The task's own option check, as a validation error of the recipe."""
-    from sparsekit.errors import SparsekitError
-    from sparsekit.tasks.base import check_task_options
-
     try:
         check_task_options(task, options)
     except SparsekitError as exc:
@@ -90,8 +89,6 @@ _PATH_FIELDS = {"sparsify": ("calib", "calib_text", "include_from", "exclude_fro
 def _resolve(value: str, base: Path) -> str:
     """``value`` read from ``base`` when it is a relative file path (``file.py:fn``, ``hf:DIR``, a data
     file); names (zoo entries, ``pkg.module:fn``) are left alone."""
-    from sparsekit.models.hf import PREFIX
-
     def rel(path: str) -> str:
         p = Path(path).expanduser()
         return str(p if p.is_absolute() else (base / p).resolve())

@@ -15,6 +15,19 @@ from typing import Callable
 from sparsekit._io import write_json_atomic
 from sparsekit.recipe.fingerprint import data_fingerprint, folder_fingerprint, source_fingerprint
 from sparsekit.recipe.schema import ModelConfig, Recipe
+from sparsekit.analyze.torch_layers import analyze_model
+from sparsekit.data.calib import data_calibration
+from sparsekit.errors import TrainingStateError
+from sparsekit.export.export import export_all_
+from sparsekit.models.checkpoint import save_checkpoint
+from sparsekit.models.source import load_model
+from sparsekit.recipe.summary import write_summary
+from sparsekit.recover.prune_loop import prune_stage_
+from sparsekit.recover.task_finetune import finetune_stage_
+from sparsekit.sparsify.layer_lists import read_layer_list
+from sparsekit.sparsify.sparsify import sparsify_loaded_
+from sparsekit.tasks import get_task, user_task
+from sparsekit.tasks.data_task import make_data_task
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +44,12 @@ class StageContext:
     def model(self, before: str | None = None):
         """The newest model of the run (the checkpoint of the last model-changing stage, else the
         source model); with ``before``, the newest one that stage reads."""
-        from sparsekit.models.source import load_model
-
         latest = model_file(self.recipe, before)
         return load_model(str(self.run_dir / latest)) if latest else load_source_model(self.recipe.model)
 
     def task(self):
         """The recipe's task: a registered one, your ``FILE.py:make_task``, or the task of your ``data``
         (fed to the recipe's model as loaded: its inputs, processors and family)."""
-        from sparsekit.tasks import get_task, user_task
-
         if "task" not in self.cache:
             r = self.recipe
             if r.task and ":" in r.task:
@@ -48,8 +57,6 @@ class StageContext:
             elif r.task:
                 self.cache["task"] = get_task(r.task, **r.task_args)
             else:
-                from sparsekit.tasks.data_task import make_data_task
-
                 self.cache["task"] = make_data_task(load_source_model(r.model), r.data)
         return self.cache["task"]
 
@@ -58,7 +65,6 @@ class StageContext:
         the recipe's ``data`` when the stage needs calibration and names no file of its own."""
         if not needed or self.recipe.data is None or config.calib or config.calib_text:
             return config
-        from sparsekit.data.calib import data_calibration
 
         return config.with_batches(data_calibration(loaded, self.recipe.data, config.calib_samples))
 
@@ -86,8 +92,6 @@ def _model_inputs(r: Recipe, before: str | None = None) -> list[str]:
 
 def load_source_model(m: ModelConfig):
     """The recipe's model, with its input options."""
-    from sparsekit.models.source import load_model
-
     return load_model(m.source, dict(m.args), m.input_shapes or None, seq_len=m.seq_len, dynamic_axes=m.dynamic_axes or None)
 
 
@@ -116,17 +120,12 @@ class Stage:
 
 
 def _analyze(ctx: StageContext) -> dict:
-    from sparsekit.analyze.torch_layers import analyze_model
-
     report = analyze_model(ctx.model(before="sparsify"))  # the model sparsify sees (pruned, when the recipe prunes)
     write_json_atomic(ctx.run_dir / "analysis.json", report.to_dict())
     return report.summary
 
 
 def _sparsify(ctx: StageContext) -> dict:
-    from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.sparsify.sparsify import sparsify_loaded_
-
     loaded = ctx.model(before="sparsify")
     config = ctx.calibrated(ctx.recipe.sparsify, loaded, ctx.recipe.sparsify.needs_calibration)
     report = sparsify_loaded_(loaded, config)
@@ -137,10 +136,6 @@ def _sparsify(ctx: StageContext) -> dict:
 
 def _prune(ctx: StageContext) -> dict:
     import shutil
-
-    from sparsekit.errors import TrainingStateError
-    from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.recover.prune_loop import prune_stage_
 
     p = ctx.recipe.prune
     if p.granularity == "channel" and p.schedule:
@@ -168,9 +163,6 @@ def _prune(ctx: StageContext) -> dict:
 
 
 def _finetune(ctx: StageContext) -> dict:
-    from sparsekit.models.checkpoint import save_checkpoint
-    from sparsekit.recover.task_finetune import finetune_stage_
-
     f = ctx.recipe.finetune
     loaded = ctx.model(before="finetune")
     teacher = load_source_model(ctx.recipe.model).model if f.distill else None
@@ -185,8 +177,6 @@ def _finetune(ctx: StageContext) -> dict:
 
 def _list_contents(r: Recipe) -> dict:
     """Contents of include/exclude list files and calibration data: a change must re-run sparsify."""
-    from sparsekit.sparsify.layer_lists import read_layer_list
-
     s = r.sparsify
     lists = {k: read_layer_list(path, k) for k, path in (("include", s.include_from), ("exclude", s.exclude_from)) if path}
     data = {k: data_fingerprint(v) for k, v in (("calib", s.calib), ("calib_text", s.calib_text)) if v}
@@ -204,8 +194,6 @@ def data_settings(r: Recipe) -> dict | None:
 
 def _export_stage(precision: str) -> Stage:
     def run(ctx: StageContext) -> dict:
-        from sparsekit.export.export import export_all_
-
         paths = {precision: ctx.run_dir / f"model.{precision}.onnx"}
         loaded = ctx.model()
         config = ctx.calibrated(ctx.recipe.export, loaded, precision == "int8")
@@ -229,8 +217,6 @@ def _export_stage(precision: str) -> Stage:
 
 
 def _report(ctx: StageContext) -> dict:
-    from sparsekit.recipe.summary import write_summary
-
     return write_summary(ctx.recipe, ctx.run_dir)
 
 

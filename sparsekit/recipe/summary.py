@@ -8,6 +8,7 @@ from pathlib import Path
 from sparsekit._io import write_json_atomic, write_text_atomic
 from sparsekit.analyze.rules import amdahl_bound
 from sparsekit.recipe.schema import Recipe
+from sparsekit.export.parity import parity_text
 
 
 def _read(path: Path) -> dict | None:
@@ -107,8 +108,6 @@ def _cost_line(tune: dict) -> list[str]:
 
 def render_markdown(s: dict) -> str:
     """The summary as a markdown page (headline, exports table, per-layer table)."""
-    from sparsekit.export.parity import parity_text
-
     precisions = s["precisions"]
     lines = [
         f"# sparsekit run: {s['name']}",

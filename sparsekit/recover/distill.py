@@ -17,6 +17,9 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from sparsekit._quiet import quiet_modelopt
+from sparsekit._lazy import lazy_import
+
+mtd = lazy_import("modelopt.torch.distill")
 
 OUTPUT_LOSSES = ("logits", "cosine", "mse")
 
@@ -37,8 +40,6 @@ class LogitsDistillationLoss(_Loss):
     vocabulary at every position of a causal LM) on the logits of any output form."""
 
     def __init__(self, temperature: float = 1.0) -> None:
-        import modelopt.torch.distill as mtd
-
         super().__init__()
         self.inner = mtd.LogitsDistillationLoss(temperature=temperature, reduction="batchmean")
 
@@ -98,8 +99,6 @@ def distillation_model(
     Returns:
         The wrapped model; call :func:`distill_loss` after its forward.
     """
-    import modelopt.torch.distill as mtd
-
     teacher = teacher.eval()
     criterion: dict = {("", ""): _output_loss(output_loss, temperature)}
     kd_share = 1.0 - student_loss_weight
@@ -125,7 +124,5 @@ def distill_loss(model: nn.Module, student_loss: torch.Tensor | None = None) -> 
 
 def export_student(model: nn.Module) -> nn.Module:
     """Remove the teacher and losses; returns the plain student (sparsity/quantization kept)."""
-    import modelopt.torch.distill as mtd
-
     with quiet_modelopt():
         return mtd.export(model)

@@ -22,6 +22,7 @@ from sparsekit._io import atomic_path
 from sparsekit.recover.config import TrainingConfig
 from sparsekit.errors import SparsekitError, TrainingDataError, TrainingDivergedError, TrainingStateError
 from sparsekit.recover.masks import LearnedMasks, MaskGuard, masked_parameters
+from sparsekit._safe_load import load_torch_data
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,6 @@ class TrainingState:
                 that is missing, of the wrong type, or does not fit this run (one line).
             UnsafeCheckpointError: the file's pickle would import or call code.
         """
-        from sparsekit._safe_load import load_torch_data
-
         if not self.path.is_file():
             return None
         try:

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
+from sparsekit.sparsify.pattern import magnitude_mask
 
 
 def masked_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter, torch.Tensor]]:
@@ -138,8 +139,6 @@ class LearnedMasks:
 
     @torch.no_grad()
     def _masked_forward(self, module, args) -> None:
-        from sparsekit.sparsify.pattern import magnitude_mask
-
         param = module._parameters["weight"]
         if id(param) in self._dense:
             return  # already masked since the last step
@@ -177,8 +176,6 @@ class LearnedMasks:
 
     @torch.no_grad()
     def __exit__(self, *exc) -> None:
-        from sparsekit.sparsify.pattern import magnitude_mask
-
         for handle in self._handles:
             handle.remove()
         self._handles = []

@@ -31,6 +31,11 @@ from sparsekit.config import StrictConfig
 from sparsekit.errors import SparsekitError, TrainingStateError
 from sparsekit.prune.config import PruneConfig
 from sparsekit.recover.config import TrainingConfig
+from sparsekit.models.checkpoint import load_checkpoint, save_checkpoint
+from sparsekit.prune.apply import prune_
+from sparsekit.prune.channels import prune_channels_, taylor_gradients
+from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
+from sparsekit.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +79,6 @@ def step_ratio(done: float, target: float) -> float:
 
 def has_labels(task) -> bool:
     """Whether ``task`` has a supervised loss of its own (else it is distillation-only)."""
-    from sparsekit.tasks.base import Task
-
     return type(task).task_loss is not Task.task_loss
 
 
@@ -96,10 +99,6 @@ def iterative_prune(loaded, task, config: LoopConfig, work_dir: str | Path, resu
             is damaged or does not fit the schedule, or a step checkpoint that is missing, outside
             the work folder, or changed since its step wrote it.
     """
-    from sparsekit.models.checkpoint import load_checkpoint, save_checkpoint
-    from sparsekit.prune.channels import prune_channels_, taylor_gradients
-    from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
-
     work = make_folders(work_dir)
     fingerprint = json.dumps({"config": json.loads(config.canonical_json()), "task": task.name, "model": loaded.source}, sort_keys=True, default=str)
     state_file = work / STATE
@@ -318,8 +317,6 @@ def prune_stage_(loaded, config: PruneConfig, task=None, work_dir: str | Path | 
             than ``max_drop``.
         TrainingStateError: ``resume`` with a work folder of other settings.
     """
-    from sparsekit.prune.apply import prune_
-
     if config.granularity == "channel" and task is not None and work_dir is not None:
         loaded, report = iterative_prune(loaded, task, loop_config_from(config), work_dir, resume, say=say, progress=progress)
         return loaded, {"granularity": "channel", "loop": report}

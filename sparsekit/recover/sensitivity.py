@@ -20,6 +20,12 @@ from sparsekit.errors import NoEligibleLayersError, SparsekitError
 from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.select import candidate_layers, select_layers
 from sparsekit.tasks.base import Task
+from sparsekit._io import atomic_path, write_json_atomic, write_text_atomic
+from sparsekit.sparsify.sparsify import sparsify_
+from sparsekit._lazy import lazy_import
+
+matplotlib = lazy_import("matplotlib")
+plt = lazy_import("matplotlib.pyplot")
 
 GROUPINGS = ("layer", "block", "kind")
 """``layer``: each layer alone; ``block``: layers sharing the path up to the first number
@@ -113,8 +119,6 @@ def layer_sensitivity(
     Raises:
         NoEligibleLayersError: no candidate layer passes the method's shape rules.
     """
-    from sparsekit.sparsify.sparsify import sparsify_
-
     task.check_fits(model)
     spec = get_method(method)
     if spec.needs_calibration and calib is None:
@@ -143,8 +147,6 @@ def layer_sensitivity(
 def write_sensitivity(report: SensitivityReport, out_dir: str | Path) -> dict[str, Path]:
     """Write ``sensitivity.json`` (rows + ``exclude`` list), ``sensitivity.md`` and
     ``sensitivity.png`` (horizontal bars of the loss per group) into ``out_dir``, atomically."""
-    from sparsekit._io import atomic_path, write_json_atomic, write_text_atomic
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json_atomic(out / "sensitivity.json", report.to_dict())}
@@ -163,11 +165,7 @@ def write_sensitivity(report: SensitivityReport, out_dir: str | Path) -> dict[st
 
 
 def _plot(report: SensitivityReport, path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report.rows
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.28 * len(rows) + 1)))
     losses = [-r.delta for r in rows]

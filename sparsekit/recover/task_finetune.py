@@ -13,6 +13,9 @@ from sparsekit.errors import TrainingDataError
 from sparsekit.recover.config import FinetuneConfig, TrainingConfig
 from sparsekit.recover.finetune import FineTuneReport, TrainingState, finetune_, run_fingerprint
 from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
+from sparsekit.quantize.ptq import quantize_
+from sparsekit.recover.distill import distill_loss, distillation_model, export_student
+from sparsekit.sparsify.check import check_model
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,6 @@ def finetune_on_task_(
         TrainingDataError: no batches, a batch that does not fit, or a label-free task without
             a teacher.
     """
-    from sparsekit.recover.distill import distill_loss, distillation_model, export_student
-
     epoch_batches = task.train_batches(batch_size, seed=config.seed)
     first = epoch_batches(0)
 
@@ -92,7 +93,6 @@ def finetune_on_task_(
             m(*batch[0])
             return distill_loss(m)
     else:
-
         def loss_fn(m, batch):
             return task.task_loss(m, batch)
 
@@ -141,13 +141,9 @@ def finetune_stage_(loaded, task: Task, config: FinetuneConfig, teacher: nn.Modu
     Raises:
         SparsekitError: bad data, a diverged run, or a quantizer ModelOpt rejects.
     """
-    from sparsekit.sparsify.check import check_model
-
     reference = task.evaluate(teacher) if teacher is not None else None
     before = task.evaluate(loaded.model, reference)
     if config.quantize:
-        from sparsekit.quantize.ptq import quantize_
-
         say(f"{config.quantize} calibration ({config.calib_method})")
         loaded.model = quantize_(loaded.model, task.calibration(config.calib_samples), config.quantize, config.no_quant, config.calib_method)
     distill = DistillConfig(features=config.features, temperature=config.temperature, student_loss_weight=config.student_loss_weight)

@@ -10,6 +10,9 @@ from sparsekit.service.executor_base import Executor
 from sparsekit.service.jobs import CANCELLED, Job
 from sparsekit.service.slots import SlotHealth
 from sparsekit.service.worker import run_request
+from sparsekit._lazy import lazy_import
+
+ray = lazy_import("ray")
 
 
 class RayExecutor(Executor):
@@ -27,8 +30,6 @@ class RayExecutor(Executor):
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        import ray
-
         if not ray.is_initialized():
             host = (self.settings.ray_address or "127.0.0.1").split(":")[0]
             # A local or loopback cluster: this driver must register on loopback too (Ray would pick the host's IP).
@@ -41,8 +42,6 @@ class RayExecutor(Executor):
         self._start_slots(max(1, self.settings.workers), "ray-dispatch")
 
     def _execute(self, job: Job, slot: int, health: SlotHealth) -> None:
-        import ray
-
         ref = self._task.remote(self._request(job))
         with self._lock:
             self._refs[job.id] = ref
@@ -65,16 +64,12 @@ class RayExecutor(Executor):
         self._finish(job, result, health)
 
     def cancel(self, job_id: str) -> None:
-        import ray
-
         with self._lock:
             ref = self._refs.get(job_id)
         if ref is not None:
             ray.cancel(ref, force=True)
 
     def _interrupt(self) -> None:
-        import ray
-
         with self._lock:
             refs = list(self._refs.values())
         for ref in refs:

@@ -28,6 +28,9 @@ from sparsekit.backends.spec import BuildSpec
 from sparsekit.bench.harness import BenchConfig, measure_single
 from sparsekit.errors import OnnxModelError, SparsekitError
 from sparsekit.service.disk import MIB, free_bytes, storage_errno, storage_failure
+from sparsekit.bench.ort_runner import OrtTimedRunner
+from sparsekit.bench.trt_runner import TrtTimedRunner
+from sparsekit.export.export import input_spec_of
 
 WATCH_INTERVAL_S = 0.5
 
@@ -59,8 +62,12 @@ def _failed(stage: str, exc: BaseException, request: dict) -> dict:
     return _fail(stage, exc)
 
 
-def validate_onnx(path: Path) -> None:
-    """Parse and check the ONNX (never an engine): the parser's reason on failure."""
+def validate_onnx(path: Path):
+    """Parse and check the ONNX (never an engine): the parser's reason on failure.
+
+    Returns:
+        The model, loaded without external data (the build goes on from it).
+    """
     import onnx  # heavy: imported by the build, not by the server that imports this module
 
     model = load_onnx(path, load_external_data=False)  # never open files the upload names
@@ -71,21 +78,16 @@ def validate_onnx(path: Path) -> None:
         raise OnnxModelError(f"ONNX checker: {str(exc).strip().splitlines()[0]}", "re-export the model; the file is not valid ONNX") from exc
     if not model.graph.node:
         raise OnnxModelError("the ONNX graph has no nodes", "upload the exported model, not an empty file")
+    return model
 
 
 def benchmark(record, spec_backend: str, seconds: float = 2.0) -> dict:
     """Latency of the built artifact on this machine right after the build (batch from the ONNX)."""
-    from sparsekit.export.export import input_spec_of  # imports torch
-
     inputs = input_spec_of(record.metadata["onnx"])
     config = BenchConfig(rounds=5, round_seconds=seconds / 5, warmup_seconds=0.2)
     if spec_backend in ("tensorrt", "tensorrt-rtx"):
-        from sparsekit.bench.trt_runner import TrtTimedRunner
-
         runner = TrtTimedRunner(record.artifact, inputs, backend=spec_backend)
     else:
-        from sparsekit.bench.ort_runner import OrtTimedRunner
-
         runner = OrtTimedRunner(record.artifact, inputs)
     stats = measure_single(runner, inputs.tensors[0].shape[0], config)
     return {"latency": stats.to_dict(), "settings": config.model_dump(), "inputs": inputs.to_dict(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -95,12 +97,12 @@ def run_request(request: dict) -> dict:
     """Execute one build request (also called in-process by the Ray executor's task)."""
     onnx_path = Path(request["onnx"])
     try:
-        validate_onnx(onnx_path)
+        model = validate_onnx(onnx_path)
     except Exception as exc:
         return _failed("validate", exc, {**request, "need_bytes": 0})
     try:
         spec = BuildSpec.model_validate(request["spec"])
-        record = build_engine(onnx_path, spec, request["store"])
+        record = build_engine(onnx_path, spec, request["store"], model=model)
     except Exception as exc:
         return _failed("build", exc, request)
     out = {"ok": True, "key": record.key, "folder": str(record.folder), "artifact": record.artifact.name, "cached": record.cached, "bench": None}

@@ -15,6 +15,9 @@ from sparsekit.errors import CheckRequirementError, OnnxModelError
 from sparsekit.sparsify.methods import METHODS
 from sparsekit.sparsify.pattern import GroupStats, group_stats, zero_group_stats
 from sparsekit.analyze.layer_kinds import layer_kind
+from sparsekit.analyze.onnx_weights import find_weights, stored_zero_mask
+from sparsekit.onnx_io.tensors import constant_tensors, tensor_array
+from sparsekit.onnx_io.validate import load_validated_onnx
 
 SPARSIFIED = "@sparsified"
 """Requirement token: every layer the kit sparsified must be 2:4 (a model: the layers holding a
@@ -247,7 +250,7 @@ def recorded_sparse_layers(model) -> list[str] | None:
     return names
 
 
-def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), sparsified_modules: Iterable[str] | None = None) -> CheckReport:
+def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), sparsified_modules: Iterable[str] | None = None, model=None) -> CheckReport:
     """Check every constant Conv/Gemm/MatMul weight of an ONNX file on TensorRT's axis.
 
     The file is validated first (every tensor stores the bytes it declares, ONNX's checker
@@ -263,6 +266,7 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         sparsified_modules: PyTorch module names that were sparsified before export; None reads
             the names ``export`` recorded in the file's metadata (none when it has no record).
             Names the graph does not have are listed in ``report.missing`` (a failure).
+        model: the file already loaded without its external data (not loaded again); None loads it.
 
     Raises:
         OnnxModelError: the file is missing, unreadable, not ONNX, declares sizes it does not
@@ -270,12 +274,8 @@ def check_onnx(path: str | os.PathLike, require: Sequence[str] = (SPARSIFIED,), 
         ExternalDataError: its external data is outside its folder, missing or too short.
         CheckRequirementError: a pattern in ``require`` matches no layer.
     """
-    from sparsekit.onnx_io.validate import load_validated_onnx
-    from sparsekit.onnx_io.tensors import constant_tensors
-    from sparsekit.analyze.onnx_weights import find_weights
-
     # weights are read one at a time (from the file, or from its external data next to it)
-    model = load_validated_onnx(path)
+    model = load_validated_onnx(path, model)
     if sparsified_modules is None:
         sparsified_modules = recorded_sparse_layers(model) or []
     sparsified_modules = list(sparsified_modules)
@@ -306,9 +306,6 @@ def _stored_stats(ref, tensors: dict, base_dir: str) -> tuple[GroupStats, str]:
     a zero point that is computed at run time, or of an unknown layout, leaves the weight
     unjudged (0 groups, so not 2:4) with the reason.
     """
-    from sparsekit.analyze.onnx_weights import stored_zero_mask
-    from sparsekit.onnx_io.tensors import tensor_array
-
     zero_point = None
     if ref.zero_point:
         zp_tensor = tensors.get(ref.zero_point)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sparsekit.analyze.rules import Verdict, modelopt_magnitude, modelopt_sparsegpt
+from sparsekit.errors import SparsekitError
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,6 @@ def get_method(name: str) -> SparsityMethod:
     Raises:
         SparsekitError: unknown method.
     """
-    from sparsekit.errors import SparsekitError
-
     if name not in METHODS:
         raise SparsekitError(f"unknown sparsity method '{name}'", f"use one of: {', '.join(METHODS)}")
     return METHODS[name]

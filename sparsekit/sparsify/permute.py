@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from sparsekit.errors import SparsekitError
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +249,6 @@ def permute_channels_(model: nn.Module, consumers: list[str] | None = None, swee
     Returns:
         Per-layer retained magnitude of a TensorRT-layout magnitude mask, before/after.
     """
-    from sparsekit.errors import SparsekitError
-
     report = PermutationReport()
     modules = dict(model.named_modules())
     if any(hasattr(m, "_weight_mask") for m in modules.values()):

@@ -22,6 +22,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from sparsekit._lazy import lazy_import
+
+sparsegpt = lazy_import("modelopt.torch.sparsity.weight_sparsity.sparsegpt")
 
 
 def trt_column_order(channels: int, kernel_h: int, kernel_w: int) -> torch.Tensor:
@@ -105,8 +108,6 @@ def sparsegpt_conv_mask(weight: torch.Tensor, hessian: torch.Tensor, hessian_dam
         hessian: ``[C*R*S, C*R*S]`` in the weight's own ``(c, r, s)`` column order.
         hessian_damp / col_block_size: ModelOpt's SparseGPT settings (its defaults).
     """
-    from modelopt.torch.sparsity.weight_sparsity.sparsegpt import create_sgpt_mask
-
     k, c, r, s = weight.shape
     order = trt_column_order(c, r, s)
     flat = weight.detach().float().flatten(1)[:, order]
@@ -120,7 +121,7 @@ def sparsegpt_conv_mask(weight: torch.Tensor, hessian: torch.Tensor, hessian_dam
         live = diag[~dead]
         diag[dead] = 1e-6 * (float(live.mean()) if live.numel() else 1.0)
     config = {"pattern": "2:4 sparsity", "hessian_damp": hessian_damp, "col_block_size": col_block_size, "row_block_size": -1}
-    keep = create_sgpt_mask(flat, h, config).view(k, c * r * s)
+    keep = sparsegpt.create_sgpt_mask(flat, h, config).view(k, c * r * s)
     mask = torch.empty_like(keep)
     mask[:, order] = keep
     return mask.view(k, c, r, s).cpu().numpy()

@@ -22,6 +22,14 @@ from sparsekit.sparsify.select import select_layers
 from sparsekit.analyze.layer_kinds import known_layers
 from sparsekit.analyze.ties import TiedWeight, tied_weights
 from sparsekit.models.ties import untie_
+from sparsekit._memory import import_cleanly
+from sparsekit.models.calib import forward_loop
+from sparsekit.sparsify.layer_lists import resolve_layer_patterns
+from sparsekit.sparsify.sparsegpt_conv import ConvHessians, sparsegpt_conv_mask, supports
+from sparsekit._lazy import lazy_import
+
+mts = lazy_import("modelopt.torch.sparsity")
+sparsegpt = lazy_import("modelopt.torch.sparsity.weight_sparsity.sparsegpt")
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +102,7 @@ def _with_kit_hessians(loop, layers: dict[str, nn.Module], hessians):
     its mask for these layers is replaced by the kit's anyway. A layer left without ModelOpt samples
     gets an all-zero mask from ModelOpt, which the kit then overwrites.
     """
-    from modelopt.torch.sparsity.weight_sparsity.sparsegpt import SparseGPTSearcher
-
-    hessian_hook = SparseGPTSearcher._hook_compute_hessian.__func__
+    hessian_hook = sparsegpt.SparseGPTSearcher._hook_compute_hessian.__func__
 
     def run(model: nn.Module) -> None:
         modules = dict(model.named_modules())
@@ -116,12 +122,7 @@ def _run_modelopt(model: nn.Module, mode: str, selected: Sequence[str], calib, r
     layers in ``replaced`` get their masks from the kit afterwards, so ModelOpt collects no
     statistics for them; ``hessians`` (a :class:`~sparsekit.sparsify.sparsegpt_conv.ConvHessians`),
     when given, collects the kit's own for them in the same calibration pass."""
-    from sparsekit._memory import import_cleanly
-
     import_cleanly("modelopt.torch")  # not on this stack: the import would keep sparsify_'s weight copies alive
-    import modelopt.torch.sparsity as mts
-
-    from sparsekit.models.calib import forward_loop
 
     search = {}
     if calib is not None:
@@ -263,7 +264,6 @@ def sparsify_(
     kxk = {n: layers[n].weight.detach().float().cpu().numpy().copy() for n in accepted if not spec.trt_layout_convs and decisions[n].kind == "Conv2d" and tuple(decisions[n].shape[2:]) != (1, 1)}
     if conv_masks not in ("sparsegpt", "magnitude"):
         raise SparsekitError(f"conv_masks must be 'sparsegpt' or 'magnitude', not '{conv_masks}'", "use sparsegpt (default) or magnitude")
-    from sparsekit.sparsify.sparsegpt_conv import ConvHessians, sparsegpt_conv_mask, supports
 
     why_not = {n: ("magnitude masks asked for k x k convs" if conv_masks == "magnitude" else supports(layers[n])[1]) for n in kxk}
     hessians = ConvHessians({})
@@ -302,8 +302,6 @@ def sparsify_loaded_(loaded, config: SparsifyConfig) -> SparsifyReport:
     Raises:
         SparsekitError: bad lists or calibration data, or no layer to sparsify.
     """
-    from sparsekit.sparsify.layer_lists import resolve_layer_patterns
-
     include, exclude = resolve_layer_patterns(config.include, config.exclude, config.include_from, config.exclude_from)
     calib = config.batches_for(loaded) if config.needs_calibration else None
     loaded.model, report = sparsify_(loaded.model, config.method, include, exclude, calib, permute=config.permute, permute_sweeps=config.permute_sweeps, untie_tied=config.untie_tied, conv_masks=config.conv_masks)

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sparsekit.errors import SparsekitError, TrainingDataError
+from sparsekit.models.limits import MAX_SIZE
 
 TASKS: dict[str, Callable[..., "Task"]] = {}
 
@@ -60,8 +61,6 @@ def _check_option(task: str, key: str, value: Any, default: Any) -> None:
     Raises:
         SparsekitError: one line naming the option and the type it takes.
     """
-    from sparsekit.models.limits import MAX_SIZE
-
     if default is None or default is inspect.Parameter.empty:
         return
     want = type(default)

@@ -32,10 +32,11 @@ import torch.nn.functional as F
 
 from sparsekit.data.config import DataConfig
 from sparsekit.data.preprocess import Preprocessor
-from sparsekit.data.source import UserData
+from sparsekit.data.source import UserData, _label_key
 from sparsekit.errors import TrainingDataError
 from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
 from sparsekit.tasks.metrics import macro_f1, with_interval, with_paired
+from sparsekit.models.source import load_model
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,6 @@ class DataTask(Task):
         inputs = self.pre(items)
         if not self.labels:
             return inputs, None
-        from sparsekit.data.source import _label_key
 
         keys = [_label_key(item.get(self.data.label_column), self.data.reader.path, i) for i, item in enumerate(items)]
         return inputs, torch.tensor([self.classes[k] for k in keys], dtype=torch.int64)
@@ -367,8 +367,6 @@ def dense_teacher(loaded):
     loaded again (its weights are the trained ones). None for other sources, whose recorded source
     builds untrained weights (zoo CNNs, factories) and cannot stand for the dense model: name it
     with ``--teacher``; None too for a model that is not a checkpoint (it is its own dense model)."""
-    from sparsekit.models.source import load_model
-
     source = loaded.source
     spec = source.get("spec")
     if not loaded.checkpoint or source.get("kind") != "hf" or not isinstance(spec, str):

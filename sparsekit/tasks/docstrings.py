@@ -18,6 +18,7 @@ import torch
 
 from sparsekit.errors import SparsekitError
 from sparsekit.tasks.base import EvalResult, Task, register_task
+from sparsekit.models.zoo_minilm import minilm_tokenizer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "stdlib_docstring_pairs.json"
 DEFAULT_CORPUS = DEFAULT_DATA.with_name("docstring_corpus.json")
@@ -91,8 +92,6 @@ class DocstringsTask(Task):
                 corpus file is there (a checkout), else ``stdlib``.
             corpus_file: the corpus JSON for the larger splits and ``broad`` (default: next to ``data``).
         """
-        from sparsekit.models.zoo_minilm import minilm_tokenizer
-
         corpus_path = Path(corpus_file) if corpus_file else Path(data or DEFAULT_DATA).with_name(DEFAULT_CORPUS.name)
         if corpus is None:
             corpus = "broad" if corpus_path.is_file() else "stdlib"

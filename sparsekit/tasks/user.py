@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from sparsekit.errors import SparsekitError, TrainingDataError
 from sparsekit.tasks.base import Task
+from sparsekit.models.build import load_callable
+from sparsekit.models.trust import require_allowed
 
 
 def user_task(spec: str, **options) -> Task:
@@ -16,9 +18,6 @@ def user_task(spec: str, **options) -> Task:
         ModelSourceError: the file or function cannot be loaded.
         TrainingDataError: the function raised, or returned something other than a Task.
     """
-    from sparsekit.models.build import load_callable
-    from sparsekit.models.trust import require_allowed
-
     require_allowed(spec, "--task")
     make = load_callable(spec)
     try:

@@ -106,3 +106,31 @@ def test_cli_build_both(cli, exported, tmp_path):
     assert set(builds) == {"dense", "sparse"} and not builds["dense"]["cached"]
     proc = cli("build", str(path), "--backend", "onnxruntime", "--store", str(tmp_path / "s"), "--sparse", "on", "--json")
     assert json.loads(proc.stdout)["builds"]["on"]["cached"]
+
+
+def test_cli_build_loads_the_onnx_once(cli, exported, tmp_path, onnx_loads):
+    """``sparsekit build`` (dense + sparse pair, Triton export) parses the ONNX file once and hands
+    the model to the validation, the store key, both builds, their reports and the Triton config."""
+    import json
+    from pathlib import Path
+
+    path = Path(exported[("cnn", "fp16")].path).resolve()
+    proc = cli("build", str(path), "--backend", "onnxruntime", "--store", str(tmp_path / "s"), "--triton", str(tmp_path / "triton"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert set(payload["builds"]) == {"dense", "sparse"} and not payload["builds"]["sparse"]["cached"]
+    assert payload["builds"]["sparse"]["report"]["layers"] and set(payload["triton"]) == {"dense", "sparse"}
+    assert onnx_loads.count(path) == 1, onnx_loads
+
+
+def test_a_model_passed_in_is_not_changed_by_the_report(exported):
+    """The layer report fixes symbolic input dims to compute FLOPs: on a copy, not on the caller's model."""
+    from sparsekit.backends.trt_report import onnx_layer_rows
+    from sparsekit.onnx_io.load import load_onnx
+
+    path = exported[("bert", "fp16")].path
+    model = load_onnx(path, load_external_data=False)
+    before = model.SerializeToString()
+    rows = onnx_layer_rows(path, model)
+    assert model.SerializeToString() == before
+    assert [r.flop_share for r in rows] == [r.flop_share for r in onnx_layer_rows(path)]

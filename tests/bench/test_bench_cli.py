@@ -37,3 +37,15 @@ def test_bench_writes_only_into_its_results_folder_and_shows_rounds(cli, exporte
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-results"]  # no engines/ in the current folder
     assert "rounds" in proc.stdout
+
+
+def test_bench_loads_the_onnx_once(cli, exported, tmp_path, onnx_loads):
+    """The pair build, the input spec, the precision and the Amdahl evidence share one parse of the file."""
+    from pathlib import Path
+
+    path = Path(exported[("mlp", "fp16")].path).resolve()
+    proc = cli("bench", str(path), "--batches", "1", "--rounds", "3", "--round-seconds", "0.02", "--warmup", "0.02", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["precision"] == "fp16" and result["amdahl"]["sparse_layers_in_onnx"] > 0
+    assert onnx_loads.count(path) == 1, onnx_loads

@@ -8,6 +8,7 @@ import typing
 
 import pytest
 
+from sparsekit.backends.spec import BuildSpec, parse_shapes
 from sparsekit.bench.config import BenchConfig
 from sparsekit.cli.config_args import cli_fields, config_from_args, flags_of
 from sparsekit.cli.main import build_parser
@@ -17,7 +18,8 @@ from sparsekit.recipe.schema import Recipe
 from sparsekit.recover.config import FinetuneConfig
 from sparsekit.sparsify.config import SparsifyConfig
 
-STAGES = [("sparsify", SparsifyConfig, "sparsify"), ("export", ExportConfig, "export"), ("prune", PruneConfig, "prune"), ("finetune", FinetuneConfig, "finetune"), ("bench", BenchConfig, None)]
+STAGES = [("sparsify", SparsifyConfig, "sparsify"), ("export", ExportConfig, "export"), ("prune", PruneConfig, "prune"), ("finetune", FinetuneConfig, "finetune"), ("bench", BenchConfig, None),
+          ("build", BuildSpec, None)]
 """(command, config, recipe section; None: the stage has no recipe section)."""
 
 
@@ -55,7 +57,7 @@ def test_the_command_line_and_the_recipe_take_the_same_settings(command, config,
 
 @pytest.mark.parametrize("command, config, section", STAGES)
 def test_defaults_come_from_the_config(command, config, section):
-    argv = ["model.onnx"] if command == "bench" else ["mlp", "-o", "x.pt", *(["--task", "digits"] if command == "finetune" else [])]
+    argv = ["model.onnx"] if command in ("bench", "build") else ["mlp", "-o", "x.pt", *(["--task", "digits"] if command == "finetune" else [])]
     args = _subparser(command).parse_args(argv)
     assert config_from_args(args, config) == config()
 
@@ -87,3 +89,30 @@ def test_registered_precisions_are_the_ones_the_config_offers():
 
     assert tuple(PRECISIONS) == PRECISION_NAMES
     assert typing.get_args(MethodName) == tuple(METHODS)
+
+
+def test_build_options_parse_into_the_build_spec():
+    from sparsekit.cli.cmd_build import build_spec_from_args
+
+    argv = ["m.onnx", "--backend", "tensorrt-rtx", "--sparse", "on", "--shapes", "input:1x8,4x8,8x8", "--workspace-mib", "1024", "--opt-level", "5",
+            "--hardware-compat", "ampere_plus", "--no-timing-cache", "--compute-capability", "8.9,8.6", "--compute-capability", "8.6"]
+    spec = build_spec_from_args(_subparser("build").parse_args(argv))
+    assert spec == BuildSpec(backend="tensorrt-rtx", sparse=True, shapes=parse_shapes(["input:1x8,4x8,8x8"]), workspace_mib=1024, opt_level=5,
+                             hardware_compat="ampere_plus", timing_cache=False, compute_capabilities=("8.6", "8.9"))
+    for sparse in ("both", "off"):
+        assert build_spec_from_args(_subparser("build").parse_args(["m.onnx", "--sparse", sparse])) == BuildSpec()
+    assert _subparser("build").parse_args(["m.onnx"]).sparse == "both"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--opt-level", "6"], "invalid --opt-level"),
+    (["--workspace-mib", "8"], "invalid --workspace-mib"),
+    (["--compute-capability", "9.0"], "unknown compute capability 9.0"),
+    (["--shapes", "input:1x8,2x8"], "cannot read shape profile"),
+])
+def test_a_bad_build_option_names_itself(argv, message):
+    from sparsekit.cli.cmd_build import build_spec_from_args
+    from sparsekit.errors import SparsekitError
+
+    with pytest.raises(SparsekitError, match=message):
+        build_spec_from_args(_subparser("build").parse_args(["m.onnx", *argv]))
