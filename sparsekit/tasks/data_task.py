@@ -361,22 +361,3 @@ def make_data_task(loaded, config: DataConfig) -> DataTask:
     task.check_fits(loaded.model)
     return task
 
-
-def dense_teacher(loaded):
-    """The dense model a checkpoint of an ``hf:DIR`` model was made from: that folder's model,
-    loaded again (its weights are the trained ones). None for other sources, whose recorded source
-    builds untrained weights (zoo CNNs, factories) and cannot stand for the dense model: name it
-    with ``--teacher``; None too for a model that is not a checkpoint (it is its own dense model)."""
-    from sparsekit.models.source import load_model
-
-    source = loaded.source
-    spec = source.get("spec")
-    if not loaded.checkpoint or source.get("kind") != "hf" or not isinstance(spec, str):
-        return None
-    return load_model(spec, dict(source.get("args") or {})).model
-
-
-def default_teacher(task: Task, loaded):
-    """The teacher ``finetune`` uses when none is named: for your data (:class:`DataTask`), the
-    dense model of :func:`dense_teacher`; for other tasks none (they name their own)."""
-    return dense_teacher(loaded) if isinstance(task, DataTask) else None
