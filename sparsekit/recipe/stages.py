@@ -199,7 +199,7 @@ def data_settings(r: Recipe) -> dict | None:
     """The recipe's data section and the content hash of what it reads (None without data)."""
     if r.data is None:
         return None
-    return {**r.data.model_dump(mode="json"), "content": data_fingerprint(r.data.source) or folder_fingerprint(r.data.source), "preprocess_content": source_fingerprint(r.data.preprocess) if r.data.preprocess else None}
+    return {**r.data.model_dump(mode="json", exclude={"cache"}), "content": data_fingerprint(r.data.source) or folder_fingerprint(r.data.source), "preprocess_content": source_fingerprint(r.data.preprocess) if r.data.preprocess else None}
 
 
 def _export_stage(precision: str) -> Stage:
