@@ -13,6 +13,18 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache_in_tmp(tmp_path_factory):
+    """The data cache of every test in a folder of its own session, never the user's ~/.cache."""
+    old = os.environ.get("SPARSEKIT_CACHE_DIR")
+    os.environ["SPARSEKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("sparsekit-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPARSEKIT_CACHE_DIR", None)
+    else:
+        os.environ["SPARSEKIT_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def sparse_models(tmp_path_factory):
     """Magnitude-sparsified small zoo models: {name: LoadedModel} (built once per session)."""

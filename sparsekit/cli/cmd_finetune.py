@@ -8,7 +8,7 @@ from rich.table import Table
 
 from sparsekit.cli.config_args import add_config_args, config_from_args
 from sparsekit.recover.config import FinetuneConfig
-from sparsekit.cli.common import add_model_args, add_output_args, add_task_args, emit, load_task_and_model, out, progress_bar, status
+from sparsekit.cli.common import add_model_args, add_output_args, add_task_args, emit, err, load_task_and_model, out, progress_bar, status
 from sparsekit._io import ensure_writable_target
 
 
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     add_model_args(p, "MODEL", nargs="?")
     add_task_args(p)
     p.add_argument("-o", "--output", required=True, metavar="CKPT.pt", help="checkpoint to write (sparsity and quantization state included)")
-    p.add_argument("--teacher", metavar="MODEL", help="dense teacher to distil from: a checkpoint, zoo name, hf:DIR or FILE.py:factory (required for label-free tasks such as docstrings; with --data, default: the dense model a zoo / hf:DIR checkpoint was made from)")
+    p.add_argument("--teacher", metavar="MODEL", help="dense teacher to distil from: a checkpoint, zoo name, hf:DIR or FILE.py:factory (required for label-free tasks such as docstrings; with --data, default: the hf:DIR folder a checkpoint was made from, when it still holds the same config; zoo and factory checkpoints have none)")
     add_config_args(p.add_argument_group("fine-tuning settings (a recipe's finetune: section takes the same names)"), FinetuneConfig)
     p.add_argument("--resume", action="store_true", help="continue from the training state next to --output (same model and settings)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -43,7 +43,7 @@ def run(args) -> int:
     from sparsekit.models.source import load_model
     from sparsekit.recover.masks import masked_parameters
     from sparsekit.recover.task_finetune import finetune_stage_
-    from sparsekit.tasks.data_task import default_teacher
+    from sparsekit.tasks.dense_teacher import DefaultTeacher, default_teacher
 
     ensure_writable_target(args.output, args.force)
     config = config_from_args(args, FinetuneConfig)
@@ -52,7 +52,10 @@ def run(args) -> int:
         state.unlink()
     with status("loading the task and model"):
         task, loaded = load_task_and_model(args)
-        teacher = load_model(args.teacher).model if args.teacher else default_teacher(task, loaded)
+        chosen = DefaultTeacher(load_model(args.teacher).model, args.teacher) if args.teacher else default_teacher(task, loaded)
+    teacher = chosen.model
+    if teacher is not None and not args.teacher:
+        err.print(f"teacher: {chosen.description}; name another with --teacher", markup=False, highlight=False, soft_wrap=True)
     with progress_bar("fine-tune") as bar:
         job = bar.add_task("train", total=None, info="")
 
@@ -62,7 +65,7 @@ def run(args) -> int:
 
         result = finetune_stage_(loaded, task, config, teacher, state, progress, say=lambda m: bar.console.print(m))
     report = result.report
-    meta = {"finetune": {"task": task.name, "config": config.model_dump(), "distilled": teacher is not None, "quantize": config.quantize, "report": report.to_dict(), "before": result.before, "after": result.after, "dense": result.reference, **({"data": task.report()} if hasattr(task, "report") else {})}}
+    meta = {"finetune": {"task": task.name, "config": config.model_dump(), "distilled": teacher is not None, "teacher": chosen.description, "quantize": config.quantize, "report": report.to_dict(), "before": result.before, "after": result.after, "dense": result.reference, **({"data": task.report()} if hasattr(task, "report") else {})}}
     save_checkpoint(loaded, args.output, meta)
     if state.exists():
         state.unlink()

@@ -21,15 +21,15 @@ def data_calibration(loaded, config: DataConfig, samples: int, batch_size: int =
         data = UserData(config)
         pre = Preprocessor(loaded, data, config.max_length)
         batches, chunk = [], []
-        for _, item in data.items("train"):
-            chunk.append(item)
+        for index, item in data.items("train"):
+            chunk.append((index, item))
             if len(chunk) == batch_size:
-                batches.append(pre(chunk))
+                batches.append(pre.batch([it for _, it in chunk], [i for i, _ in chunk]))
                 chunk = []
             if len(batches) * batch_size + len(chunk) >= samples:
                 break
         if chunk:
-            batches.append(pre(chunk))
+            batches.append(pre.batch([it for _, it in chunk], [i for i, _ in chunk]))
     except TrainingDataError as exc:
         raise CalibrationDataError(exc.problem, exc.fix) from exc
     check_batches(batches, loaded.inputs)

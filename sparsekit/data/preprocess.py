@@ -29,6 +29,7 @@ from sparsekit.models.build import load_callable
 from sparsekit.models.hf import _quiet, _transformers
 from sparsekit.models.trust import require_allowed, current_policy
 from sparsekit._lazy import lazy_import
+from sparsekit.data.cache import open_cache
 
 Image = lazy_import("PIL.Image")
 
@@ -53,6 +54,9 @@ class Preprocessor:
         max_length: tokens per text (text routes).
         truncated: texts cut to ``max_length`` so far.
         texts: texts tokenized so far.
+        folder: the ``hf:DIR`` folder of the model (its processors), or None.
+        cache: the cached inputs of the whole source (:mod:`sparsekit.data.cache`) once
+            :meth:`batch` opened them; None when off or not cacheable.
     """
 
     def __init__(self, loaded, data: UserData, max_length: int | None = None, pair_as_second_text: bool = False) -> None:
@@ -63,7 +67,9 @@ class Preprocessor:
         self.texts = 0
         self.pair_as_second_text = pair_as_second_text
         columns = data.reader.columns
-        folder = hf_folder_of(loaded)
+        folder = self.folder = hf_folder_of(loaded)
+        self.cache = None
+        self._cache_opened = not data.config.cache
         self.tokenizer = self.image_processor = None
         self._user: Callable | None = None
         first = self.spec.tensors[0] if self.spec.tensors else None
@@ -96,7 +102,7 @@ class Preprocessor:
 
     def report(self) -> dict:
         """How inputs were made, and how many texts were truncated."""
-        out: dict[str, Any] = {"preprocess": self.how}
+        out: dict[str, Any] = {"preprocess": self.how, "cache": "off" if not self.data.config.cache else self.cache.status if self.cache else "not cached"}
         if self.how in ("tokenizer", "user") and self.texts:
             out.update(max_length=self.max_length, texts=self.texts, truncated=self.truncated)
         return out
@@ -111,6 +117,42 @@ class Preprocessor:
         if self.how == "tokenizer":
             return self._from_text(items, column or self.data.config.text_column)
         return self._from_images(items)
+
+    def batch(self, items: Sequence[dict], indices: Sequence[int] | None = None) -> tuple:
+        """Input tensors ``(B, ...)`` for ``items``, the source's items ``indices``: from the cache
+        of the whole source's inputs when it is on (built on first use), else made here."""
+        if indices is not None and not self._cache_opened:
+
+            self._cache_opened = True
+            self.cache = open_cache(self)
+        if indices is None or self.cache is None:
+            return self(items)
+        made, truncated = self.cache.batch(indices)
+        if self.how == "tokenizer":
+            self.texts += len(indices)
+            self.truncated += truncated
+            if "token_type_ids" in self.names and "token_type_ids" not in made:
+                import torch
+
+                made["token_type_ids"] = torch.zeros_like(made["input_ids"])  # one segment, as _from_text
+            return self._ordered(made, f"the tokenizer of '{self.folder}'")
+        return self._ordered(made, f"the cached inputs of '{self.data.reader.path}'")
+
+    def unpadded(self, items: Sequence[dict]) -> tuple[dict[str, list], list[int]]:
+        """Text route: ``({input name: one 1-D tensor per item}, each text's length before
+        truncation)``, truncated to ``max_length`` and not padded (what the cache keeps)."""
+        import torch
+
+        args, _ = self._text_args(items, self.data.config.text_column)
+        full = [len(ids) for ids in self.tokenizer(*args, truncation=False)["input_ids"]]
+        enc = self.tokenizer(*args, truncation=True, max_length=self.max_length)
+        dtypes = {t.name: getattr(torch, t.dtype) for t in self.spec.tensors}
+        return {n: [torch.tensor(row, dtype=dtypes[n]) for row in enc[n]] for n in self.names if n in enc}, full
+
+    def pad_values(self) -> dict[str, int]:
+        """The value the tokenizer pads each text input with."""
+        pads = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0), "attention_mask": 0, "special_tokens_mask": 1}
+        return {n: int(pads.get(n) or 0) for n in self.names}
 
     # ---- routes ------------------------------------------------------------------------------
 
@@ -159,7 +201,9 @@ class Preprocessor:
             columns[want.name] = np.stack(rows)
         return self._ordered(columns, f"data '{self.data.reader.path}'")
 
-    def _from_text(self, items, column: str) -> tuple:
+    def _text_args(self, items, column: str) -> tuple[tuple, str | None]:
+        """The tokenizer's positional arguments for ``items`` (texts, and the second texts of a
+        pair), and the pair column or None."""
         texts, seconds = [], []
         pair = self.data.config.pair_column if self.pair_as_second_text and column == self.data.config.text_column else None
         for item in items:
@@ -168,7 +212,11 @@ class Preprocessor:
             texts.append(str(item[column]))
             if pair:
                 seconds.append(str(item[pair]))
-        args = (texts, seconds) if pair else (texts,)
+        return ((texts, seconds) if pair else (texts,)), pair
+
+    def _from_text(self, items, column: str) -> tuple:
+        args, pair = self._text_args(items, column)
+        texts = args[0]
         lengths = self.tokenizer(*args, truncation=False)["input_ids"]
         self.truncated += sum(len(ids) > self.max_length for ids in lengths)
         self.texts += len(texts)

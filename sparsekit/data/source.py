@@ -107,13 +107,14 @@ class UserData:
         return {"items": n, "train": n - n_eval, "eval": n_eval}, values, digest.hexdigest()
 
     def items(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        """``(index, item)`` of the ``train`` or ``eval`` split, in file order (eval: at most ``max_eval``)."""
+        """``(index, item)`` of the ``train`` or ``eval`` split (eval: at most ``max_eval``), or of
+        ``all`` items, in file order."""
         limit = self.counts["items"]
         taken = 0
         for index, item in enumerate(self.reader.items()):
             if index >= limit or (split == "eval" and taken >= self.config.max_eval):
                 return
-            if is_eval(index, self.config.split_seed, self.config.eval_fraction) == (split == "eval"):
+            if split == "all" or is_eval(index, self.config.split_seed, self.config.eval_fraction) == (split == "eval"):
                 taken += 1
                 yield index, item
 

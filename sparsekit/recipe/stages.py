@@ -28,6 +28,7 @@ from sparsekit.sparsify.layer_lists import read_layer_list
 from sparsekit.sparsify.sparsify import sparsify_loaded_
 from sparsekit.tasks import get_task, user_task
 from sparsekit.tasks.data_task import make_data_task
+from sparsekit.quantize.ptq import quantize_
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def data_settings(r: Recipe) -> dict | None:
     """The recipe's data section and the content hash of what it reads (None without data)."""
     if r.data is None:
         return None
-    return {**r.data.model_dump(mode="json"), "content": data_fingerprint(r.data.source) or folder_fingerprint(r.data.source), "preprocess_content": source_fingerprint(r.data.preprocess) if r.data.preprocess else None}
+    return {**r.data.model_dump(mode="json", exclude={"cache"}), "content": data_fingerprint(r.data.source) or folder_fingerprint(r.data.source), "preprocess_content": source_fingerprint(r.data.preprocess) if r.data.preprocess else None}
 
 
 def _export_stage(precision: str) -> Stage:
@@ -216,6 +217,32 @@ def _export_stage(precision: str) -> Stage:
     )
 
 
+def int8_eval_settings(r: Recipe) -> dict | None:
+    """What the INT8 evaluation depends on; None when the recipe exports no int8, has no task, or
+    its finetune stage quantizes (QAT: the fine-tuned model is then the quantized one)."""
+    if r.export is None or "int8" not in r.export.precisions or not (r.task or r.data) or (r.finetune is not None and r.finetune.quantize):
+        return None
+    return {"export": r.export.model_dump(mode="json", exclude={"precisions"}), "model": model_settings(r), "task": r.task, "task_args": r.task_args, "data": data_settings(r)}
+
+
+def _int8_eval(ctx: StageContext) -> dict:
+    """The newest model quantized as the INT8 export quantizes it (PTQ, same calibration and
+    ``no_quant``), evaluated on the task against the dense model; written to ``int8.eval.json``."""
+    import time
+
+
+    start = time.perf_counter()
+    task, loaded = ctx.task(), ctx.model()
+    dense = task.evaluate(load_source_model(ctx.recipe.model).model)
+    before = task.evaluate(loaded.model, dense)
+    config = ctx.calibrated(ctx.recipe.export, loaded, True)
+    quantized = quantize_(loaded.model, config.batches_for(loaded), "int8", disable=config.no_quant)
+    result = task.evaluate(quantized, dense)
+    payload = {"precision": "int8", "how": "ptq", "task": task.name, "primary": task.primary, "metrics": result.metrics, "float": before.metrics, "dense": dense.metrics, "seconds": round(time.perf_counter() - start, 2)}
+    write_json_atomic(ctx.run_dir / "int8.eval.json", payload)
+    return {"metrics": result.metrics}
+
+
 def _report(ctx: StageContext) -> dict:
     return write_summary(ctx.recipe, ctx.run_dir)
 
@@ -238,10 +265,11 @@ STAGES: list[Stage] = [
         lambda r: _model_inputs(r, "finetune"), lambda r: ["tuned.pt", "finetune.json"], _finetune,
     ),
     *[_export_stage(p) for p in ("fp32", "fp16", "int8")],
+    Stage("evaluate.int8", int8_eval_settings, lambda r: _model_inputs(r), lambda r: ["int8.eval.json"], _int8_eval),
     Stage(
         "report", lambda r: {"name": r.name},
-        lambda r: ["analysis.json", *(["prune.json"] if r.prune else []), *(["sparsify.json"] if r.sparsify else []), *(["finetune.json"] if r.finetune else []), *[f"model.{p}.report.json" for p in (r.export.precisions if r.export else [])]],
-        lambda r: ["summary.json", "summary.md"], _report,
+        lambda r: ["analysis.json", *(["prune.json"] if r.prune else []), *(["sparsify.json"] if r.sparsify else []), *(["finetune.json"] if r.finetune else []), *[f"model.{p}.report.json" for p in (r.export.precisions if r.export else [])], *(["int8.eval.json"] if int8_eval_settings(r) else [])],
+        lambda r: ["summary.json", "summary.md", *(["summary.png"] if r.finetune or int8_eval_settings(r) else [])], _report,
     ),
 ]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sparsekit._io import write_json_atomic, write_text_atomic
+from sparsekit._io import atomic_path, write_json_atomic, write_text_atomic
 from sparsekit.analyze.rules import amdahl_bound
+from sparsekit.recipe.results import plot_results, result_rows, results_markdown
 from sparsekit.recipe.schema import Recipe
 from sparsekit.export.parity import parity_text
 
@@ -48,6 +49,8 @@ def build_summary(recipe: Recipe, run_dir: Path) -> dict:
         "layers": layers,
         "prune": _read(run_dir / "prune.json"),
         "finetune": _read(run_dir / "finetune.json"),
+        "int8_eval": _read(run_dir / "int8.eval.json"),
+        "results": result_rows(_read(run_dir / "finetune.json"), _read(run_dir / "int8.eval.json"), sparsify if "seconds" in sparsify else None),
     }
 
 
@@ -122,6 +125,7 @@ def render_markdown(s: dict) -> str:
         f"the bound is **{s['amdahl_bound_likely_win']:.2f}x**.",
         "- No speedup is measured here: 2:4 kernels need an Ampere+ GPU (TensorRT or PyTorch semi-structured).",
         *_stage_lines(s),
+        *(["", *results_markdown(s["results"])] if s.get("results") else []),
         "",
         "## ONNX variants",
         "",
@@ -150,8 +154,12 @@ def render_markdown(s: dict) -> str:
 
 
 def write_summary(recipe: Recipe, run_dir: Path) -> dict:
-    """Write ``summary.json`` and ``summary.md`` into ``run_dir``; return the headline numbers."""
+    """Write ``summary.json``, ``summary.md`` and (when the run evaluated a task) ``summary.png``
+    into ``run_dir``; return the headline numbers."""
     s = build_summary(recipe, run_dir)
     write_json_atomic(run_dir / "summary.json", s)
     write_text_atomic(run_dir / "summary.md", render_markdown(s))
+    if s["results"]:
+        with atomic_path(run_dir / "summary.png") as tmp:
+            plot_results(s["results"], tmp, f"{recipe.name}: {s['results']['primary']}, dense vs 2:4")
     return {k: s[k] for k in ("sparsified_layers", "layers_total", "sparse_flop_share", "amdahl_bound", "amdahl_bound_likely_win")}

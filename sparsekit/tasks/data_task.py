@@ -36,7 +36,6 @@ from sparsekit.data.source import UserData, _label_key
 from sparsekit.errors import TrainingDataError
 from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
 from sparsekit.tasks.metrics import macro_f1, with_interval, with_paired
-from sparsekit.models.source import load_model
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +82,11 @@ class _Epoch:
     def __bool__(self) -> bool:
         return len(self) > 0
 
-    def _items(self) -> Iterator[dict]:
+    def _items(self) -> Iterator[tuple[int, dict]]:
         rng = np.random.default_rng([self.seed, self.task.data.config.split_seed, self.epoch])
-        buffer: list[dict] = []
-        for _, item in self.task.data.items("train"):
-            buffer.append(item)
+        buffer: list[tuple[int, dict]] = []
+        for pair in self.task.data.items("train"):
+            buffer.append(pair)
             if len(buffer) >= SHUFFLE_BUFFER:
                 i = int(rng.integers(len(buffer)))
                 buffer[i], buffer[-1] = buffer[-1], buffer[i]
@@ -96,14 +95,14 @@ class _Epoch:
             yield buffer[i]
 
     def __iter__(self):
-        chunk: list[dict] = []
-        for item in self._items():
-            chunk.append(item)
+        chunk: list[tuple[int, dict]] = []
+        for pair in self._items():
+            chunk.append(pair)
             if len(chunk) == self.batch_size:
-                yield self.task.make_batch(chunk)
+                yield self.task.make_batch(*_split(chunk))
                 chunk = []
         if chunk:
-            yield self.task.make_batch(chunk)
+            yield self.task.make_batch(*_split(chunk))
 
     def __getitem__(self, index):
         from itertools import islice
@@ -114,6 +113,11 @@ class _Epoch:
         if not found:
             raise IndexError(index)
         return found[0]
+
+
+def _split(pairs: list[tuple[int, dict]]) -> tuple[list[dict], list[int]]:
+    """``(items, indices)`` of ``(index, item)`` pairs."""
+    return [item for _, item in pairs], [index for index, _ in pairs]
 
 
 class DataTask(Task):
@@ -147,9 +151,10 @@ class DataTask(Task):
 
     # ---- data ----------------------------------------------------------------------------------
 
-    def make_batch(self, items: list[dict]) -> tuple[tuple, Any]:
-        """``(inputs, labels [B] int64 or None)`` of ``items``."""
-        inputs = self.pre(items)
+    def make_batch(self, items: list[dict], indices: list[int] | None = None) -> tuple[tuple, Any]:
+        """``(inputs, labels [B] int64 or None)`` of ``items`` (the source's items ``indices``,
+        whose inputs then come from the data cache when it is on)."""
+        inputs = self.pre.batch(items, indices)
         if not self.labels:
             return inputs, None
 
@@ -162,24 +167,25 @@ class DataTask(Task):
     def calibration(self, samples: int, batch_size: int = 16) -> list[tuple]:
         """The first ``samples`` training items (never evaluation ones), inputs only."""
         chunk, out, taken = [], [], 0
-        for _, item in self.data.items("train"):
+        for pair in self.data.items("train"):
             if taken >= samples:
                 break
-            chunk.append(item)
+            chunk.append(pair)
             taken += 1
             if len(chunk) == batch_size:
-                out.append(self.pre(chunk))
+                out.append(self.pre.batch(*_split(chunk)))
                 chunk = []
         if chunk:
-            out.append(self.pre(chunk))
+            out.append(self.pre.batch(*_split(chunk)))
         return out
 
     def _eval_batches(self) -> list[tuple[tuple, Any]]:
         """The held-out items, preprocessed once and kept (at most ``max_eval``)."""
         if self._eval is None:
-            items = [item for _, item in self.data.items("eval")]
+            pairs = list(self.data.items("eval"))
+            items = [item for _, item in pairs]
             size = self.config.eval_batch
-            self._eval = [self.make_batch(items[i : i + size]) for i in range(0, len(items), size)]
+            self._eval = [self.make_batch(*_split(pairs[i : i + size])) for i in range(0, len(pairs), size)]
             if self.pairs:
                 self._eval_pairs = [self.pre(items[i : i + size], column=self.config.pair_column) for i in range(0, len(items), size)]
         return self._eval
@@ -197,7 +203,7 @@ class DataTask(Task):
         Raises:
             TrainingDataError: the data does not fit the model, or a label is outside its classes.
         """
-        batch = self.make_batch([item for _, item in zip(range(2), (it for _, it in self.data.items("train")))])
+        batch = self.make_batch(*_split([pair for _, pair in zip(range(2), self.data.items("train"))]))
         check_batch_fits(model, batch, self)
         if self.labels:
             with torch.no_grad():
@@ -360,21 +366,3 @@ def make_data_task(loaded, config: DataConfig) -> DataTask:
     task = DataTask(loaded, config)
     task.check_fits(loaded.model)
     return task
-
-
-def dense_teacher(loaded):
-    """The dense model a checkpoint of an ``hf:DIR`` model was made from: that folder's model,
-    loaded again (its weights are the trained ones). None for other sources, whose recorded source
-    builds untrained weights (zoo CNNs, factories) and cannot stand for the dense model: name it
-    with ``--teacher``; None too for a model that is not a checkpoint (it is its own dense model)."""
-    source = loaded.source
-    spec = source.get("spec")
-    if not loaded.checkpoint or source.get("kind") != "hf" or not isinstance(spec, str):
-        return None
-    return load_model(spec, dict(source.get("args") or {})).model
-
-
-def default_teacher(task: Task, loaded):
-    """The teacher ``finetune`` uses when none is named: for your data (:class:`DataTask`), the
-    dense model of :func:`dense_teacher`; for other tasks none (they name their own)."""
-    return dense_teacher(loaded) if isinstance(task, DataTask) else None
