@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsekit.onnx_io.graphs import replace_nodes
 from sparsekit.onnx_io.tensors import tensor_array
 from sparsekit.export.external_data import EXTERNAL_MIN_BYTES, compact, is_external, rewritten_data, stored_bytes
 from sparsekit.export.index_math import index_math_nodes
@@ -111,13 +112,7 @@ def _fold_weight_casts(converted, lifted: dict, folder: Path, writer) -> int:
             writer.append(full, array)
             new_inits.append(full)
         del array
-    kept = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in removed)]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-    del graph.node[:]
-    graph.node.extend(kept)
+    replace_nodes(graph, [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in removed)], renamed)
     inputs = [i for i in graph.input if i.name not in lifted]
     del graph.input[:]
     graph.input.extend(inputs)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsekit.onnx_io.graphs import replace_nodes
 from sparsekit.onnx_io.tensors import tensor_array
 from sparsekit.export.external_data import compact, is_external, rewritten_data
 from sparsekit.export.fp16_weights import FP16_MAX
@@ -159,12 +160,7 @@ def int8_weights_from_qdq(model, folder: str | os.PathLike, location: str):
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)
     nodes = [n for n in graph.node if not (n.op_type == "QuantizeLinear" and n.output and n.output[0] in folded_outputs)]
-    for node in nodes:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-    del graph.node[:]
-    graph.node.extend(casts + nodes)
+    replace_nodes(graph, casts + nodes, renamed)
     cast_outputs = {c.output[0] for c in casts}
     inputs = [i for i in graph.input if i.name not in cast_outputs]
     del graph.input[:]
@@ -195,13 +191,7 @@ def _bypass_identities(graph, inits: dict) -> None:
     alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input and n.input[0] in inits and n.output[0] not in outputs}
     if not alias:
         return
-    nodes = [n for n in graph.node if not (n.op_type == "Identity" and n.output and n.output[0] in alias)]
-    for node in nodes:
-        for i, name in enumerate(node.input):
-            if name in alias:
-                node.input[i] = alias[name]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    replace_nodes(graph, [n for n in graph.node if not (n.op_type == "Identity" and n.output and n.output[0] in alias)], alias)
 
 
 def float_weights_view(model):

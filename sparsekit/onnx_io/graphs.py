@@ -35,3 +35,16 @@ def subgraphs_of(graph, path: str = ""):
                 yield node, f"{prefix}.{attr.name}", attr.g
             for j, sub in enumerate(attr.graphs):
                 yield node, f"{prefix}.{attr.name}[{j}]", sub
+
+
+def replace_nodes(graph, nodes, renamed: dict[str, str] | None = None) -> None:
+    """Make ``nodes`` the node list of ``graph`` (in that order), first pointing every input named
+    in ``renamed`` (old name -> new name) at its new name. ``nodes`` may be a filtered view of
+    ``graph.node``: it is copied before the graph's list is cleared."""
+    nodes = list(nodes)
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            if renamed and name in renamed:
+                node.input[i] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(nodes)
