@@ -74,12 +74,13 @@ def staged_onnx(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     remove_stale_stages(target)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".stage", dir=target.parent))
-    except OSError as exc:
-        raise disk_full_error(exc, target) or OutputPathError(f"cannot write next to '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
-    try:
+        try:
+            stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".stage", dir=target.parent))
+        except OSError as exc:
+            raise disk_full_error(exc, target) or OutputPathError(f"cannot write next to '{target}': {exc.strerror}", "choose a writable output location with free space") from exc
         onnx_file = stage / target.name
         yield onnx_file
         _publish(onnx_file, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    finally:  # by name: a signal that lands just after mkdtemp made the folder leaves no name to remove
+        for own in target.parent.glob(f".{target.name}.{os.getpid()}.*.stage"):
+            shutil.rmtree(own, ignore_errors=True)

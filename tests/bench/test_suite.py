@@ -178,7 +178,7 @@ assert "modelopt" not in sys.modules
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.split()
-    assert lines[:14] == ["preflight", "bert-large-seq384", "bert-large-seq128", "gemm", "select", "compiled", "selection", "llm-gemm", "fp8",
+    assert lines[:15] == ["preflight", "bert-large-seq384", "bert-large-seq128", "gemm", "select", "plan-gemm", "compiled", "selection", "llm-gemm", "fp8",
                           "gemm-large", "attention-matmul", "bf16", "batch-1", "tensorrt"]
     share = float(lines[lines.index("share") + 1])
     assert 0.5 < share < 1.0  # attention and the excluded pooler/head keep it below 1
