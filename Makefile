@@ -21,6 +21,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sparsekit demo --out runs/demo $(ARGS)
 
+# One test worker per core (at most 4; each holds torch and ModelOpt), whole files per worker so
+# module fixtures are built once. PYTEST_ARGS="-n 0" runs in one process.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc

@@ -25,6 +25,16 @@ def data_cache_in_tmp(tmp_path_factory):
         os.environ["SPARSEKIT_CACHE_DIR"] = old
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets its share of the cores for torch's intra-op threads
+    (workers x threads = cores): two workers each using every core would slow both down."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="session")
 def sparse_models(tmp_path_factory):
     """Magnitude-sparsified small zoo models: {name: LoadedModel} (built once per session)."""
