@@ -59,16 +59,31 @@ def _failed(stage: str, exc: BaseException, request: dict) -> dict:
     return _fail(stage, exc)
 
 
-def validate_onnx(path: Path) -> None:
-    """Parse and check the ONNX (never an engine): the parser's reason on failure."""
+def validate_onnx(path: Path, archive: bool = False) -> None:
+    """Parse and check the ONNX (never an engine): the parser's reason on failure.
+
+    Args:
+        path: the stored upload.
+        archive: it came as a model archive (its own folder, checked when it arrived): external
+            data is allowed under the rules of local builds (every tensor's declared bytes stored,
+            every location a regular file inside the folder). A single-file upload shares the
+            uploads folder with others, so any external-data reference is refused unread.
+    """
     import onnx  # heavy: imported by the build, not by the server that imports this module
 
-    model = load_onnx(path, load_external_data=False)  # never open files the upload names
-    refuse_external_data(model)
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise OnnxModelError(f"ONNX checker: {str(exc).strip().splitlines()[0]}", "re-export the model; the file is not valid ONNX") from exc
+    if archive:
+        from sparsekit.backends.onnx_external import external_data_files
+        from sparsekit.onnx_io.validate import load_validated_onnx
+
+        model = load_validated_onnx(path)  # ONNX's checker included, on the path: the data files are located
+        external_data_files(model, path)
+    else:
+        model = load_onnx(path, load_external_data=False)  # never open files the upload names
+        refuse_external_data(model)
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            raise OnnxModelError(f"ONNX checker: {str(exc).strip().splitlines()[0]}", "re-export the model; the file is not valid ONNX") from exc
     if not model.graph.node:
         raise OnnxModelError("the ONNX graph has no nodes", "upload the exported model, not an empty file")
 
@@ -95,7 +110,7 @@ def run_request(request: dict) -> dict:
     """Execute one build request (also called in-process by the Ray executor's task)."""
     onnx_path = Path(request["onnx"])
     try:
-        validate_onnx(onnx_path)
+        validate_onnx(onnx_path, bool(request.get("archive")))
     except Exception as exc:
         return _failed("validate", exc, {**request, "need_bytes": 0})
     try:
