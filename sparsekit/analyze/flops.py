@@ -1,9 +1,11 @@
-"""FLOP counts: per Linear/Conv layer from forward hooks, and the model total from torch's counter."""
+"""FLOP counts of a PyTorch model: per Linear/Conv layer from forward hooks, and the model total
+from torch's counter, both as :mod:`sparsekit.analyze.flop_count` defines them."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from sparsekit.analyze.flop_count import attention_flops, matmul_flops, product, total_flops
 from sparsekit.analyze.layer_kinds import KNOWN_KINDS
 
 
@@ -12,11 +14,9 @@ def _attention_flop_tally():
 
     torch's FlopCounterMode counts the fused attention ops of CUDA but not the CPU one that
     SDPA dispatches to, so on CPU attention would vanish from the total (and the Amdahl bound
-    would rise to 2.0x). Two matmuls of ``[.., Sq, D] x [.., D, Sk]`` and ``[.., Sq, Sk] x [.., Sk, Dv]``,
-    whether ``query``/``key``/``value`` come by position or by keyword, and whatever the mask or
-    causality (a causal kernel may skip half the scores; the dense count is what a 2:4 GEMM
-    speedup cannot touch, so it is kept). Eager attention (``torch.matmul`` of scores) is counted by
-    FlopCounterMode itself.
+    would rise to 2.0x). Counted by :func:`~sparsekit.analyze.flop_count.attention_flops`, whether
+    ``query``/``key``/``value`` come by position or by keyword, and whatever the mask or causality.
+    Eager attention (``torch.matmul`` of scores) is counted by FlopCounterMode itself.
     """
     import torch
     from torch.overrides import TorchFunctionMode
@@ -30,15 +30,15 @@ def _attention_flop_tally():
                 named = dict(zip(("query", "key", "value"), args))
                 named.update({k: kwargs[k] for k in ("query", "key", "value") if k in kwargs})
                 q, k, v = named["query"], named["key"], named["value"]
-                batch_heads = q.numel() // (q.shape[-2] * q.shape[-1])
-                self.flops += 2 * batch_heads * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+                self.flops += attention_flops(q.numel(), q.numel() // q.shape[-1] * v.shape[-1], k.shape[-2])
             return func(*args, **kwargs)
 
     return Tally()
 
 
 def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[str, int], int]:
-    """Multiply-add FLOPs (2 per MAC) of every Linear/Conv layer, and of the whole model.
+    """FLOPs of every Linear/Conv layer, and of the whole model, as
+    :mod:`sparsekit.analyze.flop_count` defines them (2 per multiply-add, every call counted).
 
     Args:
         model: the module (run once under ``torch.no_grad``), on any device.
@@ -47,8 +47,8 @@ def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[s
     Returns:
         ``(flops_by_layer, gemm_rows_by_layer, total_flops)``. ``gemm_rows`` is the M dimension
         of the layer's GEMM (tokens or output pixels x batch). ``total_flops`` counts every
-        matmul/conv/attention op (torch's FlopCounterMode), so layers without weights (attention
-        score products) count as work that cannot run sparse.
+        matmul/conv/attention op (torch's FlopCounterMode, plus CPU attention), so layers without
+        weights (attention score products) count as work that cannot run sparse.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -62,18 +62,12 @@ def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[s
             out_ch = output.shape[1] if isinstance(module, nn.modules.conv._ConvNd) else output.shape[-1]
             m = output.numel() // out_ch
             if isinstance(module, nn.Linear):
-                macs = module.in_features * output.numel()
+                f = matmul_flops(output.numel(), module.in_features)
             elif isinstance(module, nn.modules.conv._ConvTransposeNd):  # each input pixel scatters into a k-window
-                k = 1
-                for d in module.kernel_size:
-                    k *= d
-                macs = args[0].numel() * (module.out_channels // module.groups) * k
+                f = matmul_flops(args[0].numel(), module.out_channels // module.groups * product(module.kernel_size))
             else:
-                k = 1
-                for d in module.kernel_size:
-                    k *= d
-                macs = (module.in_channels // module.groups) * k * output.numel()
-            flops[name] = flops.get(name, 0) + 2 * macs
+                f = matmul_flops(output.numel(), module.in_channels // module.groups * product(module.kernel_size))
+            flops[name] = flops.get(name, 0) + f
             rows[name] = m
 
         return hook
@@ -94,5 +88,6 @@ def layer_flops(model: nn.Module, inputs: tuple) -> tuple[dict[str, int], dict[s
             h.remove()
     counted = counter.get_flop_counts().get("Global", {})
     fused_counted = any("attention" in str(op) for op in counted)
-    total = max(int(counter.get_total_flops()) + (0 if fused_counted else attention.flops), sum(flops.values()))
+    total = total_flops([*counted.values(), 0 if fused_counted else attention.flops]) or 0
+    total = max(total, sum(flops.values()))
     return flops, rows, total

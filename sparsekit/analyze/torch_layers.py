@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+from sparsekit.analyze.flop_count import flop_share
 from sparsekit.analyze.flops import layer_flops
 from sparsekit.analyze.rules import amdahl_bound, likely_wins, modelopt_magnitude, modelopt_sparsegpt, trt_eligible
 from sparsekit.analyze.layer_kinds import known_layers, layer_kind
@@ -24,7 +25,8 @@ class LayerAnalysis:
         magnitude / sparsegpt: will ModelOpt's mode sparsify it (verdict + reason).
         likely_win: heuristic verdict on whether sparse kernels beat dense here.
         gemm_rows: the GEMM's M dimension at the analysed batch (small M rarely gains).
-        flops: FLOPs at the analysed input shape; ``flop_share`` of the model total (0..1).
+        flops: FLOPs at the analysed input shape, every call counted; ``flop_share`` of the model
+            total (0..1), both as :mod:`sparsekit.analyze.flop_count` defines them.
         tied_to: the parameter this layer's weight is shared with (kept dense unless untied), if any.
         subgraph: the If/Loop/Scan subgraph holding the layer (ONNX), "" at top level.
         dtype: the weight's stored type (ONNX), "" for PyTorch layers.
@@ -107,7 +109,7 @@ def analyze_model(loaded) -> AnalysisReport:
                 trt_eligible(kind, shape, 1, groups).to_dict(),
                 magnitude, sparsegpt,
                 likely_wins(shape, 1, rows.get(name)).to_dict(),
-                rows.get(name), f, round(f / total, 6) if f is not None and total else None,
+                rows.get(name), f, flop_share(f, total),
                 tie.tied_to if tie else None,
             )
         )

@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--state-dir", default=".sparsekit-service", help="jobs database, uploads, engine store (default .sparsekit-service)")
     p.add_argument("--token-file", help="file of accepted bearer tokens, one per line (also SPARSEKIT_TOKENS=a,b); each token sees only the builds it submitted")
     p.add_argument("--admin-token-file", help="file of admin bearer tokens, one per line (also SPARSEKIT_ADMIN_TOKENS=a,b); they see and cancel every build")
-    p.add_argument("--max-upload-mib", type=int, default=2048, help="ONNX upload limit in MiB (default 2048)")
+    p.add_argument("--max-upload-mib", type=int, default=2048, help="upload limit in MiB, an ONNX or a model archive (default 2048)")
+    p.add_argument("--max-unpacked-mib", type=int, default=None, help="most MiB a model archive (.tar, .tar.gz, .zip: one .onnx with its external data) may unpack to (default: --max-upload-mib)")
+    p.add_argument("--max-archive-members", type=int, default=4096, help="most files and folders in a model archive (default 4096)")
     p.add_argument("--job-timeout", type=float, default=3600, help="wall-clock limit per build in seconds, ONNX checks and analysis included; a request may ask for less (default 3600)")
     p.add_argument("--upload-idle-timeout", type=float, default=30, help="drop an upload that sends nothing for this many seconds (408; default 30)")
     p.add_argument("--upload-timeout", type=float, default=3600, help="an upload must be complete within this many seconds (408; default 3600)")
@@ -41,7 +43,7 @@ def add_parser(sub) -> None:
         description="Upload an ONNX file with a build spec to 'sparsekit serve'. An identical request returns the cached engine; one submitted "
         "while an identical build runs joins it.",
     )
-    s.add_argument("onnx", help="ONNX file")
+    s.add_argument("onnx", help="ONNX file, or a .tar/.tar.gz/.zip of one .onnx with its external-data files")
     s.add_argument("--server", default=os.environ.get("SPARSEKIT_SERVER", "http://127.0.0.1:8700"), help="service URL (default $SPARSEKIT_SERVER or http://127.0.0.1:8700)")
     s.add_argument("--spec", help="build spec: a JSON file or inline JSON (fields as in 'sparsekit build')")
     s.add_argument("--backend", help="override the spec's backend (tensorrt, tensorrt-rtx or onnxruntime; see the service's /v1/targets)")
@@ -63,6 +65,7 @@ def run_serve(args) -> int:
     settings = ServiceSettings.from_options(
         state_dir=Path(args.state_dir), host=args.host, port=args.port, tokens=read_tokens(args.token_file),
         admin_tokens=read_tokens(args.admin_token_file, env="SPARSEKIT_ADMIN_TOKENS"), max_upload_mib=args.max_upload_mib,
+        max_unpacked_mib=args.max_unpacked_mib, max_archive_members=args.max_archive_members,
         job_timeout_s=args.job_timeout, executor=args.executor, workers=args.workers, ray_address=args.ray_address, ray_accelerator_type=args.ray_accelerator_type,
         upload_idle_timeout_s=args.upload_idle_timeout, upload_timeout_s=args.upload_timeout, max_concurrent_uploads=args.max_concurrent_uploads,
         min_free_mib=args.min_free_mib, unhealthy_after_s=args.unhealthy_after, header_timeout_s=args.header_timeout,

@@ -58,7 +58,8 @@ class BuildClient:
         """Upload the ONNX and the spec. Returns ``{"build": {...}, "how": created|joined|cached}``.
 
         Args:
-            onnx_path: the ONNX file (streamed, never read whole).
+            onnx_path: the ONNX file, or a model archive (.tar, .tar.gz, .zip: one .onnx with
+                its external-data files); streamed, never read whole.
             spec: the build spec.
             bench: benchmark the engine right after the build.
             timeout_s: wall-clock limit of this build in seconds (the service's limit if None).

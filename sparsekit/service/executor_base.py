@@ -153,7 +153,7 @@ class Executor:
 
     def _request(self, job: Job) -> dict:
         return {
-            "job": job.id, "onnx": job.onnx_path, "spec": job.request["spec"], "bench": job.request.get("bench", False), "store": str(self.settings.store),
+            "job": job.id, "onnx": job.onnx_path, "spec": job.request["spec"], "bench": job.request.get("bench", False), "archive": job.request.get("archive", False), "store": str(self.settings.store),
             "parent_pid": os.getpid(), "deadline": time.time() + self._timeout(job) + WORKER_DEADLINE_GRACE_S,
             "need_bytes": self.settings.min_free_mib * MIB + 2 * int(job.request.get("onnx_bytes") or 0),
         }

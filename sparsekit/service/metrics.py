@@ -7,7 +7,7 @@ from collections import Counter
 
 from sparsekit.service.jobs import QUEUED, RUNNING, TERMINAL
 
-REJECT_REASONS = ("size", "empty", "timeout", "busy", "disconnected", "disk_full", "storage")
+REJECT_REASONS = ("size", "empty", "timeout", "busy", "disconnected", "disk_full", "storage", "archive")
 
 
 class Metrics:

@@ -59,8 +59,8 @@ def recover_state(settings: ServiceSettings, jobs: JobStore) -> dict[str, int]:
 
     Side effects: kills leftover workers of RUNNING jobs (by pid and start time), re-queues or
     fails those jobs, deletes staging folders (``engines/.build-*``), partial uploads
-    (``uploads/.upload-*``), temp files of atomic writes under ``results/``, and uploads no job
-    refers to.
+    (``uploads/.upload-*``) and half-unpacked archives (``uploads/.archive-*``), temp files of
+    atomic writes under ``results/``, and uploads (files and model folders) no job refers to.
 
     Returns:
         Counts of what was done, by kind.
@@ -68,10 +68,12 @@ def recover_state(settings: ServiceSettings, jobs: JobStore) -> dict[str, int]:
     killed = sum(kill_group(pid, start) for _, pid, start in jobs.running_workers())
     counts = {"workers_killed": killed, **jobs.recover(settings.max_attempts)}
     counts["staging_removed"] = _remove(list(settings.store.glob(".build-*")))
-    partial = list(settings.uploads.glob(".upload-*")) + list(settings.results.glob("*/.*.tmp"))
+    partial = list(settings.uploads.glob(".upload-*")) + list(settings.uploads.glob(".archive-*")) + list(settings.results.glob("*/.*.tmp"))
     counts["partial_files_removed"] = _remove(partial)
-    referenced = {Path(p).name for p in jobs.onnx_paths()}
-    counts["unreferenced_uploads_removed"] = _remove([p for p in settings.uploads.glob("*.onnx") if p.name not in referenced])
+    paths = [Path(p) for p in jobs.onnx_paths()]
+    referenced = {p.name for p in paths} | {p.parent.name for p in paths}  # a model folder is named by its parent
+    stored = [*settings.uploads.glob("*.onnx"), *settings.uploads.glob("*.model")]
+    counts["unreferenced_uploads_removed"] = _remove([p for p in stored if p.name not in referenced])
     if any(counts.values()):
         log.warning("state folder recovered: %s", counts)
     return counts

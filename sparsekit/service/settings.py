@@ -21,7 +21,7 @@ FLAGS = {
     "executor": "--executor", "workers": "--workers", "ray_address": "--ray-address", "ray_accelerator_type": "--ray-accelerator-type",
     "upload_idle_timeout_s": "--upload-idle-timeout", "upload_timeout_s": "--upload-timeout", "max_concurrent_uploads": "--max-concurrent-uploads",
     "min_free_mib": "--min-free-mib", "unhealthy_after_s": "--unhealthy-after", "header_timeout_s": "--header-timeout",
-    "max_connections_per_ip": "--max-connections-per-ip",
+    "max_connections_per_ip": "--max-connections-per-ip", "max_unpacked_mib": "--max-unpacked-mib", "max_archive_members": "--max-archive-members",
 }
 
 
@@ -34,7 +34,12 @@ class ServiceSettings(StrictConfig):
         tokens: accepted bearer tokens; a token sees only the builds it submitted. Empty (and no
             admin tokens) disables auth, which is allowed on loopback only.
         admin_tokens: bearer tokens that see and manage every build.
-        max_upload_mib: ONNX upload limit, enforced while streaming (413 beyond it).
+        max_upload_mib: upload limit (an ONNX or a model archive), enforced while streaming (413
+            beyond it).
+        max_unpacked_mib: most bytes a model archive may unpack to (413 beyond it); None: the
+            upload limit.
+        max_archive_members: most members (files and folders) a model archive may hold (422
+            beyond it).
         job_timeout_s: wall-clock limit of one build (+ benchmark), everything the worker does
             included (ONNX checks, graph analysis, build); a request may ask for less.
         executor: ``local`` (subprocess per build, one build per slot) or ``ray``.
@@ -61,6 +66,8 @@ class ServiceSettings(StrictConfig):
     tokens: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
     max_upload_mib: int = Field(2048, ge=1, le=1 << 16)
+    max_unpacked_mib: int | None = Field(None, ge=1, le=1 << 16)
+    max_archive_members: int = Field(4096, ge=2, le=1 << 20)
     job_timeout_s: float = Field(3600, ge=1, le=7 * DAY_S)
     executor: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=0, le=64)
@@ -103,6 +110,11 @@ class ServiceSettings(StrictConfig):
     def auth_enabled(self) -> bool:
         """True when requests need a bearer token (user or admin)."""
         return bool(self.tokens or self.admin_tokens)
+
+    @property
+    def unpacked_limit_mib(self) -> int:
+        """Most MiB a model archive may unpack to."""
+        return self.max_unpacked_mib or self.max_upload_mib
 
     @property
     def db_path(self) -> Path:

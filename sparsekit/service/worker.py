@@ -22,8 +22,9 @@ from pathlib import Path
 
 from sparsekit._io import write_json_atomic
 from sparsekit.onnx_io.load import load_onnx
+from sparsekit.onnx_io.validate import load_validated_onnx
 from sparsekit.backends.build import build_engine
-from sparsekit.backends.onnx_external import refuse_external_data
+from sparsekit.backends.onnx_external import external_data_files, refuse_external_data
 from sparsekit.backends.spec import BuildSpec
 from sparsekit.bench.harness import BenchConfig, measure_single
 from sparsekit.errors import OnnxModelError, SparsekitError
@@ -62,20 +63,31 @@ def _failed(stage: str, exc: BaseException, request: dict) -> dict:
     return _fail(stage, exc)
 
 
-def validate_onnx(path: Path):
+def validate_onnx(path: Path, archive: bool = False):
     """Parse and check the ONNX (never an engine): the parser's reason on failure.
+
+    Args:
+        path: the stored upload.
+        archive: it came as a model archive (its own folder, checked when it arrived): external
+            data is allowed under the rules of local builds (every tensor's declared bytes stored,
+            every location a regular file inside the folder). A single-file upload shares the
+            uploads folder with others, so any external-data reference is refused unread.
 
     Returns:
         The model, loaded without external data (the build goes on from it).
     """
     import onnx  # heavy: imported by the build, not by the server that imports this module
 
-    model = load_onnx(path, load_external_data=False)  # never open files the upload names
-    refuse_external_data(model)
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise OnnxModelError(f"ONNX checker: {str(exc).strip().splitlines()[0]}", "re-export the model; the file is not valid ONNX") from exc
+    if archive:
+        model = load_validated_onnx(path)  # ONNX's checker included, on the path: the data files are located
+        external_data_files(model, path)
+    else:
+        model = load_onnx(path, load_external_data=False)  # never open files the upload names
+        refuse_external_data(model)
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            raise OnnxModelError(f"ONNX checker: {str(exc).strip().splitlines()[0]}", "re-export the model; the file is not valid ONNX") from exc
     if not model.graph.node:
         raise OnnxModelError("the ONNX graph has no nodes", "upload the exported model, not an empty file")
     return model
@@ -97,7 +109,7 @@ def run_request(request: dict) -> dict:
     """Execute one build request (also called in-process by the Ray executor's task)."""
     onnx_path = Path(request["onnx"])
     try:
-        model = validate_onnx(onnx_path)
+        model = validate_onnx(onnx_path, bool(request.get("archive")))
     except Exception as exc:
         return _failed("validate", exc, {**request, "need_bytes": 0})
     try:

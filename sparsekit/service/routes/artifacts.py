@@ -1,6 +1,8 @@
 """``/v1/builds/{id}/artifacts/{name}``: a succeeded build's engine (with its SHA-256 in
-``X-Sparsekit-SHA256``), reports, metadata, build log and benchmark, for the caller who may see
-the build. 404 unknown name, 409 not SUCCEEDED, 410 no longer in the store."""
+``X-Sparsekit-SHA256``), the engine's external data (``engine.data``: an ONNX Runtime artifact of
+a model with external data; 404 for builds without), reports, metadata, build log and benchmark,
+for the caller who may see the build. 404 unknown name, 409 not SUCCEEDED, 410 no longer in the
+store."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sparsekit.service.routes.deps import current_caller, job_or_404
 from sparsekit.service.state import ServiceState, get_state
 
 # name -> file in the build folder (None: the engine's own name, or the benchmark in the job)
-ARTIFACTS = {"engine": None, "report.json": "report.json", "report.md": "report.md", "metadata.json": "metadata.json", "build.log": "build.log", "benchmark.json": None}
+ARTIFACTS = {"engine": None, "engine.data": None, "report.json": "report.json", "report.md": "report.md", "metadata.json": "metadata.json", "build.log": "build.log", "benchmark.json": None}
 
 router = APIRouter()
 
@@ -30,7 +32,12 @@ def engine_headers(folder: Path) -> dict[str, str]:
 def artifact_path(job: Job, name: str) -> Path:
     """Where artifact ``name`` of the succeeded ``job`` lies (410 when it is gone)."""
     folder = Path(job.result["folder"])
-    path = folder / (job.result["artifact"] if name == "engine" else ARTIFACTS[name])
+    if name == "engine.data":
+        path = folder / f"{job.result['artifact']}.data"
+        if not path.is_file() and (folder / job.result["artifact"]).is_file():
+            raise HTTPException(404, "this build's engine has no external data: the engine is one file")
+    else:
+        path = folder / (job.result["artifact"] if name == "engine" else ARTIFACTS[name])
     if not path.is_file():
         raise HTTPException(410, f"artifact '{name}' is no longer in the store")
     return path

@@ -5,12 +5,15 @@ A submission's ONNX is the raw request body, streamed to disk with a byte counte
 limit, 408 when it stalls, 503 when too many arrive at once, 507 when the disk is full; nothing
 kept in any case); the build spec travels in the ``X-Build-Spec`` header as JSON and a refusal
 names the field and its range. The ONNX is stored under its content address, never a client's
-name, and never parsed here: workers do that."""
+name, and never parsed here: workers do that. A body that is a ``.tar``, ``.tar.gz`` or ``.zip``
+(told by its first bytes) is a model with external data: unpacked and checked before the job
+exists (:mod:`sparsekit.service.archive_uploads`), stored as ``<digest>.model/``."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from sparsekit.service.jobs import CANCELLED, RUNNING, TERMINAL, Job
 from sparsekit.service.public import public_job
 from sparsekit.service.routes.deps import current_caller, job_or_404
 from sparsekit.service.state import ServiceState, get_state
+from sparsekit.service.archive_uploads import ModelFolder, stored_folder, unpacked_upload
+from sparsekit.service.archives import archive_kind
 from sparsekit.service.uploads import Upload, UploadRefused, check_declared_size, receive_upload
 from sparsekit.service.validation import build_spec_from
 
@@ -71,29 +76,48 @@ async def received(request: Request, state: ServiceState) -> Upload:
         raise refusal(exc.status, exc.detail, exc.headers) from exc
 
 
-def job_request(state: ServiceState, spec: BuildSpec, upload: Upload, bench: bool, timeout_s: float | None) -> tuple[str, dict]:
-    """The job key (the engine key; another product when benchmarked) and the stored request."""
+def job_request(state: ServiceState, spec: BuildSpec, upload: Upload | ModelFolder, bench: bool, timeout_s: float | None) -> tuple[str, dict]:
+    """The job key (the engine key; another product when benchmarked) and the stored request.
+
+    The engine key is over the content the build will hash (:func:`~sparsekit.backends.store.onnx_digest`):
+    a single ONNX's sha256, or a model folder's digest of its ONNX and data files.
+    """
     target = target_of(state.available[spec.backend]["environment"])
-    ekey = engine_key(hashlib.sha256(upload.sha256.encode()).hexdigest(), spec, target, kit_version())
+    if isinstance(upload, ModelFolder):
+        digest, sha, size = upload.digest, upload.digest, upload.bytes
+    else:
+        digest, sha, size = hashlib.sha256(upload.sha256.encode()).hexdigest(), upload.sha256, upload.size
+    ekey = engine_key(digest, spec, target, kit_version())
     key = hashlib.sha256(f"{ekey}+bench".encode()).hexdigest() if bench else ekey
-    record = {"spec": spec.model_dump(mode="json"), "bench": bench, "target": target, "onnx_sha256": upload.sha256, "onnx_bytes": upload.size, "engine_key": ekey}
+    record = {"spec": spec.model_dump(mode="json"), "bench": bench, "target": target, "onnx_sha256": sha, "onnx_bytes": size, "engine_key": ekey}
+    if isinstance(upload, ModelFolder):
+        record["archive"] = True
     if timeout_s is not None:
         record["timeout_s"] = timeout_s
     return key, record
 
 
-def enqueue(state: ServiceState, upload: Upload, key: str, record: dict, caller: Caller) -> tuple[Job, str]:
-    """Move the upload to its content address and submit the job (``created``, ``joined`` or
-    ``cached``); on failure neither is kept (507 disk full, 503 job store unavailable)."""
-    final = state.settings.uploads / f"{upload.sha256}.onnx"  # safe name: content address, never the client's
+def enqueue(state: ServiceState, upload: Upload | ModelFolder, key: str, record: dict, caller: Caller) -> tuple[Job, str]:
+    """Move the upload (file or model folder) to its content address and submit the job
+    (``created``, ``joined`` or ``cached``); on failure neither is kept (507 disk full, 503 job
+    store unavailable)."""
+    folder = isinstance(upload, ModelFolder)
+    final = state.settings.uploads / (f"{upload.digest}.model" if folder else f"{upload.sha256}.onnx")  # safe name: content address, never the client's
     existed = final.exists()  # no await from here to the job: no other request interleaves
     try:
-        os.replace(upload.path, final)
-        return state.jobs.submit(key, record, str(final), owner=caller.owner)
+        onnx = stored_folder(state, upload) if folder else final
+        if not folder:
+            os.replace(upload.path, final)
+        return state.jobs.submit(key, record, str(onnx), owner=caller.owner)
     except (OSError, sqlite3.Error) as exc:  # never an upload without a job
-        upload.path.unlink(missing_ok=True)
-        if not existed:
-            final.unlink(missing_ok=True)
+        if folder:
+            shutil.rmtree(upload.path, ignore_errors=True)
+            if not existed:
+                shutil.rmtree(final, ignore_errors=True)
+        else:
+            upload.path.unlink(missing_ok=True)
+            if not existed:
+                final.unlink(missing_ok=True)
         failure = state.store_failure(exc)
         state.metrics.reject("disk_full" if failure.status_code == 507 else "storage")
         raise failure from exc
@@ -101,9 +125,13 @@ def enqueue(state: ServiceState, upload: Upload, key: str, record: dict, caller:
 
 @router.post("/v1/builds", status_code=202)
 async def submit(request: Request, x_build_spec: str = Header(..., description="build spec JSON (see BuildSpec)"), bench: bool = False, timeout_s: float | None = None, caller: Caller = Depends(current_caller), state: ServiceState = Depends(get_state)):
-    """Queue a build of the uploaded ONNX: 202 created or joined, 200 served from the cache."""
+    """Queue a build of the uploaded ONNX (or model archive): 202 created or joined, 200 served
+    from the cache."""
     spec = checked_spec(state, x_build_spec, timeout_s)
     upload = await received(request, state)
+    kind = archive_kind(upload.path)
+    if kind is not None:
+        upload = await unpacked_upload(state, upload, kind)
     key, record = job_request(state, spec, upload, bench, timeout_s)
     job, how = enqueue(state, upload, key, record, caller)
     state.metrics.bump("submits")
