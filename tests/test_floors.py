@@ -158,6 +158,7 @@ LAZY_INTERNAL_IMPORTS = {
     ("sparsekit/cli/common.py", "sparsekit.tasks"): "as above: the task registry imports torch",
     ("sparsekit/cli/common.py", "sparsekit.tasks.data_task"): "as above",
     ("sparsekit/cli/common.py", "sparsekit.data.calib"): "as above: calibration from user data imports torch",
+    ("sparsekit/sparsify/check_file.py", "sparsekit.models.source"): "checking an ONNX file needs no torch (a small file in well under 2 s); a checkpoint loads it",
     ("sparsekit/models/calib_settings.py", "sparsekit.models.calib"):
         "a config every parser and recipe imports; loading calibration batches imports torch",
 }

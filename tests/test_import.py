@@ -28,3 +28,17 @@ def test_unknown_attribute_raises():
 
     with pytest.raises(AttributeError):
         sparsekit.does_not_exist  # noqa: B018
+
+
+def test_checking_an_onnx_file_imports_no_torch(exported):
+    """`sparsekit check model.onnx` reads the file with onnx and numpy only (it starts in about a second)."""
+    onnx_path = exported[("mlp", "fp16")].path
+    code = (
+        "import sys\n"
+        "from sparsekit.cli.main import main\n"
+        f"code = main(['check', {str(onnx_path)!r}])\n"
+        "print(code, ','.join(m for m in ('torch', 'modelopt', 'onnxruntime', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].split(" ") == ["0", ""], out.stdout  # exit 0, no heavy module

@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
-from torch import nn
+from sparsekit._lazy import lazy_import
 
 from sparsekit.analyze.rules import Verdict, trt_eligible
 from sparsekit.errors import CheckRequirementError, OnnxModelError
@@ -28,7 +28,11 @@ sparsify (with one of its methods) must be 2:4."""
 SPARSE_LAYERS_KEY = "sparsekit.sparse_layers"
 """ONNX metadata key under which ``export`` records the module names that were 2:4 (a JSON list)."""
 
-_TORCH_KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+nn = lazy_import("torch.nn")  # checking an ONNX file needs no torch: a small file is checked in well under 2 s
+
+
+def _torch_kinds() -> tuple:
+    return (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass
@@ -216,7 +220,7 @@ def check_model(model: nn.Module, require: Sequence[str] = (SPARSIFIED,), source
     """
     layers = []
     for name, module in model.named_modules():
-        if not isinstance(module, _TORCH_KINDS):
+        if not isinstance(module, _torch_kinds()):
             continue
         weight = module.weight.detach().float().cpu().numpy()
         axis = 1

@@ -15,7 +15,6 @@ from typing import Sequence
 
 from sparsekit.errors import CheckFailedError, CheckRequirementError
 from sparsekit.sparsify.check import ELIGIBLE, SPARSIFIED, CheckReport, check_model, check_onnx
-from sparsekit.models.source import load_model
 
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 """First bytes of ``torch.save`` files: a zip archive, or a (legacy) pickle."""
@@ -58,6 +57,8 @@ def check_file(path: str | os.PathLike, require: Sequence[str] = (), require_eli
     if onnx:
         report = check_onnx(path, requirements)
     else:
+        from sparsekit.models.source import load_model
+
         report = check_model(load_model(path, **(load_options or {})).model, requirements, source=path)
     if not report.required and not report.missing:
         raise _nothing_required(report, require_eligible, onnx)
