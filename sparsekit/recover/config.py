@@ -30,6 +30,7 @@ class TrainingConfig(StrictConfig):
     keep_zeros: bool = Field(False, description="weights that are exactly zero when training starts stay zero (after 'sparsekit prune --granularity unstructured'); 2:4 masks are kept either way")
     masks: Literal["fixed", "learned"] = Field("fixed", description="fixed: the 2:4 masks of sparsify stay; learned: SR-STE, masks recomputed from the dense weights every step (TensorRT layout), weights may move between kept and pruned, masks frozen and checked at the end")
     mask_decay: float = Field(2e-4, ge=0, description="SR-STE decay of the pruned weights with masks learned", json_schema_extra={"metavar": "LAMBDA"})
+    mask_update_until: float = Field(1.0, gt=0, le=1, description="with masks learned: share of the training steps during which the masks move; then they are frozen and the rest of the run trains with fixed masks (1: to the end)", json_schema_extra={"metavar": "SHARE"})
 
 
 class FinetuneConfig(TrainingConfig, QuantizeConfig):

@@ -44,6 +44,8 @@ class FineTuneReport:
         masked_layers: layers whose 2:4 mask was enforced (fixed) or learned.
         mask_flips: with learned masks, mask entries that changed between consecutive updates
             (0 with fixed masks).
+        masks_frozen_at: with learned masks and ``mask_update_until`` below 1, the step after
+            which the masks stayed fixed.
     """
 
     steps: int = 0
@@ -53,6 +55,7 @@ class FineTuneReport:
     seconds: float = 0.0
     resumed_from_step: int = 0
     masked_layers: int = 0
+    masks_frozen_at: int | None = None
     mask_flips: int = 0
 
     def to_dict(self) -> dict:
@@ -276,7 +279,8 @@ def finetune_(
         log.info("resumed at step %d of %d from %s", report.steps, total, state.path)
     model.train()
     slimmed = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.requires_grad] if config.bn_l1 else []
-    guard = LearnedMasks(model, optimizer, config.mask_decay) if config.masks == "learned" else MaskGuard(model, optimizer, keep_zeros=config.keep_zeros)
+    freeze_at = max(1, round(config.mask_update_until * total)) if config.mask_update_until < 1 else None
+    guard = LearnedMasks(model, optimizer, config.mask_decay, freeze_at, report.steps) if config.masks == "learned" else MaskGuard(model, optimizer, keep_zeros=config.keep_zeros)
     with guard:
         for epoch in range(report.steps // steps_per_epoch, config.epochs):
             for i, batch in enumerate(first_epoch if epoch == 0 else batches(epoch)):
@@ -315,6 +319,7 @@ def finetune_(
                 state.save(model, optimizer, report.steps, report, running)
     model.eval()
     report.mask_flips = getattr(guard, "flips", 0)
+    report.masks_frozen_at = getattr(guard, "frozen_at", None)
     report.epochs = len(report.epoch_loss)
     report.seconds = time.perf_counter() - start
     return report

@@ -121,19 +121,31 @@ class LearnedMasks:
     the dense weight. On exit the masks are frozen: the pruned entries (and their optimizer
     state) become exact zeros, so the model is an ordinary fixed-mask 2:4 model for export.
 
+    With ``freeze_at`` the masks stop moving after that many optimizer steps: they are frozen
+    then (as on exit) and the rest of the run trains with fixed masks (:class:`MaskGuard`), so a
+    schedule can let masks settle instead of flipping until the last step.
+
     Args:
         model: a model with ModelOpt 2:4 masks (:func:`sparsekit.sparsify.sparsify_`).
         optimizer: its optimizer.
         decay: SR-STE's lambda_w (2e-4 in the paper).
+        freeze_at: optimizer step after which the masks are frozen (None: never before exit).
+        start_step: steps already taken (a resumed run): at or past ``freeze_at`` the masks are
+            frozen on entry.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, decay: float = 2e-4) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, decay: float = 2e-4, freeze_at: int | None = None, start_step: int = 0) -> None:
         self.model = model
         self.optimizer = optimizer
         self.decay = decay
+        self.freeze_at = freeze_at
+        self.step = start_step
+        self.frozen_at: int | None = None
+        """The step the masks were frozen at before the end of the run (None: they moved to the end)."""
         self.layers: list[tuple[nn.Module, nn.Parameter]] = []
         self._dense: dict[int, torch.Tensor] = {}
         self._handles = []
+        self._fixed: MaskGuard | None = None
         self.flips = 0
         """Mask entries that changed between consecutive mask updates, summed over the run."""
 
@@ -168,14 +180,27 @@ class LearnedMasks:
             if param.grad is not None and self.decay:
                 param.grad.add_(dense * (~module._weight_mask.bool()).to(dense.dtype), alpha=self.decay)
 
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        self.step += 1
+        if self.freeze_at is not None and self.step >= self.freeze_at and self._fixed is None:
+            self.freeze()
+
     def __enter__(self) -> "LearnedMasks":
         self.layers = [(m, m._parameters["weight"]) for _, m in self.model.named_modules() if getattr(m, "_weight_mask", None) is not None and not bool(m._weight_mask.all())]
+        if self.freeze_at is not None and self.step >= self.freeze_at:
+            self._fixed = MaskGuard(self.model, self.optimizer).__enter__()  # resumed after the freeze: fixed masks from the start
+            self.frozen_at = self.freeze_at
+            return self
         self._handles = [module.register_forward_pre_hook(self._masked_forward) for module, _ in self.layers]
         self._handles.append(self.optimizer.register_step_pre_hook(self._before_step))
+        self._handles.append(self.optimizer.register_step_post_hook(self._after_step))
         return self
 
     @torch.no_grad()
-    def __exit__(self, *exc) -> None:
+    def freeze(self, keep_fixed: bool = True) -> None:
+        """Stop learning the masks: each layer's mask becomes its dense weight's current 2:4 and
+        the pruned entries and their optimizer state become zeros; with ``keep_fixed`` the
+        remaining steps keep them there (fixed masks, until exit)."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -183,3 +208,13 @@ class LearnedMasks:
         for module, param in self.layers:
             module._weight_mask.copy_(magnitude_mask(param.detach(), axis=1).to(module._weight_mask.dtype))
         enforce_masks_(self.model, self.optimizer)  # frozen: pruned entries and their optimizer state become zeros
+        if keep_fixed and self._fixed is None:
+            self.frozen_at = self.step
+            self._fixed = MaskGuard(self.model, self.optimizer).__enter__()
+
+    @torch.no_grad()
+    def __exit__(self, *exc) -> None:
+        if self._fixed is not None:
+            self._fixed.__exit__(*exc)
+            return
+        self.freeze(keep_fixed=False)

@@ -79,3 +79,46 @@ def test_learned_masks_resume_exactly(tmp_path):
     assert report.resumed_from_step == steps
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_masks_stop_moving_after_the_update_share_and_the_rest_trains_them_fixed():
+    steps = 3 * len(_batches())
+    whole = _sparse_mlp()
+    moving = finetune_(whole.model, lambda e: _batches(), _loss, TrainingConfig(epochs=3, lr=5e-2, masks="learned"))
+    loaded = _sparse_mlp()
+    seen = []
+
+    def record(info):  # the masks after each step
+        seen.append(_masks(loaded.model))
+
+    report = finetune_(loaded.model, lambda e: _batches(), _loss, TrainingConfig(epochs=3, lr=5e-2, masks="learned", mask_update_until=0.5), progress=record)
+    assert report.masks_frozen_at == steps // 2 and moving.masks_frozen_at is None
+    assert 0 < report.mask_flips < moving.mask_flips  # they moved, then stopped
+    frozen = seen[report.masks_frozen_at - 1]
+    assert all(all(torch.equal(frozen[n], later[n]) for n in frozen) for later in seen[report.masks_frozen_at:])
+    for name, param, mask in masked_parameters(loaded.model):
+        assert bool((mask.reshape(mask.shape[0], -1, 4).sum(-1) == 2).all()) and bool((param[~mask] == 0).all())
+    assert torch.equal(_masks(loaded.model)[name], frozen[name])
+
+
+def test_a_run_resumed_after_the_freeze_keeps_the_masks_fixed(tmp_path):
+    import pytest
+
+    config = TrainingConfig(epochs=2, lr=5e-2, masks="learned", optimizer="sgd", warmup=0.0, mask_update_until=0.25)
+    steps = len(_batches())
+    whole = _sparse_mlp()
+    finetune_(whole.model, lambda e: _batches(), _loss, config)
+
+    def stop_in_epoch_two(info):
+        if info["step"] == steps + 1:
+            raise KeyboardInterrupt
+
+    state = TrainingState(tmp_path / "s.pt", "fp")
+    first = _sparse_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        finetune_(first.model, lambda e: _batches(), _loss, config, state, progress=stop_in_epoch_two)
+    resumed = _sparse_mlp()
+    report = finetune_(resumed.model, lambda e: _batches(), _loss, config, state)
+    assert report.resumed_from_step == steps and report.masks_frozen_at == round(0.25 * 2 * steps)
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
