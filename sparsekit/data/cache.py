@@ -3,11 +3,11 @@ processing) a source is done once, not every epoch and every command.
 
 An entry holds every item's inputs (the source's items in file order, up to ``max_items``) and is
 named by a sha256 over the source's content (the file's hash, or every file's in a folder), the
-preprocessing's identity (the tokenizer / image processor files of the ``hf:DIR`` folder, or the
-file and name of your ``--preprocess`` function), the model's input names, dtypes and shapes, the
-text settings, the split settings and the kit's version: anything that changes the inputs changes
-the name. Text inputs are kept unpadded (one row of tokens per item) and padded per batch as the
-tokenizer pads; other inputs are kept as ``[N, ...]``.
+preprocessing's identity (the tokenizer / image processor / feature extractor files and config of
+the ``hf:DIR`` folder, or the file and name of your ``--preprocess`` function), the model's input
+names, dtypes and shapes, the text settings, the split settings and the kit's version: anything
+that changes the inputs changes the name. Text inputs are kept unpadded (one row of tokens per
+item) and padded per batch as the tokenizer pads; other inputs are kept as ``[N, ...]``.
 
 Entries are data: written atomically, read with ``torch.load(weights_only=True)`` (memory-mapped)
 and checked against what the source says (item count, input names, dtypes, shapes) before use. A
@@ -94,7 +94,7 @@ def _preprocess_identity(pre) -> dict[str, Any]:
     if pre.how == "user":
         target, _, function = pre.data.config.preprocess.rpartition(":")
         out["user"] = {"function": function, "file_sha256": _code_sha256(target)}
-    if pre.how in ("tokenizer", "image-processor"):
+    if pre.how in ("tokenizer", "image-processor", "feature-extractor"):
         import transformers
 
         out["processor_files"] = _processor_files(pre.folder)

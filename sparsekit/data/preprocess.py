@@ -10,10 +10,13 @@ Where the inputs come from, first match wins:
 3. text (``--text-column``) with the tokenizer of the ``hf:DIR`` folder (texts longer than the
    model's positions are truncated and counted);
 4. images (an image folder) with the folder's image processor, or resized to the input's
-   ``[C, H, W]`` and scaled to ``[0, 1]`` when the model has no processor (factories, zoo CNNs).
+   ``[C, H, W]`` and scaled to ``[0, 1]`` when the model has no processor (factories, zoo CNNs);
+5. audio (a folder of WAV files) with the folder's feature extractor
+   (:mod:`sparsekit.data.audio_inputs`).
 
 Processor classes are transformers' own (``AutoTokenizer``, ``AutoImageProcessor``), loaded with
-``local_files_only=True`` and remote code only when the trust policy allows it, never a prompt.
+``local_files_only=True`` and remote code only when the trust policy allows it, never a prompt;
+``AutoFeatureExtractor`` never with remote code.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sparsekit.data.audio_inputs import AudioInputs
 from sparsekit.data.readers import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from sparsekit.data.source import UserData
 from sparsekit.errors import SparsekitError, TrainingDataError
@@ -50,7 +54,8 @@ class Preprocessor:
 
     Attributes:
         names: the model's input names, in order.
-        how: which route makes the inputs (``user``, ``columns``, ``tokenizer``, ``image-processor``, ``images``).
+        how: which route makes the inputs (``user``, ``columns``, ``tokenizer``, ``image-processor``,
+            ``images``, ``feature-extractor``).
         max_length: tokens per text (text routes).
         truncated: texts cut to ``max_length`` so far.
         texts: texts tokenized so far.
@@ -70,7 +75,7 @@ class Preprocessor:
         folder = self.folder = hf_folder_of(loaded)
         self.cache = None
         self._cache_opened = not data.config.cache
-        self.tokenizer = self.image_processor = None
+        self.tokenizer = self.image_processor = self.audio = None
         self._user: Callable | None = None
         first = self.spec.tensors[0] if self.spec.tensors else None
         if not self.names:
@@ -85,6 +90,10 @@ class Preprocessor:
                 raise TrainingDataError(f"data '{data.reader.path}' holds images, and the model's first input '{first.name}' is {first.dtype} {list(first.shape)}", "use an image model (input [B, C, H, W] float), or give --preprocess FILE.py:FN")
             self.image_processor = _image_processor(folder) if folder else None
             self.how = "image-processor" if self.image_processor is not None else "images"
+        elif "audio" in columns and data.reader.kind == "audio":
+            self.audio = AudioInputs(loaded, folder)
+            self.audio.check_rates(data.reader.rates)
+            self.how = "feature-extractor"
         elif first.name == "input_ids":
             if data.config.text_column not in columns:
                 raise data.missing_column(data.config.text_column, "--text-column")
@@ -105,6 +114,8 @@ class Preprocessor:
         out: dict[str, Any] = {"preprocess": self.how, "cache": "off" if not self.data.config.cache else self.cache.status if self.cache else "not cached"}
         if self.how in ("tokenizer", "user") and self.texts:
             out.update(max_length=self.max_length, texts=self.texts, truncated=self.truncated)
+        if self.audio is not None:
+            out.update(self.audio.report())
         return out
 
     def __call__(self, items: Sequence[dict], column: str | None = None) -> tuple:
@@ -116,6 +127,8 @@ class Preprocessor:
             return self._from_columns(items)
         if self.how == "tokenizer":
             return self._from_text(items, column or self.data.config.text_column)
+        if self.how == "feature-extractor":
+            return self._ordered(self.audio([item["audio"] for item in items]), f"the feature extractor of '{self.folder}'")
         return self._from_images(items)
 
     def batch(self, items: Sequence[dict], indices: Sequence[int] | None = None) -> tuple:

@@ -3,9 +3,10 @@ whole source in memory.
 
 An item is a dict of column name -> value: ``text`` (a text file's line), the columns of a JSONL /
 CSV / Parquet row or a ``datasets`` row, ``image`` (the path of an image file) and ``label`` (its
-class index) for an image folder, or one ``[...]`` array per key of a tensor file. Every reader
-checks sizes before reading where it can (the file's bytes, a line's bytes, Parquet's row count)
-and turns bad data into one :class:`~sparsekit.errors.TrainingDataError` line.
+class index) for an image folder, ``audio`` (the path of a WAV file, its header checked) and, in
+class subfolders, ``label`` for an audio folder, or one ``[...]`` array per key of a tensor file.
+Every reader checks sizes before reading where it can (the file's bytes, a line's bytes, Parquet's
+row count, a WAV header's samples) and turns bad data into one :class:`~sparsekit.errors.TrainingDataError` line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 """Largest image file."""
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 """Most pixels an image may declare in its header (checked before decoding)."""
+AUDIO_SUFFIXES = (".wav",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz")
@@ -44,9 +46,10 @@ class Reader:
 
     Attributes:
         path: the file or folder.
-        kind: ``text``, ``jsonl``, ``csv``, ``parquet``, ``images``, ``datasets`` or ``tensors``.
+        kind: ``text``, ``jsonl``, ``csv``, ``parquet``, ``images``, ``audio``, ``datasets`` or ``tensors``.
         columns: the column names every item has.
-        classes: for an image folder, the class names (sorted subfolder names); else None.
+        classes: for an image folder or an audio folder in class subfolders, the class names
+            (sorted subfolder names); else None.
     """
 
     kind = ""
@@ -196,19 +199,13 @@ class ParquetReader(Reader):
             yield from batch.to_pylist()
 
 
-class ImageFolderReader(Reader):
-    """A folder of images in class subfolders (``DIR/<class>/<image>``); labels are the indices of
-    the sorted subfolder names; items ``{"image": path, "label": index}``."""
-
-    kind = "images"
+class _FolderReader(Reader):
+    """A folder read file by file, in class subfolders (``DIR/<class>/<file>``) or flat: a link
+    that leads out of the folder is refused, a file that is not a regular one is skipped."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._root = path.resolve()
-        self.classes = sorted(d.name for d in path.iterdir() if not d.name.startswith(".") and self._inside(d) and d.is_dir())
-        if not self.classes:
-            raise _bad(path, "is a folder with no class subfolders", "put the images in one subfolder per class (DIR/cat/1.png, DIR/dog/2.png)")
-        self.columns = ["image", "label"]
 
     def _inside(self, entry: Path) -> bool:
         """Whether ``entry`` (a symbolic link followed) lies inside the folder; a link that leads
@@ -224,11 +221,81 @@ class ImageFolderReader(Reader):
             raise _bad(self.path, f"'{entry.relative_to(self.path)}' is a link to '{target}', outside the folder", "copy the file into the folder instead of linking it")
         return True
 
+    def _subfolders(self) -> list[str]:
+        """The class names: the sorted names of the subfolders (hidden ones left out)."""
+        return sorted(d.name for d in self.path.iterdir() if not d.name.startswith(".") and self._inside(d) and d.is_dir())
+
+    def _files(self, folder: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+        """The regular files of ``folder`` with one of ``suffixes``, sorted by name."""
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() in suffixes and self._inside(file) and file.is_file():
+                yield file
+
+
+class ImageFolderReader(_FolderReader):
+    """A folder of images in class subfolders (``DIR/<class>/<image>``); labels are the indices of
+    the sorted subfolder names; items ``{"image": path, "label": index}``."""
+
+    kind = "images"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.classes = self._subfolders()
+        if not self.classes:
+            raise _bad(path, "is a folder with no class subfolders", "put the images in one subfolder per class (DIR/cat/1.png, DIR/dog/2.png)")
+        self.columns = ["image", "label"]
+
     def items(self):
         for index, name in enumerate(self.classes):
-            for file in sorted((self.path / name).iterdir()):
-                if file.suffix.lower() in IMAGE_SUFFIXES and self._inside(file) and file.is_file():
-                    yield {"image": str(file), "label": index}
+            for file in self._files(self.path / name, IMAGE_SUFFIXES):
+                yield {"image": str(file), "label": index}
+
+
+class AudioFolderReader(_FolderReader):
+    """A folder of WAV files, flat (``DIR/<clip>.wav``: label-free, items ``{"audio": path}``) or
+    in class subfolders (``DIR/<class>/<clip>.wav``: items ``{"audio": path, "label": index}``,
+    labels the indices of the sorted subfolder names). Each file's header is checked as the file
+    is listed (:func:`sparsekit.data.wav.read_wav_header`), so a bad file is refused when the
+    source is first read, before any model runs.
+
+    Attributes:
+        rates: sample rate (Hz) -> the first file listed with it, over the files listed so far.
+    """
+
+    kind = "audio"
+
+    def __init__(self, path: Path, labelled: bool) -> None:
+        super().__init__(path)
+        self.classes = self._subfolders() if labelled else None
+        self.columns = ["audio", "label"] if labelled else ["audio"]
+        self.rates: dict[int, Path] = {}
+
+    def _item(self, file: Path) -> dict[str, Any]:
+        from sparsekit.data.wav import read_wav_header
+
+        self.rates.setdefault(read_wav_header(file).rate, file)
+        return {"audio": str(file)}
+
+    def items(self):
+        if self.classes is None:
+            for file in self._files(self.path, AUDIO_SUFFIXES):
+                yield self._item(file)
+            return
+        for index, name in enumerate(self.classes):
+            for file in self._files(self.path / name, AUDIO_SUFFIXES):
+                yield {**self._item(file), "label": index}
+
+
+def _audio_layout(path: Path) -> str | None:
+    """``flat`` when the folder holds ``.wav`` files, ``classes`` when one of its subfolders
+    does (links are not followed here), else None."""
+    entries = [e for e in path.iterdir() if not e.name.startswith(".")]
+    if any(e.suffix.lower() in AUDIO_SUFFIXES for e in entries):
+        return "flat"
+    for folder in entries:
+        if not folder.is_symlink() and folder.is_dir() and any(f.suffix.lower() in AUDIO_SUFFIXES for f in folder.iterdir()):
+            return "classes"
+    return None
 
 
 class DatasetsReader(Reader):
@@ -348,11 +415,14 @@ def open_reader(spec: str) -> Reader:
     if path.is_dir():
         if any((path / m).is_file() for m in _DATASETS_MARKERS):
             return DatasetsReader(path)
+        layout = _audio_layout(path)
+        if layout is not None:
+            return AudioFolderReader(path, labelled=layout == "classes")
         return ImageFolderReader(path)
     if path.exists() and not path.is_file():
-        raise _bad(path, "is not a regular file or folder", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders")
+        raise _bad(path, "is not a regular file or folder", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders or of .wav files")
     if not path.is_file():
-        raise TrainingDataError(f"data '{path}' does not exist", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders")
+        raise TrainingDataError(f"data '{path}' does not exist", "give a text / .jsonl / .csv / .parquet / .pt / .npz file or a folder of images in class subfolders or of .wav files")
     if path.stat().st_size == 0:
         raise _bad(path, "is empty", "give a file with at least one sample")
     suffix = path.suffix.lower()
