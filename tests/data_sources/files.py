@@ -1,6 +1,7 @@
 """Data files as users bring them, made in the tests: the scikit-learn digits as an image-folder
 tree, a CSV and a Parquet file; the docstring pairs as JSONL and as a text file; a tiny Llama with
-a tokenizer trained offline, and a tiny ViT with its image processor."""
+a tokenizer trained offline, a tiny ViT with its image processor; sine-wave WAV folders and tiny
+Wav2Vec2 / Whisper models with their feature extractors."""
 
 from __future__ import annotations
 
@@ -129,3 +130,69 @@ def _train(model, batch, steps: int, lr: float = 3e-3) -> None:
         loss.backward()
         opt.step()
     model.eval()
+
+
+def sine_wav(path: Path, hz: float, rate: int = 16000, seconds: float = 0.25, width: int = 2, channels: int = 1) -> Path:
+    """A sine of ``hz`` Hz as a PCM WAV file (``width`` bytes per sample, the same on every channel)."""
+    import wave
+
+    t = np.arange(int(rate * seconds)) / rate
+    x = 0.5 * np.sin(2 * np.pi * hz * t)
+    scale = float(1 << (8 * width - 1)) - 1
+    if width == 1:
+        raw = np.round(x * 127 + 128).astype(np.uint8).tobytes()
+    elif width == 3:
+        raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in np.round(x * scale))
+    else:
+        raw = np.round(x * scale).astype({2: "<i2", 4: "<i4"}[width]).tobytes()
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(len(t), width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(frames, channels, axis=0).tobytes())
+    return path
+
+
+TONES = {"low": 220.0, "mid": 880.0, "high": 3520.0}
+"""The classes of the sine folders: each a tone, in Hz."""
+
+
+def sine_folder(root: Path, per_class: int = 4, labelled: bool = True, rate: int = 16000) -> Path:
+    """``root/<low|mid|high>/<i>.wav`` (or flat ``root/<class>-<i>.wav``): short sines, a tone per
+    class with a few Hz between clips; every third clip at twice ``rate`` (decimated when read)."""
+    for name, hz in TONES.items():
+        for i in range(per_class):
+            file = root / name / f"{i}.wav" if labelled else root / f"{name}-{i}.wav"
+            sine_wav(file, hz + 7 * i, rate * (2 if i % 3 == 2 else 1))
+    return root
+
+
+def tiny_wav2vec2_classifier(folder: Path) -> Path:
+    """A Wav2Vec2 sequence classifier (hidden 32, one layer, a class per tone) with random weights
+    and a ``Wav2Vec2FeatureExtractor``, saved as hf:DIR."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True, classifier_proj_size=32,
+                            num_labels=len(TONES), id2label=dict(enumerate(TONES)), label2id={n: i for i, n in enumerate(TONES)})
+    Wav2Vec2ForSequenceClassification(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(folder)
+    return folder
+
+
+def tiny_whisper(folder: Path, mels: int = 16) -> Path:
+    """A Whisper model (d_model 32, one encoder and one decoder layer, 32 input frames) with random
+    weights and a ``WhisperFeatureExtractor`` of ``mels`` bins, saved as hf:DIR."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(vocab_size=96, num_mel_bins=mels, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                           encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=16, max_target_positions=32, decoder_start_token_id=1, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=mels).save_pretrained(folder)
+    return folder
