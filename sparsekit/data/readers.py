@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from sparsekit.errors import MissingDependencyError, TrainingDataError, SparsekitError
 from sparsekit._safe_load import load_torch_data
+from sparsekit.data.wav import read_wav_header
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,6 @@ class AudioFolderReader(_FolderReader):
         self.rates: dict[int, Path] = {}
 
     def _item(self, file: Path) -> dict[str, Any]:
-        from sparsekit.data.wav import read_wav_header
-
         self.rates.setdefault(read_wav_header(file).rate, file)
         return {"audio": str(file)}
 

@@ -14,9 +14,10 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from sparsekit._lazy import lazy_import
 from sparsekit.errors import TrainingDataError
+
+np = lazy_import("numpy")
 
 MAX_CHANNELS = 8
 MAX_SAMPLE_WIDTH = 4
