@@ -13,7 +13,9 @@ decides the distillation loss and the fidelity metrics against the dense model:
 * ``causal-lm`` (next-token logits ``[B, S, V]``): token-level KL; ``agreement`` (% of tokens whose
   top-1 next token equals the dense model's), ``kl`` (per token, over the dense model's top-16 tokens
   plus one bucket for the rest, a lower bound of the full KL), ``perplexity`` of the texts and
-  ``ppl_ratio`` to the dense model's.
+  ``ppl_ratio`` to the dense model's. A seq2seq model without ``input_ids`` (Whisper on audio) is
+  fed its decoder start token only, so ``auto`` scores it as a classifier over its first token's
+  logits (agreement, KL; labels are not used).
 
 Every metric a model is ranked by carries a 95% bootstrap interval over items (``_low``/``_high``),
 and next to a reference (the dense model) its paired difference (``_vs_dense`` and its interval).
@@ -136,11 +138,18 @@ class DataTask(Task):
         self.data = data or UserData(config)
         self.config = config
         self.family = model_family(loaded.model) if config.family == "auto" else config.family
+        # a speech seq2seq model (Whisper) is fed its decoder start token: its outputs are the logits
+        # of the first token, scored as a classifier's over the vocabulary (never against labels)
+        self.first_token = self.family == "causal-lm" and "input_ids" not in loaded.inputs.names
+        if self.first_token and config.family == "auto":
+            self.family = "classifier"
+        elif self.first_token:
+            raise TrainingDataError(f"the causal-lm family scores the next tokens of 'input_ids', and the model '{loaded.name}' takes {loaded.inputs.names}", "give --family classifier (its first-token logits) or leave --family auto")
         self.distill_output = DISTILL_OUTPUT[self.family]
         self.name = f"data:{self.data.name}"
         self.model = (loaded.name, {})
         self.pre = Preprocessor(loaded, self.data, config.max_length, pair_as_second_text=self.family == "classifier")
-        self.labels = self.family == "classifier" and self.data.label_column is not None
+        self.labels = self.family == "classifier" and self.data.label_column is not None and not self.first_token
         self.pairs = self.family == "encoder" and config.pair_column is not None
         self.classes = _class_index(loaded.model, self.data) if self.labels else {}
         self.primary = "accuracy" if self.labels else "recall@1" if self.pairs else "cosine" if self.family == "encoder" else "agreement"
