@@ -22,7 +22,7 @@ class DataConfig(StrictConfig):
     """Your own data: a file or folder read as data, split deterministically into training
     (calibration is drawn from it) and evaluation items."""
 
-    source: str | None = Field(None, description="your data: a text file (one sample a line), .jsonl / .csv / .parquet with named columns, a folder of images in class subfolders, a datasets.save_to_disk folder, or a .pt / .npz of tensors keyed by input name; with a registered --task, that task's own data file", json_schema_extra={"flags": ["--data"], "metavar": "SPEC"})
+    source: str | None = Field(None, description="your data: a text file (one sample a line), .jsonl / .csv / .parquet with named columns, a folder of images in class subfolders, a folder of .wav files (flat, or in class subfolders), a datasets.save_to_disk folder, or a .pt / .npz of tensors keyed by input name; with a registered --task, that task's own data file", json_schema_extra={"flags": ["--data"], "metavar": "SPEC"})
     text_column: str = Field("text", description="column holding the text (JSONL, CSV, Parquet, datasets)", json_schema_extra={"metavar": "NAME"})
     label_column: str | None = Field(None, description="column holding the label (default: 'label' when the file has one); with labels, evaluation adds accuracy and macro-F1", json_schema_extra={"metavar": "NAME"})
     pair_column: str | None = Field(None, description="column holding the second text of a pair: the document of a retrieval pair (encoders: recall@1) or the hypothesis of an NLI pair (classifiers: a sentence pair)", json_schema_extra={"metavar": "NAME"})
