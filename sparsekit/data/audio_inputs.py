@@ -81,7 +81,7 @@ class AudioInputs:
             self.samples = frames * int(self.extractor.hop_length)
         else:
             raise TrainingDataError(f"audio data feeds 'input_values [B, samples]' or 'input_features [B, mel, frames]', and the model's first input is '{first.name}' {list(first.shape)}", "give an audio model, or --preprocess FILE.py:FN")
-        self.decoder_start = None
+        self.decoder_start, self.pad = None, 0
         if "decoder_input_ids" in names:
             config = getattr(loaded.model, "config", None)
             start = getattr(config, "decoder_start_token_id", None)
