@@ -53,19 +53,20 @@ def cache_dir() -> Path:
 
 
 def source_sha256(path: Path) -> str:
-    """sha256 of a data file, or one over a folder's files (relative path and content hash)."""
-
+    """sha256 of a data file, or one over a folder's files (relative path and content hash; a link
+    by the path it names, never followed: the readers refuse links that leave the folder, and a
+    link must not make the kit read a file outside it)."""
     if path.is_file():
         return file_sha256(path)
     digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{f.relative_to(path)}\0{file_sha256(f)}\n".encode())
+    for f in sorted(p for p in path.rglob("*") if p.is_symlink() or p.is_file()):
+        content = "link:" + os.readlink(f) if f.is_symlink() else file_sha256(f)
+        digest.update(f"{f.relative_to(path)}\0{content}\n".encode())
     return digest.hexdigest()
 
 
 def _processor_files(folder: Path | None) -> dict[str, str]:
     """File name -> sha256 of an ``hf:DIR`` folder's files but its weights (tokenizer, processor, config)."""
-
     if folder is None:
         return {}
     files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.endswith(_WEIGHT_SUFFIXES) and not f.name.endswith(".index.json"))
@@ -75,7 +76,6 @@ def _processor_files(folder: Path | None) -> dict[str, str]:
 def _code_sha256(target: str) -> str | None:
     """sha256 of the file of ``FILE.py`` or of module ``pkg.module`` (found, not imported)."""
     import importlib.util
-
 
     if target.endswith(".py"):
         path = Path(target).expanduser()

@@ -151,3 +151,19 @@ def test_a_source_past_the_size_cap_is_streamed_not_cached(bert, cache, monkeypa
     task, tok = _task(loaded, text)
     batches = _epoch(task)
     assert batches and task.pre.report()["cache"] == "not cached" and not cache.exists()
+
+
+def test_a_link_in_a_data_folder_is_hashed_by_its_name_never_read(tmp_path):
+    from sparsekit.data.cache import source_sha256
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside the folder")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.txt").write_text("hello")
+    (folder / "notes.txt").symlink_to(outside)
+    before = source_sha256(folder)
+    outside.write_text("changed, but never read through the link")
+    assert source_sha256(folder) == before
+    (folder / "a.txt").write_text("hello again")
+    assert source_sha256(folder) != before
