@@ -61,6 +61,8 @@ def run_model(name: str, log) -> dict:
     plans = {}
     for label, table in (("h200", load_speed_table(H200_TABLE)), ("ideal", None)):
         plans[label] = plan_sparsity(loaded, task, config, table, extra, progress=lambda m, label=label: log(f"[{name} {label}] {m}"), cache=cache).to_dict()
+        if table is not None:
+            plans[label]["speed_source"] = str(H200_TABLE.relative_to(HERE.parent))  # the repository's path, not this machine's
         log(f"[{name} {label}] done in {plans[label]['seconds'] / 60:.1f} min")
     return {"task": name, "description": task.description, "dense_training_seconds": round(dense_seconds, 1), "plans": plans}
 
@@ -125,6 +127,8 @@ def plot(report: dict, path: Path) -> None:
             ax.scatter([c["speedup"]], [(c["distilled"] or c)["metrics"][primary]], marker="*", color="#d62728", s=180, label="chosen (within 1 point)", zorder=5)
             ax.axhline(plan["dense"][primary], color="#555", linestyle="--", linewidth=1, label="dense")
             ax.scatter([], [], marker="D", color="#1f77b4", label="after distillation")
+            if not any(p["sparse"] for p in points):
+                ax.text(0.5, 0.25, "no layer's 2:4 GEMM is faster than dense\nby this table at this batch: kept dense", transform=ax.transAxes, ha="center", fontsize=9)
             ax.set_xlabel("expected speedup, " + ("ideal 2x per 2:4 GEMM" if label == "ideal" else "H200 GEMM table"))
             ax.set_ylabel(primary)
             ax.set_title(f"{result['task']}: {'ideal 2x' if label == 'ideal' else 'H200 table'}")
@@ -134,12 +138,26 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def render(out: Path) -> int:
+    """Draw ``plan.md`` and ``plan.png`` from ``out/plan.json`` (no measurement)."""
+    from sparsekit._io import atomic_path, write_text_atomic
+
+    report = json.loads((out / "plan.json").read_text())
+    write_text_atomic(out / "plan.md", render_markdown(report))
+    with atomic_path(out / "plan.png") as tmp:
+        plot(report, tmp)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--models", nargs="+", default=["digits32", "docstrings"], choices=sorted(MODELS))
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for plan.{json,md,png}")
     parser.add_argument("--update", action="store_true", help="keep the other models of an existing <out>/plan.json")
+    parser.add_argument("--render", action="store_true", help="only draw <out>/plan.md and plan.png again from <out>/plan.json")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.out)
     from accuracy import merge_results
 
     from sparsekit._io import atomic_path, write_json_atomic, write_text_atomic

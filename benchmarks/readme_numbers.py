@@ -121,7 +121,54 @@ def accuracy_paragraph(doc: dict) -> str:
     )
 
 
-BLOCKS = {"h200": (H200, h200_paragraph), "accuracy": (ACCURACY, accuracy_paragraph)}
+PLAN = ROOT / "benchmarks" / "results" / "plan.json"
+
+
+def _best(point: dict) -> tuple[dict, str]:
+    """The point's best evaluated model: distilled when it was, else one-shot."""
+    return (point["distilled"], "distilled") if point.get("distilled") else (point, "one-shot")
+
+
+def _plan_sentence(result: dict) -> str:
+    ideal, h200 = result["plans"]["ideal"], result["plans"]["h200"]
+    primary, n = ideal["primary"], len(ideal["trades"])
+    chosen = ideal["points"][ideal["chosen"]]
+    best, how = _best(chosen)
+    how = how.replace("distilled", f"distilled {ideal['config']['distill_epochs']} epoch(s)")
+    first = ideal["points"][0]
+    full, full_how = _best(first)
+    full_how = full_how.replace("distilled", f"distilled {ideal['config']['distill_epochs']} epoch(s)")
+    extra = f", fidelity {full['metrics']['fidelity']:.3f}" if "fidelity" in full["metrics"] else ""
+    head = f"{result['task']} (dense {primary} {ideal['dense'][primary]:.1f}, one-shot with every layer 2:4 {_ci(first['diff'])}): "
+    if chosen is first:
+        sentence = head + f"every layer 2:4 is within {ideal['config']['max_drop']:g} point of dense ({full_how} {_ci(full['diff'])} points{extra}), ideal bound {first['speedup_ideal']:.2f}x. "
+    else:
+        sentence = head + (
+            f"the fastest point within {ideal['config']['max_drop']:g} point of dense keeps {len(chosen['sparse'])} of {n} layers 2:4, ideal bound "
+            f"{chosen['speedup_ideal']:.2f}x ({how} {_ci(best['diff']) if best.get('diff') else '+0.0'} points); every layer 2:4 ({first['speedup_ideal']:.2f}x) "
+            f"is {_ci(full['diff'])} {full_how}{extra}. "
+        )
+    guessed = sum(t["speed"]["how"].startswith("nearest shape") for t in h200["trades"])
+    source = f" ({guessed} of {len(h200['trades'])} layers' shapes not measured there: the nearest measured shape's ratio)" if guessed else ""
+    if not h200["points"][h200["chosen"]]["sparse"]:
+        sentence += f"By the H200 table{source} every layer's GEMM is slower 2:4 at batch {h200['config']['batch']}, so that plan keeps the model dense."
+    else:
+        c = h200["points"][h200["chosen"]]
+        sentence += f"By the H200 table the plan keeps {len(c['sparse'])} layers 2:4 for an expected {c['speedup']:.2f}x."
+    return sentence
+
+
+def plan_paragraph(doc: dict) -> str:
+    """The plan benchmark's headline per model, as the README states it."""
+    seconds = sum(r.get("seconds", 0) for r in doc["results"])
+    lines = [f"Measured (`benchmarks/plan.py`, {seconds / 60:.0f} min on 2 CPU cores; `benchmarks/results/plan.md`, expected speed from the ideal 2x and from the committed H200 GEMM table):"]
+    for r in doc["results"]:
+        targets = "".join(f" Target {'met' if t['met'] else 'missed'}: {t['target']} ({t['measured']})." for t in doc.get("targets", {}).get(r["task"], []))
+        lines.append(f"- {_plan_sentence(r)}{targets}")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"h200": (H200, h200_paragraph), "accuracy": (ACCURACY, accuracy_paragraph), "plan": (PLAN, plan_paragraph)}
 """Block name -> (results file, renderer)."""
 
 

@@ -55,3 +55,14 @@ def test_a_changed_accuracy_result_changes_the_readme_sentence():
     after = readme_numbers.accuracy_paragraph(changed)
     assert "fidelity 0.945" in before and "intervals spanning 0" in before
     assert "fidelity 0.961" in after and "intervals spanning 0" not in after and "-2.5 points" in after
+
+
+def test_a_changed_plan_result_changes_the_readme_sentence():
+    doc = json.loads(readme_numbers.PLAN.read_text(encoding="utf-8"))
+    before = readme_numbers.plan_paragraph(doc)
+    changed = copy.deepcopy(doc)
+    ideal = next(r for r in changed["results"] if r["task"] == "docstrings")["plans"]["ideal"]
+    ideal["chosen"] = 0
+    ideal["points"][0]["distilled"]["diff"].update(diff=-0.4, low=-1.2, high=0.3)
+    after = readme_numbers.plan_paragraph(changed)
+    assert before != after and "every layer 2:4 is within 1 point of dense" in after.split("- docstrings")[1].split("\n")[0]
