@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -58,10 +59,9 @@ def test_fixed_masks_do_not_move():
     assert all(torch.equal(before[n], m) for n, m in _masks(loaded.model).items())
 
 
-def test_learned_masks_resume_exactly(tmp_path):
-    import pytest
-
-    config = TrainingConfig(epochs=2, lr=5e-2, masks="learned", optimizer="sgd", warmup=0.0)
+@pytest.mark.parametrize("until", [1.0, 0.25], ids=["masks-moving", "resumed-after-the-freeze"])
+def test_learned_masks_resume_exactly(tmp_path, until):
+    config = TrainingConfig(epochs=2, lr=5e-2, masks="learned", optimizer="sgd", warmup=0.0, mask_update_until=until)
     steps = len(_batches())
     whole = _sparse_mlp()
     finetune_(whole.model, lambda e: _batches(), _loss, config)
@@ -77,6 +77,7 @@ def test_learned_masks_resume_exactly(tmp_path):
     resumed = _sparse_mlp()
     report = finetune_(resumed.model, lambda e: _batches(), _loss, config, state)
     assert report.resumed_from_step == steps
+    assert report.masks_frozen_at == (None if until == 1.0 else round(until * 2 * steps))  # frozen in epoch 1: fixed masks from the resume on
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -99,26 +100,3 @@ def test_masks_stop_moving_after_the_update_share_and_the_rest_trains_them_fixed
     for name, param, mask in masked_parameters(loaded.model):
         assert bool((mask.reshape(mask.shape[0], -1, 4).sum(-1) == 2).all()) and bool((param[~mask] == 0).all())
     assert torch.equal(_masks(loaded.model)[name], frozen[name])
-
-
-def test_a_run_resumed_after_the_freeze_keeps_the_masks_fixed(tmp_path):
-    import pytest
-
-    config = TrainingConfig(epochs=2, lr=5e-2, masks="learned", optimizer="sgd", warmup=0.0, mask_update_until=0.25)
-    steps = len(_batches())
-    whole = _sparse_mlp()
-    finetune_(whole.model, lambda e: _batches(), _loss, config)
-
-    def stop_in_epoch_two(info):
-        if info["step"] == steps + 1:
-            raise KeyboardInterrupt
-
-    state = TrainingState(tmp_path / "s.pt", "fp")
-    first = _sparse_mlp()
-    with pytest.raises(KeyboardInterrupt):
-        finetune_(first.model, lambda e: _batches(), _loss, config, state, progress=stop_in_epoch_two)
-    resumed = _sparse_mlp()
-    report = finetune_(resumed.model, lambda e: _batches(), _loss, config, state)
-    assert report.resumed_from_step == steps and report.masks_frozen_at == round(0.25 * 2 * steps)
-    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-6), name
