@@ -110,6 +110,8 @@ def cache_key(pre) -> str:
         "inputs": [[t.name, t.dtype, list(t.shape)] for t in pre.spec.tensors], "preprocess": _preprocess_identity(pre),
         "split": {"max_items": data.config.max_items, "split_seed": data.config.split_seed, "eval_fraction": data.config.eval_fraction},
     }
+    if data.config.split_column is not None:
+        blob["split"]["split_column"] = data.config.split_column
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 

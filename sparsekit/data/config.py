@@ -20,13 +20,15 @@ ratio). ``auto`` reads it from the model's class (``...ForSequenceClassification
 
 class DataConfig(StrictConfig):
     """Your own data: a file or folder read as data, split deterministically into training
-    (calibration is drawn from it) and evaluation items."""
+    (calibration is drawn from it) and evaluation items, by ``eval_fraction`` or by the file's own
+    ``split_column``."""
 
     source: str | None = Field(None, description="your data: a text file (one sample a line), .jsonl / .csv / .parquet with named columns, a folder of images in class subfolders, a folder of .wav files (flat, or in class subfolders), a datasets.save_to_disk folder, or a .pt / .npz of tensors keyed by input name; with a registered --task, that task's own data file", json_schema_extra={"flags": ["--data"], "metavar": "SPEC"})
     text_column: str = Field("text", description="column holding the text (JSONL, CSV, Parquet, datasets)", json_schema_extra={"metavar": "NAME"})
     label_column: str | None = Field(None, description="column holding the label (default: 'label' when the file has one); with labels, evaluation adds accuracy and macro-F1", json_schema_extra={"metavar": "NAME"})
     pair_column: str | None = Field(None, description="column holding the second text of a pair: the document of a retrieval pair (encoders: recall@1) or the hypothesis of an NLI pair (classifiers: a sentence pair)", json_schema_extra={"metavar": "NAME"})
-    eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of the items held out for evaluation (chosen per item from split_seed: the same file gives the same split)", json_schema_extra={"metavar": "F"})
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of the items held out for evaluation (chosen per item from split_seed: the same file gives the same split); not used with split_column", json_schema_extra={"metavar": "F"})
+    split_column: str | None = Field(None, description="column naming each item's split: train (training and calibration) or eval (evaluation; validation and test are read as eval); given, it replaces the eval_fraction split, and an item needs only the columns of its split (a retrieval file's train rows may have text only)", json_schema_extra={"metavar": "NAME"})
     split_seed: int = Field(0, ge=0, description="seed of the train / evaluation split and of the training order")
     max_items: int | None = Field(None, ge=1, description="read at most this many items of the source (default: all)")
     max_eval: int = Field(2000, ge=1, description="evaluate on at most this many of the held-out items (kept in memory, preprocessed once)")

@@ -221,9 +221,11 @@ class Preprocessor:
         pair = self.data.config.pair_column if self.pair_as_second_text and column == self.data.config.text_column else None
         for item in items:
             if column not in item:
-                raise self.data.missing_column(column, "--text-column")
+                raise self.data.missing_column(column, "--text-column" if column == self.data.config.text_column else "--pair-column")
             texts.append(str(item[column]))
             if pair:
+                if pair not in item:
+                    raise self.data.missing_column(pair, "--pair-column")
                 seconds.append(str(item[pair]))
         return ((texts, seconds) if pair else (texts,)), pair
 

@@ -151,6 +151,10 @@ class DataTask(Task):
         self.pre = Preprocessor(loaded, self.data, config.max_length, pair_as_second_text=self.family == "classifier")
         self.labels = self.family == "classifier" and self.data.label_column is not None and not self.first_token
         self.pairs = self.family == "encoder" and config.pair_column is not None
+        if self.pairs:  # an encoder's pairs are scored on evaluation items only; distillation is label-free
+            self.data.require_column(config.pair_column, "--pair-column", ("eval",), "recall@1 scores each evaluation text against its pair")
+        elif self.family == "classifier" and config.pair_column is not None:
+            self.data.require_column(config.pair_column, "--pair-column", ("train", "eval"), "a classifier reads the pair as its second text")
         self.classes = _class_index(loaded.model, self.data) if self.labels else {}
         self.primary = "accuracy" if self.labels else "recall@1" if self.pairs else "cosine" if self.family == "encoder" else "agreement"
         self._eval: list[tuple[tuple, Any]] | None = None

@@ -137,3 +137,69 @@ def test_jsonl_missing_text_column_names_the_columns(tmp_path):
     with pytest.raises(TrainingDataError) as e:
         DataTask(load_model("mlp"), DataConfig(source=str(j)))
     _one_line(e.value, "no column", "its columns: sentence, label")
+
+
+def _split_rows(n: int = 30) -> list[dict]:
+    """Rows whose split column says where each goes: every third eval-like (eval, validation,
+    test, also in other cases and with spaces); eval rows carry a document, train rows text only."""
+    marks = ["eval", " Validation", "TEST"]
+    rows = []
+    for i in range(n):
+        if i % 3 == 1:
+            rows.append({"text": f"query {i}", "document": f"doc {i}", "split": marks[(i // 3) % 3]})
+        else:
+            rows.append({"split": "train", "text": f"paragraph {i}"})
+    return rows
+
+
+def test_a_split_column_decides_each_items_split_and_is_recorded(tmp_path):
+    rows = _split_rows()
+    j = tmp_path / "d.jsonl"
+    j.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = tmp_path / "d.csv"
+    c.write_text("text,split\n" + "".join(f"{r['text']},{r['split']}\n" for r in rows))
+    want_eval = [i for i in range(len(rows)) if i % 3 == 1]
+    for path in (j, c):
+        data = UserData(DataConfig(source=str(path), split_column="split", eval_fraction=0.9, pair_column="document" if path == j else None))
+        assert [i for i, _ in data.items("eval")] == want_eval  # eval_fraction 0.9 is not used
+        assert [i for i, _ in data.items("train")] == [i for i in range(len(rows)) if i % 3 != 1]
+        report = data.report()
+        assert report["split_column"] == "split" and report["eval_fraction"] is None and "column 'split'" in report["split_rule"]
+        assert (report["train"], report["eval"]) == (20, 10)
+    assert UserData(DataConfig(source=str(j), split_column="split", pair_column="document")).split_columns == {"train": ["split", "text"], "eval": ["split", "text", "document"]}
+    hashed = UserData(DataConfig(source=str(c)))
+    assert [i for i, _ in hashed.items("eval")] == [i for i in range(len(rows)) if is_eval(i, 0, 0.2)] != want_eval  # without it: the hash split
+
+
+@pytest.mark.parametrize("case", ["bad_value", "missing_value", "no_column", "no_eval", "pair_nowhere"])
+def test_a_bad_split_column_is_one_line(tmp_path, case):
+    rows = _split_rows(12)
+    column, pair = "split", None
+    if case == "bad_value":
+        rows[4]["split"] = "dev"
+    if case == "missing_value":
+        del rows[7]["split"]
+    if case == "no_column":
+        column = "fold"
+    if case == "no_eval":
+        rows = [{**r, "split": "train"} for r in rows]
+    if case == "pair_nowhere":
+        pair = "answer"
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(TrainingDataError) as e:
+        UserData(DataConfig(source=str(path), split_column=column, pair_column=pair))
+    words = {"bad_value": ["'dev'", "'train'", "'eval'", "item 4", "accepted: train, eval, validation, test", "--eval-fraction"],
+             "missing_value": ["None", "item 7", "accepted: train, eval"], "no_column": ["no column 'fold'", "--split-column"],
+             "no_eval": ["no evaluation items", "column 'split'"], "pair_nowhere": ["no column 'answer'", "--pair-column"]}[case]
+    _one_line(e.value, *words)
+
+
+def test_a_column_one_split_needs_is_required_of_that_split_only(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _split_rows(12)))
+    data = UserData(DataConfig(source=str(path), split_column="split", pair_column="document"))
+    data.require_column("document", "--pair-column", ("eval",), "recall@1 needs it")  # every eval row has one
+    with pytest.raises(TrainingDataError) as e:
+        data.require_column("document", "--pair-column", ("train", "eval"), "a classifier reads the pair as its second text")
+    _one_line(e.value, "not every train item has column 'document'", "every train item has: split, text", "--pair-column")

@@ -176,6 +176,32 @@ def test_encoder_on_jsonl_pairs_reports_recall_and_cosine_and_distils(tmp_path):
     assert {"recall@1", "recall@1_low", "recall@1_vs_dense"} <= set(result.after)
 
 
+def test_an_encoder_trains_on_text_only_rows_and_scores_pairs_on_eval_rows_of_a_split_column(tmp_path):
+    from sparsekit.recover.config import FinetuneConfig
+    from sparsekit.recover.task_finetune import finetune_stage_
+
+    pairs = files.docstring_pairs(80)
+    rows = [{"split": "eval", "text": q, "document": d} for q, d in pairs[:40]] + [{"split": "train", "text": f"{q} {d}"} for q, d in pairs[40:]]
+    path = tmp_path / "split.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[::-1]))  # the first row is a train row: no document
+    folder = _tiny_bert(tmp_path / "bert", files.docstrings_text(tmp_path / "t.txt", 80))
+    loaded = load_model(f"hf:{folder}")
+    task = make_data_task(loaded, DataConfig(source=str(path), split_column="split", pair_column="document", max_length=32))
+    assert task.primary == "recall@1" and task.report()["split_column"] == "split" and (task.data.counts["train"], task.data.counts["eval"]) == (40, 40)
+    assert all("document" not in item for _, item in task.data.items("train"))
+    teacher = copy.deepcopy(loaded.model)
+    dense = task.evaluate(teacher)
+    assert len(dense.per_item) == 40 and 0 < dense.metrics["recall@1"] <= 100
+    result = finetune_stage_(loaded, task, FinetuneConfig(epochs=1, lr=1e-4, batch_size=16), teacher)
+    assert result.report.steps == 3 and "recall@1_vs_dense" in result.after  # 40 text-only training rows at batch 16
+
+    rows[3] = {"split": "eval", "text": "a query without its document"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(TrainingDataError) as e:
+        DataTask(loaded, DataConfig(source=str(path), split_column="split", pair_column="document", max_length=32))
+    assert "\n" not in str(e.value) and "not every eval item has column 'document'" in str(e.value) and "--pair-column" in str(e.value)
+
+
 def test_your_own_task_and_preprocess_run_only_when_named(tmp_path, digits_files):
     from sparsekit.models.trust import trust_sources
     from sparsekit.tasks import user_task
