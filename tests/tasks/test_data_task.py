@@ -245,3 +245,12 @@ def test_bad_data_on_the_command_line_is_one_line(tmp_path, cli):
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "no column 'digit'" in lines[0] and "input, label" in lines[0]
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_bad_split_value_on_the_command_line_is_one_line(tmp_path, cli):
+    path = tmp_path / "d.csv"
+    path.write_text("input,label,split\n" + "".join(" ".join(["0.5"] * 64) + f",{i % 10},{['train', 'eval', 'dev'][i % 3]}\n" for i in range(30)))
+    r = cli("finetune", "cnn", "--model-arg", "in_channels=1", "--model-arg", "image_size=8", "--data", str(path), "--split-column", "split", "-o", str(tmp_path / "x.pt"))
+    lines = [x for x in r.stderr.strip().splitlines() if x.startswith("sparsekit: error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "'dev'" in lines[0] and "accepted: train, eval, validation, test" in lines[0] and not (tmp_path / "x.pt").exists()
