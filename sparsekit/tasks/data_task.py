@@ -225,6 +225,12 @@ class DataTask(Task):
             if outside:
                 raise TrainingDataError(f"data '{self.data.reader.path}' has {len(self.classes)} label values and the model {width} classes: label(s) {', '.join(outside[:5])} are outside them", "give a model with a class per label (num_labels), or a --label-column of its classes")
 
+    def feature_layers(self, model) -> list[str]:
+        """The blocks of the model's main stack (``--features`` matches each block's output to the
+        dense model's): the children of its largest ``nn.ModuleList`` by parameters, e.g. a BERT's
+        ``encoder.layer.N`` or a Llama's ``model.layers.N``; none when the model has no such stack."""
+        return block_stack(model)
+
     def report(self) -> dict:
         """The data, its split and preprocessing, for run reports."""
         return {**self.data.report(), **self.pre.report(), "family": self.family, "primary": self.primary, "distill_loss": self.distill_output if self.family != "causal-lm" else "token-kl"}
@@ -367,6 +373,18 @@ def _class_index(model, data: UserData) -> dict:
             raise TrainingDataError(f"data '{data.reader.path}' has a label of {len(str(max(values)))} digits, too large to be a class index", "give class indices from 0, or class names")
         return {v: v for v in values}
     return {v: i for i, v in enumerate(values)}
+
+
+def block_stack(model) -> list[str]:
+    """Module paths of the children of ``model``'s largest ``nn.ModuleList`` by parameter count
+    (every child holding parameters), in order; [] when there is none."""
+    best, best_params = [], 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module):
+            params = sum(p.numel() for p in module.parameters())
+            if params > best_params and all(any(True for _ in child.parameters()) for child in module):
+                best, best_params = [f"{name}.{i}" if name else str(i) for i in range(len(module))], params
+    return best
 
 
 def make_data_task(loaded, config: DataConfig) -> DataTask:

@@ -254,3 +254,24 @@ def test_a_bad_split_value_on_the_command_line_is_one_line(tmp_path, cli):
     lines = [x for x in r.stderr.strip().splitlines() if x.startswith("sparsekit: error:")]
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "'dev'" in lines[0] and "accepted: train, eval, validation, test" in lines[0] and not (tmp_path / "x.pt").exists()
+
+
+def test_feature_distillation_on_your_data_matches_the_blocks_of_the_main_stack(tmp_path):
+    from sparsekit.recover.config import FinetuneConfig
+    from sparsekit.recover.task_finetune import finetune_stage_
+    from sparsekit.tasks.data_task import block_stack
+
+    pairs = files.docstrings_jsonl(tmp_path / "pairs.jsonl", 60)
+    folder = _tiny_bert(tmp_path / "bert", files.docstrings_text(tmp_path / "t.txt", 60))
+    loaded = load_model(f"hf:{folder}")
+    task = make_data_task(loaded, DataConfig(source=str(pairs), pair_column="document", max_length=32))
+    layers = task.feature_layers(loaded.model)
+    modules = dict(loaded.model.named_modules())
+    assert layers and all(name in modules for name in layers) and all(".layer." in name for name in layers)
+    assert block_stack(load_model("mlp").model) == []  # no stack of blocks: --features has nothing to match
+    assert block_stack(load_model("bert", {"layers": 3}).model) == ["layers.0", "layers.1", "layers.2"]
+    teacher = copy.deepcopy(loaded.model)
+    plain = finetune_stage_(copy.deepcopy(loaded), task, FinetuneConfig(epochs=1, lr=1e-3, batch_size=16), teacher)
+    with_features = finetune_stage_(loaded, task, FinetuneConfig(epochs=1, lr=1e-3, batch_size=16, features=True), teacher)
+    assert with_features.report.steps == plain.report.steps
+    assert with_features.report.epoch_loss != plain.report.epoch_loss  # the feature losses are part of what it trained on
