@@ -50,6 +50,8 @@ def run(args) -> int:
         ensure_writable_target(f"{args.out}/{name}", args.force)
     config = config_from_args(args, PlanConfig)
     speed = load_speed_table(args.speed) if args.speed else None
+    if speed is not None:
+        speed.check_dtype(config.dtype)  # before the model is loaded
     with status("loading the task and model"):
         task, loaded = load_task_and_model(args)
         extra = _extra_tasks(args, task)

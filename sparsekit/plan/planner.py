@@ -246,6 +246,7 @@ def plan_sparsity(
     """
     start = time.perf_counter()
     speed = speed or SpeedTable.ideal()
+    speed.check_dtype(config.dtype)  # before any evaluation
     ideal = SpeedTable.ideal()
     model = loaded.model.eval()
     task.check_fits(model)

@@ -79,6 +79,15 @@ class SpeedTable:
     def dtypes(self) -> list[str]:
         return sorted({r.dtype for r in self.rows})
 
+    def check_dtype(self, dtype: str) -> None:
+        """Raise unless the table measured ``dtype`` (the ideal table takes any).
+
+        Raises:
+            SparsekitError: no row of ``dtype``, naming the ones there are.
+        """
+        if not self.is_ideal and dtype not in self.dtypes():
+            raise SparsekitError(f"speed table '{self.source}' has no {dtype} GEMM rows (it has {', '.join(self.dtypes())})", f"give --dtype {self.dtypes()[0]}, or a table measured in {dtype}")
+
     def estimate(self, m: int, k: int, n: int, dtype: str = "float16") -> SpeedEstimate:
         """The expected ratio of ``[m, k] x [k, n]`` in ``dtype`` (see the module docstring).
 
@@ -87,9 +96,8 @@ class SpeedTable:
         """
         if self.is_ideal:
             return SpeedEstimate(IDEAL_RATIO, "ideal")
+        self.check_dtype(dtype)
         same_dtype = [r for r in self.rows if r.dtype == dtype]
-        if not same_dtype:
-            raise SparsekitError(f"speed table '{self.source}' has no {dtype} GEMM rows (it has {', '.join(self.dtypes())})", f"give --dtype {self.dtypes()[0]}, or a table measured in {dtype}")
         exact = [r for r in same_dtype if (r.k, r.n) == (k, n)]
         prefix = ""
         if not exact:

@@ -91,3 +91,12 @@ def test_a_bad_speed_table_on_the_command_line_is_one_line_and_writes_nothing(tm
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "holds no GEMM measurement" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_table_without_the_asked_dtype_is_refused_before_any_work(tmp_path, cli):
+    p = tmp_path / "sel.json"
+    p.write_text(json.dumps({"dtype": "bfloat16", "measurements": [{"m": 8, "k": 64, "n": 64, "speedup": {"ratio": 1.3}}]}))
+    r = cli("plan", "--task", "digits", "--speed", str(p), "--dtype", "float16", "-o", str(tmp_path / "out"))
+    lines = [x for x in r.stderr.strip().splitlines() if x.startswith("sparsekit: error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "no float16 GEMM rows (it has bfloat16)" in lines[0] and "--dtype bfloat16" in lines[0]
+    assert not (tmp_path / "out").exists()
