@@ -253,17 +253,18 @@ def plan_sparsity(
     progress("dense model")
     dense = task.evaluate(model)
     rank_by = config.rank_by or task.primary
+    dense_rank = dense.metrics.get(rank_by)
+    if dense_rank is None:
+        against_itself = task.evaluate(model, dense).metrics  # fidelity/agreement: the dense model against itself
+        dense_rank = against_itself.get(rank_by)
+        if dense_rank is None:
+            raise SparsekitError(f"task '{task.name}' has no metric '{rank_by}'", f"give --rank-by one of: {', '.join(against_itself)}")
     calib = task.calibration(config.calib_samples) if get_method(config.method).needs_calibration else None
     progress(f"2:4 weights of every layer ({config.method})")
     weights, notes = sparse_weights_once(model, config.method, calib)
     trades = layer_trades(loaded, list(weights), speed, config.batch, config.dtype)
     ideal_trades = {name: LayerTrade(t.name, t.flop_share, t.gemm, ideal.estimate(*t.gemm, config.dtype)) for name, t in trades.items()}
     evaluate = _Evaluator(model, weights, task, dense, cache)
-    dense_rank = dense.metrics.get(rank_by)
-    if dense_rank is None:
-        dense_rank = task.evaluate(model, dense).metrics.get(rank_by)  # fidelity/agreement: the dense model against itself
-        if dense_rank is None:
-            raise SparsekitError(f"task '{task.name}' has no metric '{rank_by}'", f"use one of: {', '.join(task.evaluate(model, dense).metrics)}")
     saving = [name for name, t in trades.items() if t.time_saved > 0]
     for i, name in enumerate(saving):
         progress(f"layer {i + 1}/{len(saving)} alone: {name}")
