@@ -167,7 +167,7 @@ def run(quick: bool, work: Path, builtin: dict, say) -> dict:
     name = "2:4 sparsegpt+perm + fine-tune w/ distillation, fixed masks"
     t0 = time.perf_counter()
     training = TrainingConfig(epochs=epochs, lr=s["ft_lr"], weight_decay=0.01, masks="fixed")
-    student, report = finetune_on_task_(copy.deepcopy(starts["2:4 sparsegpt+perm one-shot"]), task, training, s["batch"], teacher=loaded.model, distill=DistillConfig(), reference=dense)
+    student, report = finetune_on_task_(copy.deepcopy(starts["2:4 sparsegpt+perm one-shot"]), task, training, s["batch"], teacher=loaded.model, distill=DistillConfig(features=bool(s.get("features", True))), reference=dense)  # as the built-in row: output + per-block feature loss
     train_seconds = time.perf_counter() - t0
     results[name] = task.evaluate(student, dense).metrics
     seconds[name] = time.perf_counter() - t0

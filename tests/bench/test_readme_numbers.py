@@ -66,3 +66,12 @@ def test_a_changed_plan_result_changes_the_readme_sentence():
     ideal["points"][0]["distilled"]["diff"].update(diff=-0.4, low=-1.2, high=0.3)
     after = readme_numbers.plan_paragraph(changed)
     assert before != after and "every layer 2:4 is within 1 point of dense" in after.split("- docstrings")[1].split("\n")[0]
+
+
+def test_a_changed_schedule_result_changes_the_readme_sentence():
+    doc = json.loads(readme_numbers.SCHEDULE.read_text(encoding="utf-8"))
+    before = readme_numbers.schedule_sentence(doc)
+    changed = copy.deepcopy(doc)
+    changed["epochs"][-1]["metrics"]["fidelity"] = 0.9612
+    after = readme_numbers.schedule_sentence(changed)
+    assert "fidelity 0.951" in before and "fidelity 0.961" in after
