@@ -65,7 +65,7 @@ def run(args) -> int:
 
         result = finetune_stage_(loaded, task, config, teacher, state, progress, say=lambda m: bar.console.print(m))
     report = result.report
-    meta = {"finetune": {"task": task.name, "config": config.model_dump(), "distilled": teacher is not None, "teacher": chosen.description, "quantize": config.quantize, "report": report.to_dict(), "before": result.before, "after": result.after, "dense": result.reference, **({"data": task.report()} if hasattr(task, "report") else {})}}
+    meta = {"finetune": {"task": task.name, "config": config.model_dump(), "distilled": teacher is not None, "teacher": chosen.description, "quantize": config.quantize, "report": report.to_dict(), "before": result.before, "after": result.after, "dense": result.reference, "reconstruction": result.reconstruction, **({"data": task.report()} if hasattr(task, "report") else {})}}
     save_checkpoint(loaded, args.output, meta)
     if state.exists():
         state.unlink()

@@ -65,16 +65,16 @@ def run(args) -> int:
         return 0
     primary = report.primary
     t = Table(title=f"2:4 plan on {task.name}: dense {primary} {report.dense[primary]:.2f}; speed from {'the ideal 2x' if report.speed_source == 'ideal' else report.speed_source}")
-    for col in ("#", "2:4 layers", "expected speedup", "ideal bound", primary, "vs dense [95% CI]", "distilled", "frontier"):
+    for col in ("#", "2:4 layers", "expected speedup", "ideal bound", primary, "vs dense [95% CI]", "recovered", "frontier"):
         t.add_column(col)
     for i, p in enumerate(report.points):
         d = p.diff
-        dist = p.distilled or {}
+        recovered = "; ".join(f"{name} {r['metrics'][primary]:.2f} ({r['diff']['diff']:+.2f})" for name, r in (("reconstructed", p.reconstructed), ("distilled", p.distilled)) if r)
         t.add_row(str(i), str(len(p.sparse)), f"{p.speedup:.3f}x", f"{p.speedup_ideal:.3f}x", f"{p.metrics[primary]:.2f}", f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" if d else "",
-                  f"{dist['metrics'][primary]:.2f} ({dist['diff']['diff']:+.2f})" if dist else "", ("[bold]chosen[/] " if i == report.chosen else "") + ("yes" if p.frontier else ""))
+                  recovered, ("[bold]chosen[/] " if i == report.chosen else "") + ("yes" if p.frontier else ""))
     out.print(t)
     c = report.points[report.chosen]
-    out.print(f"chosen: {len(c.sparse)} layers 2:4, expected {c.speedup:.2f}x, {primary} {-c.loss:+.2f} vs dense -> 'include' in {paths['json']} (use: sparsekit sparsify ... --include-from {paths['json']}); table {paths['md']}; plot {paths['png']}")
+    out.print(f"chosen: {len(c.sparse)} layers 2:4, expected {c.speedup:.2f}x, {primary} {-c.loss:+.2f} vs dense ({c.best}) -> 'include' in {paths['json']} (use: sparsekit sparsify ... --include-from {paths['json']}); table {paths['md']}; plot {paths['png']}")
     for note in report.notes:
         out.print(f"note: {note}")
     return 0

@@ -8,13 +8,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from sparsekit.config import StrictConfig
 from sparsekit.models.calib_settings import DEFAULT_CALIB_SAMPLES
+from sparsekit.recover.config import ReconstructConfig
 from sparsekit.sparsify.config import MethodName
 
 
-class PlanConfig(StrictConfig):
-    """How the plan measures accuracy, estimates speed and refines its frontier."""
+class PlanConfig(ReconstructConfig):
+    """How the plan measures accuracy, estimates speed, refines its frontier and recovers its
+    fastest points (block reconstruction with ``reconstruct_steps``, then distillation)."""
 
     method: MethodName = Field("magnitude", description="2:4 method whose masks are planned, the one you will sparsify with: magnitude, or sparsegpt (calibrated on the task's data)")
     calib_samples: int = Field(DEFAULT_CALIB_SAMPLES, ge=1, description="calibration samples from the task's data (sparsegpt)")
@@ -24,8 +25,8 @@ class PlanConfig(StrictConfig):
     points: int = Field(12, ge=0, description="one-shot evaluations along the order (spread by expected speed); 0: every step")
     refine: int = Field(1, ge=1, description="greedy refinement: at each step, evaluate the next N layers of the order with the others as they are and keep dense the one that buys most metric per time lost (1: the order as measured alone; >1 evaluates every step)", json_schema_extra={"metavar": "N"})
     rank_by: str | None = Field(None, description="metric whose per-layer loss orders the layers (default: the task's primary metric; e.g. fidelity, smoother than recall@1 on small evaluation sets)", json_schema_extra={"metavar": "METRIC"})
-    distill_points: int = Field(2, ge=0, description="frontier points fine-tuned with distillation from the dense model (the fastest ones that might reach --max-drop); 0: one-shot only")
-    distill_epochs: int = Field(1, ge=1, description="epochs of that short distillation")
+    distill_points: int = Field(2, ge=0, description="frontier points recovered (the fastest ones that might reach --max-drop): block reconstruction when --reconstruct-steps > 0, then distillation from the dense model when --distill-epochs > 0; 0: one-shot only")
+    distill_epochs: int = Field(1, ge=0, description="epochs of that short distillation (0: reconstruction only)")
     lr: float = Field(3e-4, gt=0, description="peak learning rate of the distillation")
     batch_size: int = Field(32, ge=1, description="distillation batch size")
     features: bool = Field(False, description="distillation also matches the task's feature layers")

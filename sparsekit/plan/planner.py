@@ -13,8 +13,9 @@
    interact (``refine``).
 4. Points along that order are evaluated one-shot; the Pareto frontier of (expected speedup,
    metric) is marked; a few frontier points are fine-tuned with distillation from the dense model;
-   every frontier point is also evaluated on the extra splits; the chosen point is the fastest
-   whose loss (after distillation where it was distilled) is within ``max_drop``.
+   every frontier point is also evaluated on the extra splits (its better model: distilled when
+   that raised the metric); the chosen point is the fastest whose better model is within
+   ``max_drop``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,30 @@ from sparsekit.plan.config import PlanConfig
 from sparsekit.plan.speed_table import SpeedTable
 from sparsekit.plan.trade import LayerTrade, expected_speedup, keep_dense_order
 from sparsekit.recover.finetune import TrainingConfig
+from sparsekit.recover.reconstruct import reconstruct_blocks_
 from sparsekit.recover.task_finetune import DistillConfig, finetune_on_task_
 from sparsekit.sparsify.methods import get_method
 from sparsekit.sparsify.sparsify import sparsify_
 from sparsekit.tasks.base import EvalResult, Task
 from sparsekit.tasks.metrics import paired_difference
+
+
+def best_of(diff: dict | None, *recovered: tuple[str, dict | None]) -> tuple[str, dict | None]:
+    """The model a point stands for: ``("one-shot", diff)``, or a recovered model's ``(name, its
+    diff)`` when it raised the primary metric above every model before it in the list. The models
+    are compared on the evaluation split, so the better one's number is slightly optimistic when
+    they are close.
+
+    Args:
+        diff: the one-shot model's paired difference to dense (None: the dense point).
+        recovered: ``(name, result)`` pairs, e.g. ``("reconstructed", {...})``, ``("distilled",
+            {...})``; a result holds ``"diff"`` and may be None (not run).
+    """
+    best = ("one-shot", diff)
+    for name, result in recovered:
+        if result and best[1] and result["diff"]["diff"] > best[1]["diff"]:
+            best = (name, result["diff"])
+    return best
 
 
 @dataclass
@@ -55,7 +75,9 @@ class PlanPoint:
         metrics: the task's metrics one-shot (fidelity/agreement against the dense model).
         diff: paired difference of the primary metric to dense (metric units), with its interval.
         frontier: on the Pareto frontier of (speedup, one-shot primary metric).
-        distilled: after a short distillation: ``{"metrics", "diff", "epochs", "steps", "seconds"}``.
+        reconstructed: after block reconstruction: ``{"metrics", "diff", "steps", "seconds", "blocks"}``.
+        distilled: after a short distillation (from the reconstructed model when there is one):
+            ``{"metrics", "diff", "epochs", "steps", "seconds"}``.
         robustness: per extra split: ``{"model": "one-shot"|"distilled", "metrics", "diff"}``.
         seconds: time spent on this point's evaluations.
     """
@@ -69,13 +91,19 @@ class PlanPoint:
     diff: dict | None
     frontier: bool = False
     distilled: dict | None = None
+    reconstructed: dict | None = None
     robustness: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
+    def best(self) -> str:
+        """The model this point stands for: see :func:`best_of`."""
+        return best_of(self.diff, ("reconstructed", self.reconstructed), ("distilled", self.distilled))[0]
+
+    @property
     def loss(self) -> float:
-        """Points lost against dense by the best model of this point (distilled when it was)."""
-        d = (self.distilled or {}).get("diff") or self.diff
+        """Points lost against dense by this point's best model (:attr:`best`)."""
+        d = best_of(self.diff, ("reconstructed", self.reconstructed), ("distilled", self.distilled))[1]
         return -d["diff"] if d else 0.0
 
 
@@ -112,7 +140,7 @@ class PlanReport:
         return {
             "task": self.task, "primary": self.primary, "rank_by": self.rank_by, "config": self.config, "speed_source": self.speed_source, "dense": self.dense,
             "include": self.include, "exclude": self.exclude, "chosen": self.chosen, "order": self.order, "never": self.never,
-            "trades": [t.to_dict() for t in self.trades], "points": [asdict(p) for p in self.points],
+            "trades": [t.to_dict() for t in self.trades], "points": [{**asdict(p), "best": p.best, "loss": round(p.loss, 4)} for p in self.points],
             "evaluations": self.evaluations, "seconds": round(self.seconds, 1), "notes": self.notes,
         }
 
@@ -250,6 +278,8 @@ def plan_sparsity(
     ideal = SpeedTable.ideal()
     model = loaded.model.eval()
     task.check_fits(model)
+    if config.reconstruct_steps and config.distill_points and not task.feature_layers(model):
+        raise SparsekitError(f"task '{task.name}' names no blocks of this model to reconstruct", "leave --reconstruct-steps at 0 for this model")
     progress("dense model")
     dense = task.evaluate(model)
     rank_by = config.rank_by or task.primary
@@ -308,30 +338,42 @@ def plan_sparsity(
     if not points or points[-1].sparse:
         points.append(PlanPoint([], list(order), "dense", 1.0, 1.0, _metrics(dense), None))
     pareto(points)
-    for p in _distill_choice(points, config.max_drop, config.distill_points):
-        progress(f"distilling the {p.speedup:.2f}x point ({len(p.sparse)} layers 2:4)")
-        p.distilled = _distill(evaluate, p, task, config, model, dense)
+    for p in _distill_choice(points, config.max_drop, config.distill_points if config.reconstruct_steps or config.distill_epochs else 0):
+        _recover(evaluate, p, task, config, model, dense, progress)
     extra_tasks = extra_tasks or {}
     references = {split: t.evaluate(model) for split, t in extra_tasks.items()} if any(p.frontier for p in points) else {}
     for p in points:
         if not p.frontier:
             continue
-        trial = p.distilled.pop("_model") if p.distilled else evaluate.with_sparse(p.sparse)
+        recovered = {name: r.pop("_model") for name, r in (("reconstructed", p.reconstructed), ("distilled", p.distilled)) if r}
+        trial = recovered.get(p.best) or evaluate.with_sparse(p.sparse)
         for split, t in extra_tasks.items():
             progress(f"{split}: the {p.speedup:.2f}x point")
             r = t.evaluate(trial, references[split])
-            p.robustness[split] = {"model": "distilled" if p.distilled else "one-shot", "metrics": _metrics(r), "diff": paired_difference(references[split].per_item, r.per_item).to_dict() if p.sparse else None}
+            p.robustness[split] = {"model": p.best, "metrics": _metrics(r), "diff": paired_difference(references[split].per_item, r.per_item).to_dict() if p.sparse else None}
     for p in points:
         (p.distilled or {}).pop("_model", None)
+        (p.reconstructed or {}).pop("_model", None)
     within = [i for i, p in enumerate(points) if p.loss <= config.max_drop]
     chosen = max(within, key=lambda i: (points[i].speedup, -points[i].loss))
     return PlanReport(task.name, task.primary, rank_by, config.model_dump(mode="json"), speed.source, _metrics(dense), list(trades.values()), order, never, points, chosen, evaluate.calls, time.perf_counter() - start, notes)
 
 
-def _distill(evaluate: _Evaluator, p: PlanPoint, task: Task, config: PlanConfig, teacher: nn.Module, dense: EvalResult) -> dict:
-    """Fine-tune point ``p``'s model with its 2:4 masks fixed, distilled from the dense model."""
-    start = time.perf_counter()
+def _recover(evaluate: _Evaluator, p: PlanPoint, task: Task, config: PlanConfig, teacher: nn.Module, dense: EvalResult, progress: Callable[[str], None]) -> None:
+    """Recover point ``p``'s model with its 2:4 masks fixed: block reconstruction from the dense
+    model (``p.reconstructed``), then distillation from it (``p.distilled``), as configured."""
     student, _ = sparsify_(evaluate.with_sparse(p.sparse), "magnitude", include=p.sparse)  # the 2:4 pattern of the swapped weights, as masks
-    student, report = finetune_on_task_(student, task, TrainingConfig(epochs=config.distill_epochs, lr=config.lr, weight_decay=0.01), config.batch_size, teacher=teacher, distill=DistillConfig(features=config.features))
-    result = task.evaluate(student, dense)
-    return {"metrics": _metrics(result), "diff": paired_difference(dense.per_item, result.per_item).to_dict(), "epochs": config.distill_epochs, "steps": report.steps, "seconds": round(time.perf_counter() - start, 1), "_model": student}
+    if config.reconstruct_steps:
+        progress(f"reconstructing the {p.speedup:.2f}x point ({len(p.sparse)} layers 2:4) block by block")
+        start = time.perf_counter()
+        rec = reconstruct_blocks_(student, teacher, task.feature_layers(student), task.calibration(config.reconstruct_samples), config.reconstruct_steps, config.reconstruct_lr)
+        result = task.evaluate(student, dense)
+        p.reconstructed = {"metrics": _metrics(result), "diff": paired_difference(dense.per_item, result.per_item).to_dict(), "steps": config.reconstruct_steps,
+                           "seconds": round(time.perf_counter() - start, 1), "blocks": rec.to_dict()["blocks"], "_model": copy.deepcopy(student) if config.distill_epochs else student}
+    if config.distill_epochs:
+        progress(f"distilling the {p.speedup:.2f}x point ({len(p.sparse)} layers 2:4)")
+        start = time.perf_counter()
+        student, report = finetune_on_task_(student, task, TrainingConfig(epochs=config.distill_epochs, lr=config.lr, weight_decay=0.01), config.batch_size, teacher=teacher, distill=DistillConfig(features=config.features))
+        result = task.evaluate(student, dense)
+        p.distilled = {"metrics": _metrics(result), "diff": paired_difference(dense.per_item, result.per_item).to_dict(), "epochs": config.distill_epochs, "steps": report.steps,
+                       "seconds": round(time.perf_counter() - start, 1), "from": "reconstructed" if p.reconstructed else "one-shot", "_model": student}

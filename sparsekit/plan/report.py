@@ -27,14 +27,16 @@ def render_markdown(plan: dict) -> str:
     ]
     splits = sorted({s for p in plan["points"] for s in p["robustness"]})
     second = next((m for m in ("fidelity", "agreement") if any(m in p["metrics"] for p in plan["points"])), None)
-    head = ["#", "step", "2:4 layers", "expected speedup", "ideal bound", f"{primary} one-shot", "vs dense [95% CI]", second or "", "distilled", "distilled vs dense [95% CI]"] + [f"{s} vs dense" for s in splits] + ["frontier"]
+    stages = [k for k in ("reconstructed", "distilled") if any(p.get(k) for p in plan["points"])] or ["distilled"]
+    head = ["#", "step", "2:4 layers", "expected speedup", "ideal bound", f"{primary} one-shot", "vs dense [95% CI]", second or ""] + [x for k in stages for x in (k, f"{k} vs dense [95% CI]")] + [f"{s} vs dense" for s in splits] + ["frontier"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, p in enumerate(plan["points"]):
         fid = p["metrics"].get(second) if second else None
-        dist = p["distilled"] or {}
-        robust = [_ci(p["robustness"].get(s, {}).get("diff")) + (" (distilled)" if p["robustness"].get(s, {}).get("model") == "distilled" else "") for s in splits]
+        recovered = [p.get(k) or {} for k in stages]
+        robust = [_ci(p["robustness"].get(s, {}).get("diff")) + (f" ({model})" if (model := p["robustness"].get(s, {}).get("model", "one-shot")) != "one-shot" else "") for s in splits]
         mark = ("**chosen** " if i == plan["chosen"] else "") + ("yes" if p["frontier"] else "")
-        cells = [str(i), p["step"], str(len(p["sparse"])), f"{p['speedup']:.3f}x", f"{p['speedup_ideal']:.3f}x", f"{p['metrics'][primary]:.2f}", _ci(p["diff"]), (f"{fid:.3f}" if second == "fidelity" else f"{fid:.1f}") if isinstance(fid, float) else "", f"{dist['metrics'][primary]:.2f}" if dist else "", _ci(dist.get("diff"))] + robust + [mark]
+        cells = [str(i), p["step"], str(len(p["sparse"])), f"{p['speedup']:.3f}x", f"{p['speedup_ideal']:.3f}x", f"{p['metrics'][primary]:.2f}", _ci(p["diff"]), (f"{fid:.3f}" if second == "fidelity" else f"{fid:.1f}") if isinstance(fid, float) else ""]
+        cells += [x for r in recovered for x in (f"{r['metrics'][primary]:.2f}" if r else "", _ci(r.get("diff")))] + robust + [mark]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{plan['evaluations']} one-shot evaluations, {plan['seconds'] / 60:.1f} min in all.", ""]
     if plan["never"]:
@@ -56,9 +58,31 @@ def render_markdown(plan: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+RECOVERY_MARKS = (("reconstructed", "s", "#9467bd", "after block reconstruction"), ("distilled", "D", "#1f77b4", "after distillation"))
+"""How the plots draw a recovered point: (stage, marker, colour, legend label)."""
+
+
+def draw_recovered(ax, plan: dict, key: str, chosen_label: str) -> None:
+    """On ``ax`` (x: the points' ``key`` speedup, y: the primary metric): an arrow from each
+    recovered point's one-shot metric to its metric after reconstruction / distillation, and the
+    chosen point starred at the metric of the model it stands for."""
+    primary, points = plan["primary"], plan["points"]
+    for stage, marker, color, label in RECOVERY_MARKS:
+        for p in points:
+            if p.get(stage):
+                y = p[stage]["metrics"][primary]
+                ax.annotate("", xy=(p[key], y), xytext=(p[key], p["metrics"][primary]), arrowprops={"arrowstyle": "->", "color": color})
+                ax.scatter([p[key]], [y], marker=marker, color=color, s=36, zorder=4)
+        if any(p.get(stage) for p in points):
+            ax.scatter([], [], marker=marker, color=color, label=label)
+    c = points[plan["chosen"]]
+    ax.scatter([c[key]], [(c.get(c.get("best", "one-shot")) or c)["metrics"][primary]], marker="*", color="#d62728", s=180, zorder=5, label=chosen_label)
+
+
 def plot(plan: dict, path: Path, title: str = "") -> None:
     """Primary metric vs expected speedup (left: the plan's speed table; right, when measured: the
-    ideal 2x), frontier joined, distilled points as diamonds, the chosen point starred."""
+    ideal 2x), frontier joined, distilled points as diamonds, reconstructed ones as squares, the chosen
+    point starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,17 +100,9 @@ def plot(plan: dict, path: Path, title: str = "") -> None:
         ax.scatter(xs, ys, color="#999", s=18, label="one-shot", zorder=2)
         front = sorted((p[key], p["metrics"][primary]) for p in points if p["frontier"])
         ax.plot([f[0] for f in front], [f[1] for f in front], color="#76b900", linewidth=2, label="frontier (one-shot)", zorder=3)
-        for p in points:
-            if p["distilled"]:
-                y = p["distilled"]["metrics"][primary]
-                ax.annotate("", xy=(p[key], y), xytext=(p[key], p["metrics"][primary]), arrowprops={"arrowstyle": "->", "color": "#1f77b4"})
-                ax.scatter([p[key]], [y], marker="D", color="#1f77b4", s=36, zorder=4)
-        c = points[plan["chosen"]]
-        cy = (c["distilled"] or {"metrics": c["metrics"]})["metrics"][primary]
-        ax.scatter([c[key]], [cy], marker="*", color="#d62728", s=180, zorder=5, label="chosen")
+        draw_recovered(ax, plan, key, "chosen")
         ax.axhline(dense, color="#555", linestyle="--", linewidth=1, label="dense")
         ax.axhspan(dense - plan["config"]["max_drop"], dense, color="#76b900", alpha=0.08, label=f"within {plan['config']['max_drop']} of dense")
-        ax.scatter([], [], marker="D", color="#1f77b4", label="after distillation")
         ax.set_xlabel(label)
         ax.set_ylabel(primary)
         ax.legend(fontsize=7, loc="lower left")

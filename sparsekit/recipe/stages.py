@@ -169,7 +169,7 @@ def _finetune(ctx: StageContext) -> dict:
     teacher = load_source_model(ctx.recipe.model).model if f.distill else None
     result = finetune_stage_(loaded, ctx.task(), f, teacher, ctx.run_dir / "tuned.state.pt", say=lambda m: ctx.say(f"finetune: {m}"))
     task = ctx.task()
-    meta = {"task": task.name, "primary": task.primary, **({"data": task.report()} if hasattr(task, "report") else {}), "quantize": f.quantize, "report": result.report.to_dict(), "before": result.before, "metrics": result.after, "dense": result.reference, "masks_2to4": result.masks_2to4}
+    meta = {"task": task.name, "primary": task.primary, **({"data": task.report()} if hasattr(task, "report") else {}), "quantize": f.quantize, "report": result.report.to_dict(), "reconstruction": result.reconstruction, "before": result.before, "metrics": result.after, "dense": result.reference, "masks_2to4": result.masks_2to4}
     write_json_atomic(ctx.run_dir / "finetune.json", meta)
     save_checkpoint(loaded, ctx.run_dir / "tuned.pt", {"finetune": meta})
     (ctx.run_dir / "tuned.state.pt").unlink(missing_ok=True)

@@ -33,9 +33,17 @@ class TrainingConfig(StrictConfig):
     mask_update_until: float = Field(1.0, gt=0, le=1, description="with masks learned: share of the training steps during which the masks move; then they are frozen and the rest of the run trains with fixed masks (1: to the end)", json_schema_extra={"metavar": "SHARE"})
 
 
-class FinetuneConfig(TrainingConfig, QuantizeConfig):
+class ReconstructConfig(StrictConfig):
+    """Block-wise output reconstruction before training (:mod:`sparsekit.recover.reconstruct`)."""
+
+    reconstruct_steps: int = Field(0, ge=0, description="before training: block-wise reconstruction, N steps per block (each block of the 2:4 model trained, masks fixed, to reproduce the dense teacher's block output from its own input, on calibration data); needs a teacher and a model with blocks; 0: off", json_schema_extra={"metavar": "N"})
+    reconstruct_lr: float = Field(1e-4, gt=0, description="peak learning rate of the block reconstruction (cosine to 0 in each block)")
+    reconstruct_samples: int = Field(256, ge=1, description="calibration samples the block reconstruction trains on (from the task)")
+
+
+class FinetuneConfig(TrainingConfig, QuantizeConfig, ReconstructConfig):
     """The finetune stage: training with the 2:4 masks kept, distilled from the dense model when
-    there is a teacher, optionally quantized first (QAT)."""
+    there is a teacher, optionally repaired block by block first and quantized first (QAT)."""
 
     batch_size: int = Field(32, ge=1, description="training batch size")
     distill: bool = Field(True, description="recipes: distil from the recipe's model as loaded (before prune and sparsify); the command line distils when --teacher is given", json_schema_extra={"cli": False})

@@ -24,7 +24,7 @@ mtd = lazy_import("modelopt.torch.distill")
 OUTPUT_LOSSES = ("logits", "cosine", "mse")
 
 
-def _first(x):
+def first_tensor(x):
     """The tensor of a module output that may be a tuple/list or an HF output object (its
     ``logits``, else its ``last_hidden_state``)."""
     if isinstance(x, (tuple, list)):
@@ -44,14 +44,14 @@ class LogitsDistillationLoss(_Loss):
         self.inner = mtd.LogitsDistillationLoss(temperature=temperature, reduction="batchmean")
 
     def forward(self, student, teacher) -> torch.Tensor:
-        return self.inner(_first(student).float(), _first(teacher).float())
+        return self.inner(first_tensor(student).float(), first_tensor(teacher).float())
 
 
 class CosineDistillationLoss(_Loss):
     """``mean(1 - cos(student, teacher))`` over the last dimension (embeddings ``[B, D]``)."""
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return (1 - F.cosine_similarity(_first(student).float(), _first(teacher).float(), dim=-1)).mean()
+        return (1 - F.cosine_similarity(first_tensor(student).float(), first_tensor(teacher).float(), dim=-1)).mean()
 
 
 class FeatureMSELoss(_Loss):
@@ -59,7 +59,7 @@ class FeatureMSELoss(_Loss):
     of different scale weigh alike)."""
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        s, t = _first(student).float(), _first(teacher).float()
+        s, t = first_tensor(student).float(), first_tensor(teacher).float()
         return F.mse_loss(s, t) / t.pow(2).mean().clamp_min(1e-8)
 
 

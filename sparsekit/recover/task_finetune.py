@@ -12,6 +12,7 @@ from torch import nn
 from sparsekit.errors import TrainingDataError
 from sparsekit.recover.config import FinetuneConfig, TrainingConfig
 from sparsekit.recover.finetune import FineTuneReport, TrainingState, finetune_, run_fingerprint
+from sparsekit.recover.reconstruct import reconstruct_blocks_
 from sparsekit.tasks.base import EvalResult, Task, check_batch_fits
 from sparsekit.quantize.ptq import quantize_
 from sparsekit.recover.distill import distill_loss, distillation_model, export_student
@@ -123,6 +124,8 @@ class FinetuneResult:
         after: its metrics after training.
         reference: the teacher's (dense model's) metrics, when there was a teacher.
         masks_2to4: every masked layer still holds 2:4 (checked after training).
+        reconstruction: the block reconstruction before training
+            (:meth:`~sparsekit.recover.reconstruct.ReconstructionReport.to_dict`), when it ran.
     """
 
     report: FineTuneReport
@@ -130,23 +133,35 @@ class FinetuneResult:
     after: dict
     reference: dict | None
     masks_2to4: bool
+    reconstruction: dict | None = None
 
 
 def finetune_stage_(loaded, task: Task, config: FinetuneConfig, teacher: nn.Module | None = None, state_path: str | os.PathLike | None = None,
                     progress: Callable[[dict], None] = lambda info: None, say: Callable[[str], None] = lambda m: None) -> FinetuneResult:
     """The finetune stage of ``sparsekit finetune`` and of a recipe, on ``loaded`` in place:
-    evaluate, quantize when ``config.quantize`` (then the training is QAT), train with the 2:4 masks
-    kept (distilled from ``teacher`` when given), evaluate again and check the masks.
+    evaluate, reconstruct block by block when ``config.reconstruct_steps`` (from ``teacher``),
+    quantize when ``config.quantize`` (then the training is QAT), train with the 2:4 masks kept
+    (distilled from ``teacher`` when given), evaluate again and check the masks.
 
     Raises:
-        SparsekitError: bad data, a diverged run, or a quantizer ModelOpt rejects.
+        SparsekitError: bad data, a diverged run, reconstruction without a teacher or blocks, or a
+            quantizer ModelOpt rejects.
     """
+    if config.reconstruct_steps and teacher is None:
+        raise TrainingDataError("block reconstruction needs the dense model as teacher", "give --teacher, or leave --reconstruct-steps at 0")
+    blocks = task.feature_layers(loaded.model) if config.reconstruct_steps else []
+    if config.reconstruct_steps and not blocks:
+        raise TrainingDataError(f"task '{task.name}' names no blocks of this model to reconstruct", "leave --reconstruct-steps at 0 for this model")
     reference = task.evaluate(teacher) if teacher is not None else None
     before = task.evaluate(loaded.model, reference)
+    reconstruction = None
+    if config.reconstruct_steps:
+        say(f"block reconstruction: {len(blocks)} blocks, {config.reconstruct_steps} steps each")
+        reconstruction = reconstruct_blocks_(loaded.model, teacher, blocks, task.calibration(config.reconstruct_samples), config.reconstruct_steps, config.reconstruct_lr).to_dict()
     if config.quantize:
         say(f"{config.quantize} calibration ({config.calib_method})")
         loaded.model = quantize_(loaded.model, task.calibration(config.calib_samples), config.quantize, config.no_quant, config.calib_method)
     distill = DistillConfig(features=config.features, temperature=config.temperature, student_loss_weight=config.student_loss_weight)
     loaded.model, report = finetune_on_task_(loaded.model, task, config.training(), config.batch_size, teacher, distill, state_path, progress, config.eval_each_epoch, reference)
     after = task.evaluate(loaded.model, reference)
-    return FinetuneResult(report, before.metrics, after.metrics, reference.metrics if reference else None, check_model(loaded.model).passed)
+    return FinetuneResult(report, before.metrics, after.metrics, reference.metrics if reference else None, check_model(loaded.model).passed, reconstruction)

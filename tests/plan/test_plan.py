@@ -166,8 +166,8 @@ def test_the_readme_flow_on_the_trained_digits_cnn(digits_dense, tmp_path, cli):
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     chosen = plan["points"][plan["chosen"]]
-    loss = -((chosen["distilled"] or {}).get("diff") or chosen["diff"] or {"diff": 0.0})["diff"]
-    assert loss <= 0.5 and len(plan["points"]) <= 4 + 1 and plan["points"][0]["speedup_ideal"] > 1.5
+    assert chosen["loss"] <= 0.5 and chosen["best"] in ("one-shot", "distilled")
+    assert len(plan["points"]) <= 4 + 1 and plan["points"][0]["speedup_ideal"] > 1.5
     assert all(t["speed"]["how"] == "ideal" for t in plan["trades"])
     if plan["include"]:
         r = cli("sparsify", str(dense), "--include-from", str(out / "plan.json"), "-o", str(tmp_path / "s.pt"), "--json")
@@ -185,3 +185,41 @@ def test_plan_on_your_own_data(tmp_path, cli):
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert plan["primary"] == "accuracy" and plan["points"][0]["diff"] is not None and (tmp_path / "p" / "plan.png").exists()
+
+
+def test_a_point_stands_for_its_better_model_and_says_which():
+    from sparsekit.plan.planner import PlanPoint, best_of
+
+    one_shot, better, worse, best = ({"diff": d, "low": d - 1, "high": d + 1} for d in (-1.05, -0.4, -2.05, -0.1))
+    assert best_of(one_shot, ("distilled", {"diff": better})) == ("distilled", better)
+    assert best_of(one_shot, ("distilled", {"diff": worse})) == ("one-shot", one_shot), "a distillation that lost points does not stand for the point"
+    assert best_of(one_shot, ("reconstructed", {"diff": best}), ("distilled", {"diff": better})) == ("reconstructed", best)
+    assert best_of(one_shot, ("reconstructed", None), ("distilled", None)) == ("one-shot", one_shot) and best_of(None) == ("one-shot", None)
+    p = PlanPoint(["a"], [], "all 2:4", 1.5, 1.5, {}, one_shot, distilled={"diff": worse, "metrics": {}})
+    assert p.best == "one-shot" and p.loss == pytest.approx(1.05)
+    p.distilled = {"diff": better, "metrics": {}}
+    assert p.best == "distilled" and p.loss == pytest.approx(0.4)
+    p.reconstructed = {"diff": best, "metrics": {}}
+    assert p.best == "reconstructed" and p.loss == pytest.approx(0.1)
+
+
+def test_the_fastest_points_are_reconstructed_block_by_block(tmp_path, cli, crafted):
+    from tests.data_sources import files
+    from tests.tasks.test_data_task import _tiny_bert
+
+    text = files.docstrings_text(tmp_path / "t.txt", 64)
+    folder = _tiny_bert(tmp_path / "bert", text)
+    r = cli("plan", f"hf:{folder}", "--seq-len", "16", "--data", str(text), "--max-length", "16", "-o", str(tmp_path / "p"), "--points", "2", "--max-drop", "0",
+            "--distill-points", "1", "--distill-epochs", "0", "--reconstruct-steps", "20", "--reconstruct-lr", "1e-3", "--reconstruct-samples", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    done = [p for p in plan["points"] if p["reconstructed"]]
+    assert len(done) == 1 and done[0]["distilled"] is None and done[0]["sparse"], "one point reconstructed, none distilled (--distill-epochs 0)"
+    rec = done[0]["reconstructed"]
+    assert rec["steps"] == 20 and rec["blocks"] and all(b["error_after"] < b["error_before"] for b in rec["blocks"])
+    assert rec["metrics"]["cosine"] > done[0]["metrics"]["cosine"], "reconstruction moves the model toward the dense one"
+    assert done[0]["best"] in ("one-shot", "reconstructed") and "reconstructed" in (tmp_path / "p" / "plan.md").read_text()
+
+    r = cli("plan", f"{crafted}:make_model", "--input-shape", "x:8x64", "--task", f"{crafted}:make_task", "-o", str(tmp_path / "q"), "--reconstruct-steps", "5")
+    lines = [x for x in r.stderr.strip().splitlines() if x.startswith("sparsekit: error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "no blocks" in lines[0] and not (tmp_path / "q").exists()

@@ -29,7 +29,7 @@ def _copy(payload: dict) -> dict:
             "epoch_loss": list(payload["epoch_loss"]), "running": list(payload["running"]), "epoch_metrics": list(payload["epoch_metrics"])}
 
 
-def _first(d: dict):
+def first_tensor(d: dict):
     return next(iter(d))
 
 
@@ -44,10 +44,10 @@ TAMPERED = {
     "a loss that is a string": (lambda s: s["epoch_loss"].__setitem__(0, "low"), "losses are not all numbers"),
     "evaluations not a list": (lambda s: s.update(epoch_metrics="abc"), "'epoch_metrics' part is not a list"),
     "an evaluation not a dict": (lambda s: s.update(epoch_metrics=[1, 2, 3]), "epoch evaluations are not all"),
-    "weights missing one": (lambda s: s["model"].pop(_first(s["model"])), "weights do not match the model's"),
+    "weights missing one": (lambda s: s["model"].pop(first_tensor(s["model"])), "weights do not match the model's"),
     "weights with another": (lambda s: s["model"].update(extra=torch.zeros(1)), "'extra' is only in the state"),
-    "weight of another shape": (lambda s: s["model"].update({_first(s["model"]): torch.zeros(3)}), "is not a tensor of the model's shape"),
-    "weight not a tensor": (lambda s: s["model"].update({_first(s["model"]): [1.0, 2.0]}), "is not a tensor of the model's shape"),
+    "weight of another shape": (lambda s: s["model"].update({first_tensor(s["model"]): torch.zeros(3)}), "is not a tensor of the model's shape"),
+    "weight not a tensor": (lambda s: s["model"].update({first_tensor(s["model"]): [1.0, 2.0]}), "is not a tensor of the model's shape"),
     "no parameter groups": (lambda s: s["optimizer"].update(param_groups=[]), "does not have this optimizer's 1 parameter group"),
     "two parameter groups": (lambda s: s["optimizer"]["param_groups"].append(dict(s["optimizer"]["param_groups"][0])), "does not have this optimizer's 1 parameter group"),
     "group of other parameters": (lambda s: s["optimizer"]["param_groups"][0].update(params=[0]), "group 0 has other parameters"),
