@@ -81,7 +81,9 @@ def targets(result: dict) -> list[tuple[str, bool, str]]:
 
 
 def _loss(p: dict) -> float:
-    d = (p.get("distilled") or {}).get("diff") or p.get("diff")
+    from sparsekit.plan.planner import best_of
+
+    d = best_of(p.get("diff"), ("reconstructed", p.get("reconstructed")), ("distilled", p.get("distilled")))[1]
     return -d["diff"] if d else 0.0
 
 
@@ -109,6 +111,8 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from sparsekit.plan.report import draw_recovered
+
     results = report["results"]
     fig, axes = plt.subplots(len(results), 2, figsize=(13, 4.6 * len(results)), squeeze=False)
     for row, result in zip(axes, results):
@@ -119,14 +123,8 @@ def plot(report: dict, path: Path) -> None:
             ax.scatter(xs, ys, color="#999", s=18, label="one-shot")
             front = sorted((p["speedup"], p["metrics"][primary]) for p in points if p["frontier"])
             ax.plot([f[0] for f in front], [f[1] for f in front], color="#76b900", linewidth=2, label="frontier (one-shot)")
-            for p in points:
-                if p["distilled"]:
-                    ax.scatter([p["speedup"]], [p["distilled"]["metrics"][primary]], marker="D", color="#1f77b4", s=36)
-                    ax.annotate("", xy=(p["speedup"], p["distilled"]["metrics"][primary]), xytext=(p["speedup"], p["metrics"][primary]), arrowprops={"arrowstyle": "->", "color": "#1f77b4"})
-            c = points[plan["chosen"]]
-            ax.scatter([c["speedup"]], [(c["distilled"] or c)["metrics"][primary]], marker="*", color="#d62728", s=180, label="chosen (within 1 point)", zorder=5)
+            draw_recovered(ax, plan, "speedup", "chosen (within 1 point)")
             ax.axhline(plan["dense"][primary], color="#555", linestyle="--", linewidth=1, label="dense")
-            ax.scatter([], [], marker="D", color="#1f77b4", label="after distillation")
             if not any(p["sparse"] for p in points):
                 ax.text(0.5, 0.25, "no layer's 2:4 GEMM is faster than dense\nby this table at this batch: kept dense", transform=ax.transAxes, ha="center", fontsize=9)
             ax.set_xlabel("expected speedup, " + ("ideal 2x per 2:4 GEMM" if label == "ideal" else "H200 GEMM table"))
