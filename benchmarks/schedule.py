@@ -7,9 +7,14 @@ schedule over all of them), evaluates the student on the 2,000 ``eval_large`` pa
 epoch, and at the end on ``heldout`` and ``ood``. The per-epoch points lie on one schedule, so the
 last one is the schedule's result; the earlier ones show whether the curve is still rising.
 
-Usage: python benchmarks/schedule.py [--epochs 6] [--out benchmarks/results]
-Results: ``<out>/schedule.{json,md}``, rewritten after every epoch (a run cut short keeps its
-epochs). CPU time is the process's (all threads), next to the wall time.
+With ``--masks learned`` the same run trains SR-STE masks instead (``--mask-update-until 0.5``: the
+masks move for the first half of the steps, then freeze), for the accuracy table's comparison of
+fixed and learned masks at equal steps.
+
+Usage: python benchmarks/schedule.py [--epochs 6] [--masks learned --mask-update-until 0.5] [--out benchmarks/results]
+Results: ``<out>/schedule.{json,md}`` (learned masks: ``schedule_learned_<share>.{json,md}``),
+rewritten after every epoch (a run cut short keeps its epochs). CPU time is the process's (all
+threads), next to the wall time.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ def render_markdown(report: dict) -> str:
     for split, r in report.get("robustness", {}).items():
         d = r["diff"]
         lines.append(f"\n{split}: recall@1 {r['metrics']['recall@1']:.1f} ({d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] vs dense), fidelity {r['metrics']['fidelity']:.3f}")
+    if report.get("masks", {}).get("kind") == "learned":
+        mk = report["masks"]
+        lines += ["", f"Learned masks: {mk['flips']:,} mask flips" + (f", frozen at step {mk['frozen_at']}" if mk["frozen_at"] else ", moving to the last step") + "."]
     if report["epochs"] and report["complete"]:
         last = report["epochs"][-1]
         ok = last["metrics"]["fidelity"] >= 0.95
@@ -52,7 +60,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the one cosine schedule (default 6; the table uses 3)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for schedule.{json,md}")
+    parser.add_argument("--masks", choices=("fixed", "learned"), default="fixed", help="fixed (the table's broad-text row) or learned (SR-STE)")
+    parser.add_argument("--mask-update-until", type=float, default=1.0, metavar="SHARE", help="with learned masks: share of the steps the masks move, then frozen (1: to the end)")
     args = parser.parse_args(argv)
+    stem = "schedule" if args.masks == "fixed" else f"schedule_learned_{args.mask_update_until:g}"
 
     import torch
     from accuracy import SETTINGS
@@ -79,14 +90,15 @@ def main(argv=None) -> int:
     report = {
         "machine": machine_facts(), "command": command, "complete": False, "sparsified_layers": len(sparse_report.sparsified),
         "dense": {k: round(v, 4) for k, v in dense.metrics.items()}, "one_shot": {k: round(v, 4) for k, v in one_shot.metrics.items()},
-        "settings": f"{args.epochs} epochs, lr {s.ft_lr} (warm-up then cosine to 0), batch {s.batch}, weight decay 0.01, output + per-layer feature loss, fixed masks, broad text",
+        "settings": f"{args.epochs} epochs, lr {s.ft_lr} (warm-up then cosine to 0), batch {s.batch}, weight decay 0.01, output + per-layer feature loss, "
+                    + ("fixed masks" if args.masks == "fixed" else f"learned masks (SR-STE, decay 2e-4), moving for the first {args.mask_update_until:.0%} of the steps") + ", broad text",
         "epochs": [],
     }
     args.out.mkdir(parents=True, exist_ok=True)
 
     def write() -> None:
-        write_json_atomic(args.out / "schedule.json", report)
-        write_text_atomic(args.out / "schedule.md", render_markdown(report))
+        write_json_atomic(args.out / f"{stem}.json", report)
+        write_text_atomic(args.out / f"{stem}.md", render_markdown(report))
 
     steps_per_epoch = {}
 
@@ -103,7 +115,8 @@ def main(argv=None) -> int:
         write()
 
     epoch_task = _EvalHook(task, on_epoch)
-    student, ft = finetune_on_task_(model, epoch_task, TrainingConfig(epochs=args.epochs, lr=s.ft_lr, weight_decay=0.01), s.batch, teacher=dense_model,
+    training = TrainingConfig(epochs=args.epochs, lr=s.ft_lr, weight_decay=0.01, masks=args.masks, mask_update_until=args.mask_update_until)
+    student, ft = finetune_on_task_(model, epoch_task, training, s.batch, teacher=dense_model,
                                     distill=DistillConfig(features=s.features, student_loss_weight=s.student_loss_weight), progress=progress, evaluate_each_epoch=True, reference=dense)
     report["robustness"] = {}
     for split in s.robustness:
@@ -111,6 +124,7 @@ def main(argv=None) -> int:
         ref = t.evaluate(dense_model)
         r = t.evaluate(student, ref)
         report["robustness"][split] = {"metrics": {k: round(v, 4) for k, v in r.metrics.items()}, "diff": paired_difference(ref.per_item, r.per_item).to_dict()}
+    report["masks"] = {"kind": args.masks, "update_until": args.mask_update_until, "flips": ft.mask_flips, "frozen_at": ft.masks_frozen_at}
     report["complete"] = True
     report["wall_s"], report["cpu_s"] = round(time.perf_counter() - wall0, 1), round(time.process_time() - cpu0, 1)
     write()

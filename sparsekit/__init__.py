@@ -50,6 +50,7 @@ _API = {
     "export_all_": "sparsekit.export.export",
     "trust_sources": "sparsekit.models.trust",
     "MaskGuard": "sparsekit.recover.masks",
+    "reconstruct_blocks_": "sparsekit.recover.reconstruct",
     "distillation_model": "sparsekit.recover.distill",
     "layer_sensitivity": "sparsekit.recover.sensitivity",
     "get_task": "sparsekit.tasks",
