@@ -125,8 +125,11 @@ PLAN = ROOT / "benchmarks" / "results" / "plan.json"
 
 
 def _best(point: dict) -> tuple[dict, str]:
-    """The point's best evaluated model: distilled when it was, else one-shot."""
-    return (point["distilled"], "distilled") if point.get("distilled") else (point, "one-shot")
+    """The model the point stands for (:func:`sparsekit.plan.planner.best_of`) and its name."""
+    from sparsekit.plan.planner import best_of
+
+    name, _ = best_of(point.get("diff"), ("reconstructed", point.get("reconstructed")), ("distilled", point.get("distilled")))
+    return (point if name == "one-shot" else point[name]), name
 
 
 def _plan_sentence(result: dict) -> str:
@@ -182,7 +185,44 @@ def schedule_sentence(doc: dict) -> str:
     )
 
 
-BLOCKS = {"h200": (H200, h200_paragraph), "accuracy": (ACCURACY, accuracy_paragraph), "plan": (PLAN, plan_paragraph), "schedule": (SCHEDULE, schedule_sentence)}
+LEARNED = ROOT / "benchmarks" / "results" / "schedule_learned_0.5.json"
+
+
+def learned_sentence(doc: dict) -> str:
+    """SR-STE with masks frozen part-way, at the accuracy table's steps, as the README states it."""
+    last, mk = doc["epochs"][-1], doc["masks"]
+    table = next(r for r in json.loads(ACCURACY.read_text(encoding="utf-8"))["results"] if r["task"] == "docstrings")
+    moving, fixed = _row(table, "2:4 sparsegpt+perm + fine-tune w/ distillation, broad text, learned"), _row(table, "2:4 sparsegpt+perm + fine-tune w/ distillation, broad text, fixed")
+    counted = re.search(r"(\d+) mask flips", moving.get("note", ""))
+    flips_after = int(counted.group(1)) - mk["flips"] if counted else None
+    return (
+        f"Measured on the all-layers MiniLM at the accuracy table's {last['steps']} steps (`benchmarks/results/schedule_learned_{mk['update_until']:g}.md`): "
+        f"masks frozen at step {mk['frozen_at']} give recall@1 {_ci(last['diff'])} points, fidelity {last['metrics']['fidelity']:.3f}; "
+        f"masks moving to the end {moving['diff']['diff']:+.1f} and {moving['metrics']['fidelity']:.3f}, fixed masks {fixed['diff']['diff']:+.1f} and {fixed['metrics']['fidelity']:.3f} (`accuracy.md`)"
+        + (f". The two learned runs are the same up to the freeze, and the moving one flipped {flips_after:,} mask entries after it ({mk['flips']:,} before): the masks had settled, so freezing them changes little" if flips_after is not None else "")
+        + ".\n"
+    )
+
+
+RECONSTRUCT = ROOT / "benchmarks" / "results" / "reconstruct.json"
+
+
+def reconstruct_paragraph(doc: dict) -> str:
+    """Block reconstruction on the 2:4 MiniLM (all layers, and the plan's fastest points), as the README states it."""
+    rows, st = doc["rows"], doc["settings"]
+    cpu = sum(r["cpu_s"] for r in rows)
+    lines = [f"Block reconstruction (`benchmarks/reconstruct.py`, {st['steps']} steps per encoder layer on {st['samples']} broad-text samples, "
+             f"{cpu / 60:.0f} CPU min for every row; `benchmarks/results/reconstruct.md`" + ("" if doc["complete"] else "; the run was cut short, these are its measured rows") + "), recall@1 vs dense:"]
+    for start in dict.fromkeys(r["start"] for r in rows):
+        mine = [r for r in rows if r["start"] == start]
+        steps = "; ".join(f"{r['model']} {_ci(r['diff'])} (fidelity {r['metrics']['fidelity']:.3f}" + (f", {r['cpu_s'] / 60:.0f} CPU min" if r["model"] != "one-shot" else "") + ")" for r in mine)
+        lines.append(f"- {start}, {mine[0]['layers']} layers 2:4, ideal bound {mine[0]['speedup_ideal']:.2f}x: {steps}.")
+    lines += [f"- Target {'met' if ok else 'missed'}: {what} ({detail})." for what, ok, detail in doc.get("targets", [])]
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"h200": (H200, h200_paragraph), "accuracy": (ACCURACY, accuracy_paragraph), "plan": (PLAN, plan_paragraph), "schedule": (SCHEDULE, schedule_sentence),
+          "reconstruct": (RECONSTRUCT, reconstruct_paragraph), "learned": (LEARNED, learned_sentence)}
 """Block name -> (results file, renderer)."""
 
 

@@ -75,3 +75,23 @@ def test_a_changed_schedule_result_changes_the_readme_sentence():
     changed["epochs"][-1]["metrics"]["fidelity"] = 0.9612
     after = readme_numbers.schedule_sentence(changed)
     assert "fidelity 0.951" in before and "fidelity 0.961" in after
+
+
+def test_a_changed_learned_mask_result_changes_the_readme_sentence():
+    doc = json.loads(readme_numbers.LEARNED.read_text(encoding="utf-8"))
+    before = readme_numbers.learned_sentence(doc)
+    changed = copy.deepcopy(doc)
+    changed["masks"]["frozen_at"] = 123
+    changed["epochs"][-1]["diff"].update(diff=-1.5, low=-2.8, high=-0.2)
+    after = readme_numbers.learned_sentence(changed)
+    assert "frozen at step 406" in before and "frozen at step 123" in after and "-1.5 [-2.8, -0.2]" in after
+
+
+def test_a_changed_reconstruction_result_changes_the_readme_paragraph():
+    doc = json.loads(readme_numbers.RECONSTRUCT.read_text(encoding="utf-8"))
+    before = readme_numbers.reconstruct_paragraph(doc)
+    changed = copy.deepcopy(doc)
+    changed["rows"][0]["diff"].update(diff=-0.5, low=-1.5, high=0.5)
+    changed["targets"] = [["the target", True, "detail"]]
+    after = readme_numbers.reconstruct_paragraph(changed)
+    assert before != after and "-0.5 [-1.5, +0.5]" in after and "Target met: the target (detail)." in after
