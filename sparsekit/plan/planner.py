@@ -12,10 +12,10 @@
    first (:func:`~sparsekit.plan.trade.keep_dense_order`), optionally refined greedily where layers
    interact (``refine``).
 4. Points along that order are evaluated one-shot; the Pareto frontier of (expected speedup,
-   metric) is marked; a few frontier points are fine-tuned with distillation from the dense model;
-   every frontier point is also evaluated on the extra splits (its better model: distilled when
-   that raised the metric); the chosen point is the fastest whose better model is within
-   ``max_drop``.
+   metric) is marked; a few frontier points are recovered (block reconstruction, then
+   distillation from the dense model, as configured); every frontier point is also evaluated on
+   the extra splits (its best model: reconstructed or distilled when that raised the metric);
+   the chosen point is the fastest whose best model is within ``max_drop``.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class PlanPoint:
         reconstructed: after block reconstruction: ``{"metrics", "diff", "steps", "seconds", "blocks"}``.
         distilled: after a short distillation (from the reconstructed model when there is one):
             ``{"metrics", "diff", "epochs", "steps", "seconds"}``.
-        robustness: per extra split: ``{"model": "one-shot"|"distilled", "metrics", "diff"}``.
+        robustness: per extra split: ``{"model": "one-shot"|"reconstructed"|"distilled", "metrics", "diff"}``.
         seconds: time spent on this point's evaluations.
     """
 
@@ -95,15 +95,18 @@ class PlanPoint:
     robustness: dict = field(default_factory=dict)
     seconds: float = 0.0
 
+    def _best(self) -> tuple[str, dict | None]:
+        return best_of(self.diff, ("reconstructed", self.reconstructed), ("distilled", self.distilled))
+
     @property
     def best(self) -> str:
         """The model this point stands for: see :func:`best_of`."""
-        return best_of(self.diff, ("reconstructed", self.reconstructed), ("distilled", self.distilled))[0]
+        return self._best()[0]
 
     @property
     def loss(self) -> float:
         """Points lost against dense by this point's best model (:attr:`best`)."""
-        d = best_of(self.diff, ("reconstructed", self.reconstructed), ("distilled", self.distilled))[1]
+        d = self._best()[1]
         return -d["diff"] if d else 0.0
 
 
