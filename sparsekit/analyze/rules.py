@@ -60,12 +60,21 @@ def grouped_conv(groups: int) -> Verdict | None:
     return None
 
 
-def modelopt_magnitude(kind: str, weight_shape: tuple[int, ...], groups: int = 1) -> Verdict:
-    """Will ModelOpt's ``sparse_magnitude`` mode sparsify this layer (out % 8, in % 16; not grouped)?"""
-    if grouped_conv(groups):
+def _modelopt_refuses(kind: str, groups: int) -> Verdict | None:
+    """Why neither ModelOpt mode sparsifies this layer whatever its shape (grouped, or not a Linear /
+    Conv2d); None when its shape decides."""
+    if groups != 1:
         return grouped_conv(groups)
     if kind not in ("Linear", "Conv2d"):
         return Verdict(False, f"ModelOpt does not sparsify {kind}")
+    return None
+
+
+def modelopt_magnitude(kind: str, weight_shape: tuple[int, ...], groups: int = 1) -> Verdict:
+    """Will ModelOpt's ``sparse_magnitude`` mode sparsify this layer (out % 8, in % 16; not grouped)?"""
+    refused = _modelopt_refuses(kind, groups)
+    if refused:
+        return refused
     out_ch, in_ch = weight_shape[0], weight_shape[1]
     if out_ch % 8 or in_ch % 16:
         return Verdict(False, f"needs out % 8 == 0 and in % 16 == 0 (out={out_ch}, in={in_ch})")
@@ -74,10 +83,9 @@ def modelopt_magnitude(kind: str, weight_shape: tuple[int, ...], groups: int = 1
 
 def modelopt_sparsegpt(kind: str, weight_shape: tuple[int, ...], groups: int = 1) -> Verdict:
     """Will ModelOpt's ``sparsegpt`` mode sparsify this layer (both dims % 4; not grouped), and in TRT's layout?"""
-    if grouped_conv(groups):
-        return grouped_conv(groups)
-    if kind not in ("Linear", "Conv2d"):
-        return Verdict(False, f"ModelOpt does not sparsify {kind}")
+    refused = _modelopt_refuses(kind, groups)
+    if refused:
+        return refused
     out_ch, in_ch = weight_shape[0], weight_shape[1]
     if out_ch % 4 or in_ch % 4:
         return Verdict(False, f"needs both dims % 4 == 0 (out={out_ch}, in={in_ch})")
