@@ -314,8 +314,9 @@ def targets(result: dict) -> list[tuple[str, bool, str]]:
 
 
 def render_markdown(report: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     m = report["machine"]
-    lines = ["# Accuracy of 2:4 sparsity, and what recovery wins back", "", f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['versions']['torch']}, ModelOpt {m['versions']['nvidia-modelopt']}. CPU only.", "Each task gives the command that measured it and its minutes; run alone on the 2 cores unless its note says otherwise.", ""]
+    lines = ["# Accuracy of 2:4 sparsity, and what recovery wins back", "", machine_line(m, ('torch', 'nvidia-modelopt')) + " CPU only.", "Each task gives the command that measured it and its minutes; run alone on the 2 cores unless its note says otherwise.", ""]
     for result in report["results"]:
         primary = result["primary"]
         second = "fidelity" if result["task"] == "docstrings" else "agreement"

@@ -84,12 +84,12 @@ def run_one(name: str, with_polygraphy: bool) -> dict:
 
 
 def render(results: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     m = results["machine"]
     lines = [
         "# Core pipeline on CPU: sparsify + verified ONNX exports at full size",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['versions']['torch']}, "
-        f"ModelOpt {m['versions']['nvidia-modelopt']}, ONNX Runtime {m['versions']['onnxruntime']}. Date: {results['date']}.",
+        machine_line(m, ('torch', 'nvidia-modelopt', 'onnxruntime')) + f" Date: {results['date']}.",
         "Each model runs in a fresh process; peak RSS is the process maximum up to the end of that stage.",
         "",
         "| model | stage | seconds | peak RSS (MiB) | ONNX MB | 2:4 layers verified | ORT rel. err (limit) | Polygraphy agrees |",

@@ -225,11 +225,12 @@ def _ci(d: dict | None, digits: int = 1) -> str:
 
 
 def render_markdown(report: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     m = report["machine"]
     lines = [
         "# Pruning granularity: accuracy, size and CPU speed",
         "",
-        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB; torch {m['versions'].get('torch')}, ModelOpt {m['versions'].get('nvidia-modelopt')}, ONNX Runtime {m['versions'].get('onnxruntime')}. CPU only: no GPU was used.",
+        machine_line(m, ('torch', 'nvidia-modelopt', 'onnxruntime')) + " CPU only: no GPU was used.",
         f"Command: `{report['command']}` ({report['minutes']:.1f} min in total).",
         "",
         "Every row starts from the same dense model, is compressed, then fine-tuned with the same budget (distilled from the dense model; "

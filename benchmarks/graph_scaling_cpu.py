@@ -119,12 +119,12 @@ def measure(path: Path, store: Path, repeats: int) -> dict:
 
 
 def render(results: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     m = results["machine"]
     lines = [
         "# Graph analysis time against ONNX graph size (CPU)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; onnx {m['versions'].get('onnx')}, ONNX Runtime {m['versions'].get('onnxruntime')}. "
-        f"Date: {results['date']}. Median of {results['repeats']} runs each, in one process; load average at the start {results['load_average']} "
+        machine_line(m, ('onnx', 'onnxruntime')) + f" Date: {results['date']}. Median of {results['repeats']} runs each, in one process; load average at the start {results['load_average']} "
         "(a shared machine: other work ran beside it).",
         "Graphs: chains of MatMul (constant 2:4 weight 16x16) -> Add -> Relu with the metadata `sparsekit export` writes. "
         "`build` is the kit's `onnxruntime` backend build (TensorRT is not installed on this machine): ONNX checks, ONNX Runtime's "

@@ -88,11 +88,12 @@ def _loss(p: dict) -> float:
 
 
 def render_markdown(report: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     from sparsekit.plan.report import render_markdown as plan_markdown
 
     m = report["machine"]
     lines = ["# 2:4 plans: accuracy and expected speed together", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['versions']['torch']}, ModelOpt {m['versions']['nvidia-modelopt']}. CPU only (accuracy); speed is expected, not measured here.",
+             machine_line(m, ('torch', 'nvidia-modelopt')) + " CPU only (accuracy); speed is expected, not measured here.",
              f"Measured speed table: `{H200_TABLE.relative_to(HERE.parent)}` (H200 GEMMs of BERT shapes, fp16). Each model's two plans share their evaluations.", ""]
     for result in report["results"]:
         lines += [f"## {result['task']}: {result['description']}", "", f"Command: `{result.get('command', report['command'])}` ({result.get('seconds', 0) / 60:.1f} min).", ""]

@@ -41,10 +41,11 @@ def _diff(d: dict | None) -> str:
 
 def render_markdown(report: dict) -> str:
     """The rows of ``reconstruct.json`` as a page."""
+    from sparsekit.bench.machine import machine_line
     m = report["machine"]
     lines = [
         "# Block-wise reconstruction of the 2:4 MiniLM (docstrings task)", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['versions']['torch']}. CPU only.",
+        machine_line(m) + " CPU only.",
         f"Command: `{report['command']}`. " + ("Complete." if report["complete"] else "**Incomplete**: the rows measured so far."), "",
         f"Dense recall@1 {report['dense']['recall@1']:.2f} (heldout {report['dense_splits']['heldout']['recall@1']:.2f}, ood {report['dense_splits']['ood']['recall@1']:.2f}). "
         f"Reconstruction: {report['settings']['steps']} steps per encoder layer (6 layers), lr {report['settings']['lr']} (cosine to 0 per layer), "
@@ -57,7 +58,7 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {r['start']} | {r['layers']} | {r['speedup_ideal']:.2f}x | {r['model']} | {r['metrics']['recall@1']:.2f} | {_diff(r['diff'])} | {r['metrics']['fidelity']:.3f} | "
                      f"{_diff(rb.get('heldout', {}).get('diff'))} | {_diff(rb.get('ood', {}).get('diff'))} | {r.get('steps', '')} | {r['wall_s'] / 60:.1f} | {r['cpu_s'] / 60:.1f} |")
     if report.get("reference_rows"):
-        lines += ["", "The accuracy table's rows for the same all-layers start (`benchmarks/results/accuracy.json`): " + "; ".join(f"{k}: {_diff(v)}" for k, v in report["reference_rows"].items()) + "."]
+        lines += ["", "The accuracy table's rows for the same all-layers start (`benchmarks/results/accuracy.json`): " + "; ".join(f"{k}: {_diff(v)}" for k, v in sorted(report["reference_rows"].items())) + "."]
     if report.get("targets"):
         lines += ["", "Targets:", ""] + [f"- {'MET' if ok else 'MISSED'}: {what} ({detail})" for what, ok, detail in report["targets"]]
     return "\n".join(lines) + "\n"

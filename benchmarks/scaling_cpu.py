@@ -156,12 +156,12 @@ def _limit_mib(weight_bytes: int) -> float:
 
 
 def render(results: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     m = results["machine"]
     lines = [
         "# Scaling on CPU: sparsify, export and check from 25 M to 1.1 B parameters",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['versions']['torch']}, ModelOpt {m['versions']['nvidia-modelopt']}, "
-        f"ONNX Runtime {m['versions']['onnxruntime']}. Date: {results['date']}.",
+        machine_line(m, ('torch', 'nvidia-modelopt', 'onnxruntime')) + f" Date: {results['date']}.",
         "Each stage ran in a fresh process (sparsify saves a checkpoint; each export loads it). Peak RSS: the most resident memory "
         "seen (sampled every 20 ms) while the stage ran, with the model resident for sparsify and export. Goal: under 2.5x the fp32 "
         "weight bytes + 2 GiB. Machine load: the 1-minute load average during the stage (mean / max); above 2 (the core count), "

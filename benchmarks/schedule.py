@@ -30,10 +30,11 @@ sys.path.insert(0, str(HERE))
 
 
 def render_markdown(report: dict) -> str:
+    from sparsekit.bench.machine import machine_line
     m = report["machine"]
     lines = [
         "# Distillation schedule of the all-layers 2:4 MiniLM (docstrings task)", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['versions']['torch']}. CPU only.",
+        machine_line(m) + " CPU only.",
         f"Command: `{report['command']}`. " + ("Complete." if report["complete"] else "**Incomplete**: the epochs measured so far."), "",
         f"Start: 2:4 SparseGPT+perm one-shot on all {report['sparsified_layers']} layers (recall@1 {report['one_shot']['recall@1']:.1f}, fidelity {report['one_shot']['fidelity']:.3f}); "
         f"dense recall@1 {report['dense']['recall@1']:.1f}. Distillation: {report['settings']}.", "",

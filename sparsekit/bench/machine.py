@@ -45,5 +45,17 @@ def machine_facts(gpu: bool = False) -> dict:
     }
 
 
+LIBRARY_NAMES = {"torch": "torch", "nvidia-modelopt": "ModelOpt", "onnx": "onnx", "onnxruntime": "ONNX Runtime"}
+"""Package -> the name a results page gives it."""
+
+
+def machine_line(facts: dict, libraries: tuple[str, ...] = ("torch",)) -> str:
+    """A results page's machine sentence from :func:`machine_facts`: ``Machine: CPU, N cores, M GiB;``
+    then ``library version`` for each of ``libraries`` (package names), ending with a full stop."""
+    versions = facts.get("versions", {})
+    named = ", ".join(f"{LIBRARY_NAMES.get(p, p)} {versions.get(p)}" for p in libraries)
+    return f"Machine: {facts.get('cpu')}, {facts.get('cores')} cores, {facts.get('memory_gib')} GiB; {named}."
+
+
 def _gpus() -> list[dict]:
     return [g.to_dict() for g in list_gpus()]
