@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ TOP_K = 16
 """Tokens per position kept of a causal LM's evaluation outputs (the reference for KL)."""
 SHUFFLE_BUFFER = 4096
 """Items held at once to shuffle the training stream."""
+LENGTH_BUCKET = 50
+"""Text training: batches' worth of shuffled items sorted by length together, so a batch pads to
+about its own texts' length instead of the longest of a random draw."""
 
 
 def model_family(model) -> str:
@@ -73,7 +76,14 @@ def _output(value) -> torch.Tensor:
 
 class _Epoch:
     """One epoch's training batches, streamed: items pass a seeded shuffle buffer and are made into
-    inputs a batch at a time (the same epoch gives the same batches)."""
+    inputs a batch at a time (the same epoch gives the same batches).
+
+    Text is grouped by length: every :data:`LENGTH_BUCKET` batches' worth of shuffled items is
+    sorted by characters (text plus a classifier's second text), cut into batches, and the batches
+    are yielded in a shuffled order, so each batch pads to about its own texts' length (on
+    paragraphs of mixed length, several times fewer padded positions). Images, audio and tensors
+    have one size and keep the shuffled order.
+    """
 
     def __init__(self, task: "DataTask", batch_size: int, seed: int, epoch: int) -> None:
         self.task, self.batch_size, self.seed, self.epoch = task, batch_size, seed, epoch
@@ -96,14 +106,30 @@ class _Epoch:
         for i in rng.permutation(len(buffer)):
             yield buffer[i]
 
-    def __iter__(self):
-        chunk: list[tuple[int, dict]] = []
+    def _groups(self) -> Iterator[list[tuple[int, dict]]]:
+        """The epoch's batches of ``(index, item)``, grouped by length where the inputs are text."""
+        length = self.task.text_length
+        span = self.batch_size * (LENGTH_BUCKET if length is not None else 1)
+        rng = np.random.default_rng([self.seed, self.task.data.config.split_seed, self.epoch, 1])
+        bucket: list[tuple[int, dict]] = []
+
+        def cut() -> Iterator[list[tuple[int, dict]]]:
+            if length is not None:
+                bucket.sort(key=lambda pair: length(pair[1]))
+            batches = [bucket[i : i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
+            for i in rng.permutation(len(batches)) if length is not None else range(len(batches)):
+                yield batches[i]
+
         for pair in self._items():
-            chunk.append(pair)
-            if len(chunk) == self.batch_size:
-                yield self.task.make_batch(*_split(chunk))
-                chunk = []
-        if chunk:
+            bucket.append(pair)
+            if len(bucket) == span:
+                yield from cut()
+                bucket = []
+        if bucket:
+            yield from cut()
+
+    def __iter__(self):
+        for chunk in self._groups():
             yield self.task.make_batch(*_split(chunk))
 
     def __getitem__(self, index):
@@ -163,6 +189,15 @@ class DataTask(Task):
             log.info("data '%s': labels are not used by a %s model (distillation and fidelity only)", self.data.name, self.family)
 
     # ---- data ----------------------------------------------------------------------------------
+
+    @property
+    def text_length(self) -> Callable[[dict], int] | None:
+        """An item's text length in characters (what training batches are grouped by), or None
+        when the inputs are not tokenized text."""
+        if self.pre.how != "tokenizer":
+            return None
+        text, second = self.data.config.text_column, self.config.pair_column if self.family == "classifier" else None
+        return lambda item: len(str(item.get(text) or "")) + (len(str(item.get(second) or "")) if second else 0)
 
     def make_batch(self, items: list[dict], indices: list[int] | None = None) -> tuple[tuple, Any]:
         """``(inputs, labels [B] int64 or None)`` of ``items`` (the source's items ``indices``,

@@ -275,3 +275,41 @@ def test_feature_distillation_on_your_data_matches_the_blocks_of_the_main_stack(
     with_features = finetune_stage_(loaded, task, FinetuneConfig(epochs=1, lr=1e-3, batch_size=16, features=True), teacher)
     assert with_features.report.steps == plain.report.steps
     assert with_features.report.epoch_loss != plain.report.epoch_loss  # the feature losses are part of what it trained on
+
+
+def test_text_training_batches_are_grouped_by_length_and_still_cover_every_item_once(tmp_path, digits_files):
+    import random
+
+    import torch
+
+    from sparsekit.tasks.data_task import LENGTH_BUCKET, _Epoch
+
+    words = files.docstrings_text(tmp_path / "t.txt", 100).read_text().split()
+    rng = random.Random(0)
+    rows = [{"split": "train", "text": " ".join(rng.choices(words, k=rng.choice((2, 4, 8, 50))))} for _ in range(LENGTH_BUCKET * 8 + 37)]
+    rows += [{"split": "eval", "text": q, "document": d} for q, d in files.docstring_pairs(8)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = load_model(f"hf:{_tiny_bert(tmp_path / 'bert', tmp_path / 't.txt')}")
+    task = make_data_task(loaded, DataConfig(source=str(path), split_column="split", pair_column="document", max_length=60))
+    epoch = _Epoch(task, 8, 0, 0)
+    groups = [[i for i, _ in g] for g in epoch._groups()]
+    assert sorted(i for g in groups for i in g) == sorted(i for i, _ in task.data.items("train")) and len(groups) == len(epoch)
+    assert groups == [[i for i, _ in g] for g in _Epoch(task, 8, 0, 0)._groups()], "an epoch's batches are reproducible (resume)"
+    assert groups != [[i for i, _ in g] for g in _Epoch(task, 8, 0, 1)._groups()], "epochs differ"
+
+    at = task.pre.names.index("attention_mask")
+
+    def padded(batches) -> int:
+        return sum(int(inputs[at].numel() - inputs[at].sum()) for inputs, _ in batches)
+
+    stream = [pair for pair in epoch._items()]
+    random_batches = [task.make_batch([item for _, item in stream[i : i + 8]], [j for j, _ in stream[i : i + 8]]) for i in range(0, len(stream), 8)]
+    grouped, drawn = padded(list(epoch)), padded(random_batches)
+    assert grouped < drawn / 3, (grouped, drawn)
+    assert all(isinstance(t, torch.Tensor) for t in list(epoch)[0][0])
+
+    images = make_data_task(_zoo_cnn(), DataConfig(source=str(digits_files["csv"])))
+    assert images.text_length is None
+    shuffled = [i for i, _ in _Epoch(images, 32, 0, 0)._items()]
+    assert [i for g in _Epoch(images, 32, 0, 0)._groups() for i, _ in g] == shuffled, "fixed-size inputs keep the shuffled order"
