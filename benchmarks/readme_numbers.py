@@ -217,6 +217,8 @@ def reconstruct_paragraph(doc: dict) -> str:
         mine = [r for r in rows if r["start"] == start]
         steps = "; ".join(f"{r['model']} {_ci(r['diff'])} (fidelity {r['metrics']['fidelity']:.3f}" + (f", {r['cpu_s'] / 60:.0f} CPU min" if r["model"] != "one-shot" else "") + ")" for r in mine)
         lines.append(f"- {start}, {mine[0]['layers']} layers 2:4, ideal bound {mine[0]['speedup_ideal']:.2f}x: {steps}.")
+    if doc.get("reference_rows"):
+        lines.append("- The accuracy table's rows from the same all-layers start (no reconstruction): " + "; ".join(f"{name.removeprefix('2:4 ')} {_ci(d)}" for name, d in sorted(doc["reference_rows"].items())) + ".")
     lines += [f"- Target {'met' if ok else 'missed'}: {what} ({detail})." for what, ok, detail in doc.get("targets", [])]
     return "\n".join(lines) + "\n"
 

@@ -9,16 +9,17 @@ and training on the broad text), with the accuracy table's settings (``benchmark
   steps) from the reconstructed model, so it compares at equal steps with the table's distilled row;
 - ``point N``: point N of the committed plan (``benchmarks/results/plan.json``, docstrings, ideal
   speed), i.e. its 2:4 layer list, SparseGPT without permutation as the plan evaluates it;
-  reconstructed (no distillation).
+  reconstructed, then with ``--distill-points E`` distilled for E epochs from the reconstructed
+  model (what ``sparsekit plan --reconstruct-steps`` does at its frontier points).
 
 Reconstruction (:func:`sparsekit.recover.reconstruct.reconstruct_blocks_`): each of the six encoder
 layers in turn, fed the 2:4 model's own hidden state, is trained (masks fixed) to reproduce the
 dense layer's output, on ``--samples`` calibration texts of the broad corpus. Every model is also
 evaluated on ``heldout`` and ``ood``. Wall and process CPU seconds are recorded per step.
 
-Usage: python benchmarks/reconstruct.py [--points 1 3] [--steps 150] [--lr 2e-4] [--samples 512]
-       [--distill-epochs 3] [--out benchmarks/results]
-Results: ``<out>/reconstruct.{json,md}``, rewritten after every model.
+Usage: python benchmarks/reconstruct.py [--points 1 3] [--no-all] [--steps 150] [--lr 2e-4] [--samples 512]
+       [--distill-epochs 3] [--distill-points 0] [--name reconstruct] [--out benchmarks/results]
+Results: ``<out>/<name>.{json,md}``, rewritten after every model.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=2e-4, help="reconstruction peak learning rate")
     parser.add_argument("--samples", type=int, default=512, help="calibration samples the reconstruction trains on")
     parser.add_argument("--distill-epochs", type=int, default=3, help="epochs of distillation after reconstructing the all-layers start (0: none)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for reconstruct.{json,md}")
+    parser.add_argument("--distill-points", type=int, default=0, help="epochs of distillation after reconstructing each plan point (0: none)")
+    parser.add_argument("--name", default="reconstruct", help="file name of the results, without suffix (default reconstruct)")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for <name>.{json,md}")
     args = parser.parse_args(argv)
 
     import torch
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
     report = {
         "machine": machine_facts(), "command": command, "complete": False, "dense": {k: round(v, 4) for k, v in dense.metrics.items()},
         "dense_splits": {k: {m: round(v, 4) for m, v in r.metrics.items()} for k, r in dense_splits.items()},
-        "settings": {"steps": args.steps, "lr": args.lr, "samples": args.samples, "distill_epochs": args.distill_epochs, "ft_lr": s.ft_lr, "batch": s.batch, "calib_samples": s.calib_samples, "permute_sweeps": s.permute_sweeps},
+        "settings": {"steps": args.steps, "lr": args.lr, "samples": args.samples, "distill_epochs": args.distill_epochs, "distill_points_epochs": args.distill_points, "ft_lr": s.ft_lr, "batch": s.batch, "calib_samples": s.calib_samples, "permute_sweeps": s.permute_sweeps},
         "reference_rows": {r["name"]: r["diff"] for r in accuracy["rows"] if r["name"].startswith(("2:4 sparsegpt+perm one-shot", "2:4 sparsegpt+perm + fine-tune w/ distillation, broad text, fixed"))},
         "rows": [],
     }
@@ -119,8 +122,8 @@ def main(argv=None) -> int:
 
     def write() -> None:
         report["targets"] = targets(report["rows"])
-        write_json_atomic(args.out / "reconstruct.json", report)
-        write_text_atomic(args.out / "reconstruct.md", render_markdown(report))
+        write_json_atomic(args.out / f"{args.name}.json", report)
+        write_text_atomic(args.out / f"{args.name}.md", render_markdown(report))
 
     def add(start: str, layers: int, speedup: float, model_name: str, model, clock: tuple[float, float], **extra) -> None:
         result = task.evaluate(model, dense)
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
         return reconstruct_blocks_(model, dense_model, task.feature_layers(model), rec_batches, args.steps, args.lr).to_dict()
 
     starts = ([("all 2:4, SparseGPT+perm", None)] if args.all else []) + [(f"plan point {i}", plan["points"][i]) for i in args.points]
-    to_distill = None
+    to_distill = []
     for start, point in starts:
         clock = (time.perf_counter(), time.process_time())
         if point is None:
@@ -152,14 +155,14 @@ def main(argv=None) -> int:
         clock = (time.perf_counter(), time.process_time())
         rec = reconstruct(model)
         add(start, layers, speedup, "reconstructed", model, clock, steps=rec["steps"], blocks=rec["blocks"])
-        if point is None and args.distill_epochs:
-            to_distill = (start, layers, speedup, model)
-    if to_distill is not None:  # last: the longest row
-        start, layers, speedup, model = to_distill
+        epochs = args.distill_epochs if point is None else args.distill_points
+        if epochs:
+            to_distill.append((start, layers, speedup, model, epochs))
+    for start, layers, speedup, model, epochs in to_distill:  # last: the longest rows
         clock = (time.perf_counter(), time.process_time())
-        student, ft = finetune_on_task_(model, task, TrainingConfig(epochs=args.distill_epochs, lr=s.ft_lr, weight_decay=0.01), s.batch, teacher=dense_model,
+        student, ft = finetune_on_task_(model, task, TrainingConfig(epochs=epochs, lr=s.ft_lr, weight_decay=0.01), s.batch, teacher=dense_model,
                                         distill=DistillConfig(features=s.features, student_loss_weight=s.student_loss_weight))
-        add(start, layers, speedup, f"reconstructed + distilled {args.distill_epochs} epochs", student, clock, steps=ft.steps)
+        add(start, layers, speedup, f"reconstructed + distilled {epochs} epoch{'s' if epochs != 1 else ''}", student, clock, steps=ft.steps)
     report["complete"] = True
     write()
     print(render_markdown(report))

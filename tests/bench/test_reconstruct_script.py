@@ -36,3 +36,12 @@ def test_the_page_lists_every_row_and_the_target():
               "targets": script.targets(rows)}
     page = script.render_markdown(report)
     assert page.count("| all |") == 2 and "-1.90 [-3.20, -0.60]" in page and "MISSED" in page
+
+
+def test_the_committed_page_renders_from_the_committed_json():
+    import json
+
+    result = ROOT / "benchmarks" / "results" / "reconstruct.json"
+    report = json.loads(result.read_text(encoding="utf-8"))
+    assert report["complete"] and any("distilled" in r["model"] for r in report["rows"])
+    assert script.render_markdown(report) == result.with_suffix(".md").read_text(encoding="utf-8")
