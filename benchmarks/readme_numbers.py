@@ -223,6 +223,27 @@ def reconstruct_paragraph(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+RECONSTRUCT_POINTS = ROOT / "benchmarks" / "results" / "reconstruct_points_distilled.json"
+
+
+def points_distilled_sentence(doc: dict) -> str:
+    """The plan's points reconstructed, then distilled (as ``plan --reconstruct-steps`` does), as the README states it."""
+    pairs = []
+    for start in dict.fromkeys(r["start"] for r in doc["rows"]):
+        mine = {r["model"]: r for r in doc["rows"] if r["start"] == start}
+        after = next((r for m, r in mine.items() if "distilled" in m), None)
+        if "reconstructed" in mine and after is not None:
+            pairs.append((start, mine["reconstructed"], after))
+    fid_up = all(b["metrics"]["fidelity"] > a["metrics"]["fidelity"] for _, a, b in pairs)
+    rec_down = all(b["diff"]["diff"] < a["diff"]["diff"] for _, a, b in pairs)
+    verdict = ("fidelity rose and recall@1 fell at every point (the loss matches outputs, not the retrieval ranking); a plan point keeps the better of its models (`best`)"
+               if fid_up and rec_down else "fidelity and recall@1 did not move apart at every point")
+    steps = pairs[0][2].get("steps") if pairs else None
+    return (f"Distilling the reconstructed points ({steps} steps from the reconstructed model, as `plan --reconstruct-steps` does; `benchmarks/results/reconstruct_points_distilled.md`): "
+            + "; ".join(f"{start} fidelity {a['metrics']['fidelity']:.3f} -> {b['metrics']['fidelity']:.3f}, recall@1 {_ci(a['diff'])} -> {_ci(b['diff'])}" for start, a, b in pairs)
+            + f". So {verdict}.\n")
+
+
 OWN_DATA = ROOT / "benchmarks" / "results" / "own_data.json"
 
 
@@ -244,7 +265,8 @@ def own_data_sentence(doc: dict) -> str:
 
 
 BLOCKS = {"h200": (H200, h200_paragraph), "accuracy": (ACCURACY, accuracy_paragraph), "plan": (PLAN, plan_paragraph), "schedule": (SCHEDULE, schedule_sentence),
-          "reconstruct": (RECONSTRUCT, reconstruct_paragraph), "learned": (LEARNED, learned_sentence), "own_data": (OWN_DATA, own_data_sentence)}
+          "reconstruct": (RECONSTRUCT, reconstruct_paragraph), "learned": (LEARNED, learned_sentence), "own_data": (OWN_DATA, own_data_sentence),
+          "points_distilled": (RECONSTRUCT_POINTS, points_distilled_sentence)}
 """Block name -> (results file, renderer)."""
 
 

@@ -58,7 +58,7 @@ def render_markdown(report: dict) -> str:
         rb = r.get("robustness", {})
         lines.append(f"| {r['start']} | {r['layers']} | {r['speedup_ideal']:.2f}x | {r['model']} | {r['metrics']['recall@1']:.2f} | {_diff(r['diff'])} | {r['metrics']['fidelity']:.3f} | "
                      f"{_diff(rb.get('heldout', {}).get('diff'))} | {_diff(rb.get('ood', {}).get('diff'))} | {r.get('steps', '')} | {r['wall_s'] / 60:.1f} | {r['cpu_s'] / 60:.1f} |")
-    if report.get("reference_rows"):
+    if report.get("reference_rows") and any(r["start"].startswith("all") for r in report["rows"]):
         lines += ["", "The accuracy table's rows for the same all-layers start (`benchmarks/results/accuracy.json`): " + "; ".join(f"{k}: {_diff(v)}" for k, v in sorted(report["reference_rows"].items())) + "."]
     if report.get("targets"):
         lines += ["", "Targets:", ""] + [f"- {'MET' if ok else 'MISSED'}: {what} ({detail})" for what, ok, detail in report["targets"]]

@@ -107,3 +107,14 @@ def test_a_changed_own_data_result_changes_the_readme_sentence():
     after = readme_numbers.own_data_sentence(changed)
     assert before != after and "-9.0 [-10.5, -7.5]" in after
     assert f"Outside the built-in row's 95% interval: {last['row']}." in after
+
+
+def test_a_changed_points_distilled_result_changes_the_readme_sentence():
+    doc = json.loads(readme_numbers.RECONSTRUCT_POINTS.read_text(encoding="utf-8"))
+    before = readme_numbers.points_distilled_sentence(doc)
+    changed = copy.deepcopy(doc)
+    for row in changed["rows"]:
+        if "distilled" in row["model"]:
+            row["metrics"]["fidelity"] = 0.5
+    after = readme_numbers.points_distilled_sentence(changed)
+    assert before != after and "-> 0.500" in after and "did not move apart" in after
