@@ -31,11 +31,11 @@ difference, and whether the generic row's paired difference to its dense model l
 built-in row's 95% interval of the same difference. The dense rows are paired item by item: the
 built-in task's dense evaluation is run here again on the same 2,000 pairs.
 
-Time: 41 minutes alone on the 2-core development machine (dense and the built-in dense a minute,
-each one-shot about 5 minutes, the distillation's 813 steps 28 minutes at 2.1 s a step, about the
-built-in task's 2.5). Sharing the two cores with other benchmarks makes it several times slower (a
-run beside two others had not finished its distillation after two hours): run it alone. It prints
-a line every 25 fine-tuning steps.
+Time: 16 minutes alone on the 2-core development machine (dense and the built-in dense a minute,
+each one-shot under a minute, the distillation's 813 steps 13 minutes at 0.98 s a step; before
+the generic path grouped text batches by length it took 2.1 s a step, the built-in task 0.78).
+Sharing the two cores with other benchmarks makes it several times slower: run it alone. It
+prints a line every 25 fine-tuning steps.
 
 Usage: python benchmarks/own_data.py [--quick] [--out DIR] [--work DIR]
 Results: ``<out>/own_data.{json,md}`` (default ``benchmarks/results``; with ``--quick``, a folder
