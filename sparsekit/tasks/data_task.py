@@ -78,11 +78,12 @@ class _Epoch:
     """One epoch's training batches, streamed: items pass a seeded shuffle buffer and are made into
     inputs a batch at a time (the same epoch gives the same batches).
 
-    Text is grouped by length: every :data:`LENGTH_BUCKET` batches' worth of shuffled items is
-    sorted by characters (text plus a classifier's second text), cut into batches, and the batches
-    are yielded in a shuffled order, so each batch pads to about its own texts' length (on
-    paragraphs of mixed length, several times fewer padded positions). Images, audio and tensors
-    have one size and keep the shuffled order.
+    Text is grouped by length: every :data:`LENGTH_BUCKET` batches' worth of shuffled items (fewer
+    where that would hold more than :data:`SHUFFLE_BUFFER` items) is sorted by characters (text
+    plus a classifier's second text), cut into batches, and the batches are yielded in a shuffled
+    order, so each batch pads to about its own texts' length (on paragraphs of mixed length,
+    several times fewer padded positions). Images, audio and tensors have one size and keep the
+    shuffled order.
     """
 
     def __init__(self, task: "DataTask", batch_size: int, seed: int, epoch: int) -> None:
@@ -109,7 +110,8 @@ class _Epoch:
     def _groups(self) -> Iterator[list[tuple[int, dict]]]:
         """The epoch's batches of ``(index, item)``, grouped by length where the inputs are text."""
         length = self.task.text_length
-        span = self.batch_size * (LENGTH_BUCKET if length is not None else 1)
+        # at most LENGTH_BUCKET batches, and no more items held than the shuffle buffer (or one batch)
+        span = self.batch_size * (max(1, min(LENGTH_BUCKET, SHUFFLE_BUFFER // self.batch_size)) if length is not None else 1)
         rng = np.random.default_rng([self.seed, self.task.data.config.split_seed, self.epoch, 1])
         bucket: list[tuple[int, dict]] = []
 
