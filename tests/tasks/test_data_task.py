@@ -309,6 +309,17 @@ def test_text_training_batches_are_grouped_by_length_and_still_cover_every_item_
     assert grouped < drawn / 3, (grouped, drawn)
     assert all(isinstance(t, torch.Tensor) for t in list(epoch)[0][0])
 
+    import sparsekit.tasks.data_task as data_task
+
+    held = data_task.SHUFFLE_BUFFER
+    try:  # a batch size near the buffer: each sorted run holds at most the buffer's items
+        data_task.SHUFFLE_BUFFER = 16
+        stream = [i for i, _ in _Epoch(task, 8, 0, 0)._items()]
+        runs = [[i for i, _ in g] for g in _Epoch(task, 8, 0, 0)._groups()]
+        assert all(set(runs[k] + runs[k + 1]) == set(stream[8 * k : 8 * k + 16]) for k in range(0, len(runs) - 1, 2))
+    finally:
+        data_task.SHUFFLE_BUFFER = held
+
     images = make_data_task(_zoo_cnn(), DataConfig(source=str(digits_files["csv"])))
     assert images.text_length is None
     shuffled = [i for i, _ in _Epoch(images, 32, 0, 0)._items()]
