@@ -110,25 +110,17 @@ class _Epoch:
     def _groups(self) -> Iterator[list[tuple[int, dict]]]:
         """The epoch's batches of ``(index, item)``, grouped by length where the inputs are text."""
         length = self.task.text_length
-        # at most LENGTH_BUCKET batches, and no more items held than the shuffle buffer (or one batch)
-        span = self.batch_size * (max(1, min(LENGTH_BUCKET, SHUFFLE_BUFFER // self.batch_size)) if length is not None else 1)
+        if length is None:
+            yield from _runs(self._items(), self.batch_size)
+            return
+        # at most LENGTH_BUCKET batches sorted together, and no more items held than the shuffle buffer (or one batch)
+        span = self.batch_size * max(1, min(LENGTH_BUCKET, SHUFFLE_BUFFER // self.batch_size))
         rng = np.random.default_rng([self.seed, self.task.data.config.split_seed, self.epoch, 1])
-        bucket: list[tuple[int, dict]] = []
-
-        def cut() -> Iterator[list[tuple[int, dict]]]:
-            if length is not None:
-                bucket.sort(key=lambda pair: length(pair[1]))
-            batches = [bucket[i : i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
-            for i in rng.permutation(len(batches)) if length is not None else range(len(batches)):
+        for run in _runs(self._items(), span):
+            run.sort(key=lambda pair: length(pair[1]))
+            batches = list(_runs(iter(run), self.batch_size))
+            for i in rng.permutation(len(batches)):
                 yield batches[i]
-
-        for pair in self._items():
-            bucket.append(pair)
-            if len(bucket) == span:
-                yield from cut()
-                bucket = []
-        if bucket:
-            yield from cut()
 
     def __iter__(self):
         for chunk in self._groups():
@@ -143,6 +135,18 @@ class _Epoch:
         if not found:
             raise IndexError(index)
         return found[0]
+
+
+def _runs(pairs: Iterator[tuple[int, dict]], size: int) -> Iterator[list[tuple[int, dict]]]:
+    """``pairs`` in consecutive lists of ``size`` (the last may be shorter)."""
+    run: list[tuple[int, dict]] = []
+    for pair in pairs:
+        run.append(pair)
+        if len(run) == size:
+            yield run
+            run = []
+    if run:
+        yield run
 
 
 def _split(pairs: list[tuple[int, dict]]) -> tuple[list[dict], list[int]]:
